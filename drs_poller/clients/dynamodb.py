@@ -1,0 +1,163 @@
+"""DynamoDB adapter: the StatusIndex query, consistent reads, and fenced writes.
+
+Every write is one UpdateItem conditioned on ``Status = POLLING AND Waves = <the
+Waves that were read>``. DynamoDB compares lists and maps by value, so any change
+by any writer since the read (the initiator's job ids for a later wave, a peer's
+transition, a CANCELLED) fails the condition instead of being overwritten; and a
+deleted item is never recreated. ``ReturnValuesOnConditionCheckFailure=ALL_OLD``
+hands back the current item, so a lost race costs no extra read. Each write also
+stores a fresh ``PollerWriteId``: when a write's response was lost and the retry
+finds its own id in the item, the write had landed and counts as a success.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from drs_poller.core.models import ExecutionStatus
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
+    from drs_poller.clients.aws import ClientPool
+    from drs_poller.clients.calling import Caller
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+WRITE_ID = "PollerWriteId"
+REVISION = "PollerRevision"
+CONDITION_FAILED = frozenset({"ConditionalCheckFailedException"})
+
+
+def to_python(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def to_wire(value: Any) -> dict[str, Any]:
+    wire: dict[str, Any] = _serializer.serialize(value)
+    return wire
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    applied: bool
+    item: dict[str, Any] | None  # after the write when applied; else the current item (None: gone)
+
+
+class ExecutionStore:
+    def __init__(
+        self,
+        *,
+        clients: ClientPool,
+        caller: Caller,
+        region: str,
+        table: str,
+        index: str,
+    ) -> None:
+        self._clients = clients
+        self._caller = caller
+        self._region = region
+        self._table = table
+        self._index = index
+
+    async def _client(self) -> Any:
+        return await self._clients.get("dynamodb", self._region)
+
+    async def query_polling(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every item with ``Status = POLLING``, page by page, from the GSI (never a scan)."""
+        client = await self._client()
+        start_key: dict[str, Any] | None = None
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": self._index,
+                "KeyConditionExpression": "#status = :polling",
+                "ExpressionAttributeNames": {"#status": "Status"},
+                "ExpressionAttributeValues": {":polling": {"S": ExecutionStatus.POLLING.value}},
+            }
+            if start_key:
+                request["ExclusiveStartKey"] = start_key
+            page: dict[str, Any] = await self._caller.call(
+                service="dynamodb",
+                operation="Query",
+                region=self._region,
+                send=functools.partial(client.query, **request),
+            )
+            yield [to_python(item) for item in page.get("Items") or []]
+            start_key = page.get("LastEvaluatedKey")
+            if not start_key:
+                return
+
+    async def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        client = await self._client()
+        result: dict[str, Any] = await self._caller.call(
+            service="dynamodb",
+            operation="GetItem",
+            region=self._region,
+            send=lambda: client.get_item(
+                TableName=self._table, Key=self._key(key), ConsistentRead=True
+            ),
+        )
+        item = result.get("Item")
+        return to_python(item) if item else None
+
+    async def write(
+        self,
+        *,
+        key: tuple[str, str],
+        read: Mapping[str, Any],
+        updates: Mapping[str, Any],
+    ) -> WriteResult:
+        """Apply ``updates`` (top-level attributes) iff the item is still as ``read``."""
+        write_id = uuid.uuid4().hex
+        revision = int(read.get(REVISION) or 0) + 1
+        attributes = {**updates, WRITE_ID: write_id, REVISION: revision}
+        names: dict[str, str] = {"#status": "Status", "#waves": "Waves"}
+        values: dict[str, Any] = {":polling": {"S": ExecutionStatus.POLLING.value}}
+        assignments = []
+        for position, (name, value) in enumerate(attributes.items()):
+            names[f"#a{position}"] = name
+            values[f":v{position}"] = to_wire(value)
+            assignments.append(f"#a{position} = :v{position}")
+        if "Waves" in read:
+            values[":read_waves"] = to_wire(read["Waves"])
+            condition = "#status = :polling AND #waves = :read_waves"
+        else:
+            condition = "#status = :polling AND attribute_not_exists(#waves)"
+        client = await self._client()
+        try:
+            result: dict[str, Any] = await self._caller.call(
+                service="dynamodb",
+                operation="UpdateItem",
+                region=self._region,
+                send=lambda: client.update_item(
+                    TableName=self._table,
+                    Key=self._key(key),
+                    UpdateExpression="SET " + ", ".join(assignments),
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ),
+                expected_errors=CONDITION_FAILED,
+            )
+        except ClientError as error:
+            current: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+            if current is None:
+                return WriteResult(applied=False, item=None)
+            item = to_python(current)
+            # Our own write landed, and its response was lost (a retried attempt).
+            return WriteResult(applied=item.get(WRITE_ID) == write_id, item=item)
+        return WriteResult(applied=True, item=to_python(result.get("Attributes") or {}))
+
+    @staticmethod
+    def _key(key: tuple[str, str]) -> dict[str, Any]:
+        return {"ExecutionId": {"S": key[0]}, "PlanId": {"S": key[1]}}

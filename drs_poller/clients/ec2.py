@@ -1,0 +1,67 @@
+"""EC2 adapter: the private IP, hostname and type of launched recovery instances."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from drs_poller.clients.drs import chunked
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from drs_poller.clients.aws import ClientPool
+    from drs_poller.clients.calling import Caller
+
+# A filter rather than InstanceIds: one unknown id must not fail the whole call.
+INSTANCE_IDS_PER_CALL = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Ec2Instance:
+    instance_id: str
+    private_ip: str | None
+    hostname: str | None
+    instance_type: str | None
+
+
+class Ec2Adapter:
+    def __init__(self, *, clients: ClientPool, caller: Caller) -> None:
+        self._clients = clients
+        self._caller = caller
+
+    async def describe_instances(
+        self, region: str, instance_ids: Collection[str]
+    ) -> dict[str, Ec2Instance]:
+        found: dict[str, Ec2Instance] = {}
+        client = await self._clients.get("ec2", region)
+        for chunk in chunked(instance_ids, INSTANCE_IDS_PER_CALL):
+            token: str | None = None
+            while True:
+                request: dict[str, Any] = {
+                    "Filters": [{"Name": "instance-id", "Values": chunk}],
+                    "MaxResults": 1000,
+                }
+                if token:
+                    request["NextToken"] = token
+                page: dict[str, Any] = await self._caller.call(
+                    service="ec2",
+                    operation="DescribeInstances",
+                    region=region,
+                    send=functools.partial(client.describe_instances, **request),
+                )
+                for reservation in page.get("Reservations") or []:
+                    for instance in reservation.get("Instances") or []:
+                        instance_id = instance.get("InstanceId")
+                        if isinstance(instance_id, str):
+                            found[instance_id] = Ec2Instance(
+                                instance_id=instance_id,
+                                private_ip=instance.get("PrivateIpAddress") or None,
+                                hostname=instance.get("PrivateDnsName") or None,
+                                instance_type=instance.get("InstanceType") or None,
+                            )
+                token = page.get("NextToken") or None
+                if token is None:
+                    break
+        return found

@@ -1,0 +1,91 @@
+"""The dispatcher: sleeps until the earliest execution is due, then hands every
+execution due within the coalescing window to the poller as one batch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+import structlog
+
+if TYPE_CHECKING:
+    from drs_poller.clock import Clock
+    from drs_poller.engine.polling import Poller
+    from drs_poller.engine.state import EngineState
+    from drs_poller.observability.health import Health
+    from drs_poller.observability.metrics import Metrics
+
+log = structlog.get_logger("drs_poller.dispatch")
+
+# The loop turns at least this often, so /healthz sees it alive while idle.
+IDLE_TURN = 1.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        state: EngineState,
+        poller: Poller,
+        metrics: Metrics,
+        health: Health,
+        clock: Clock,
+        coalesce_window: float,
+        max_inflight_batches: int,
+    ) -> None:
+        self.state = state
+        self.poller = poller
+        self.metrics = metrics
+        self.health = health
+        self.clock = clock
+        self.coalesce_window = coalesce_window
+        self.inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_inflight_batches)
+        self._stopping = False
+        self._batches = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        """Stop taking work; batches in flight are left to the daemon's shutdown."""
+        self._stopping = True
+        self.state.wakeup.set()
+
+    async def run(self) -> None:
+        queue, wakeup = self.state.queue, self.state.wakeup
+        while not self._stopping:
+            self.health.beat()
+            now = self.clock.monotonic()
+            next_due = queue.next_due()
+            if next_due is None or next_due > now:
+                wait = IDLE_TURN if next_due is None else min(IDLE_TURN, next_due - now)
+                wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), timeout=wait)
+                continue
+            await self._slots.acquire()
+            if self.stopping:
+                self._slots.release()
+                break
+            batch = queue.pop_due(self.clock.monotonic(), window=self.coalesce_window)
+            if not batch:
+                self._slots.release()
+                continue
+            self._batches += 1
+            task = asyncio.create_task(
+                self.poller.poll_batch(batch), name=f"poll batch {self._batches}"
+            )
+            self.inflight.add(task)
+            self.metrics.inflight_batches.set(len(self.inflight))
+            task.add_done_callback(self._reap)
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        """Release the slot and surface the error of a finished batch (arq's reaping)."""
+        self.inflight.discard(task)
+        self._slots.release()
+        self.metrics.inflight_batches.set(len(self.inflight))
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("poll batch crashed", task=task.get_name(), error=repr(error), exc_info=error)

@@ -1,0 +1,334 @@
+"""The poller: polls one dispatched batch of due executions, then decides and writes back.
+
+A batch is served by one DescribeJobs call per region (plus pages), whatever the
+number of executions and servers in it. Each execution is then decided and
+written back on its own, so one bad execution cannot stop the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import structlog
+
+from drs_poller.clients.calling import AwsCallError
+from drs_poller.core.deciding import (
+    Decision,
+    Policy,
+    decide,
+    instances_to_describe,
+    is_overdue,
+    jobs_to_poll,
+)
+from drs_poller.core.history import epoch
+from drs_poller.core.models import (
+    ExecutionStatus,
+    InstanceDetails,
+    JobLookup,
+    peek_start_time,
+)
+from drs_poller.core.phases import Phase, parse_phase
+from drs_poller.engine.tracking import Tracked, queue_key
+from drs_poller.observability.logs import bind_execution
+
+if TYPE_CHECKING:
+    from drs_poller.clients.drs import DrsAdapter
+    from drs_poller.clients.dynamodb import ExecutionStore
+    from drs_poller.clients.ec2 import Ec2Adapter
+    from drs_poller.clock import Clock
+    from drs_poller.core.scheduling import Due
+    from drs_poller.engine.state import EngineState
+    from drs_poller.observability.metrics import Metrics
+
+log = structlog.get_logger("drs_poller.polling")
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        drs: DrsAdapter,
+        ec2: Ec2Adapter,
+        store: ExecutionStore,
+        state: EngineState,
+        metrics: Metrics,
+        clock: Clock,
+        write_attempts: int,
+        max_concurrent_writes: int,
+    ) -> None:
+        self.drs = drs
+        self.ec2 = ec2
+        self.store = store
+        self.state = state
+        self.metrics = metrics
+        self.clock = clock
+        self.write_attempts = write_attempts
+        self._writes = asyncio.Semaphore(max_concurrent_writes)
+
+    @property
+    def policy(self) -> Policy:
+        return self.state.policy
+
+    async def poll_batch(self, batch: list[Due]) -> None:
+        started = self.clock.monotonic()
+        members: list[Tracked] = []
+        for entry in batch:
+            tracked = self.state.tracked.get(entry.key)
+            if tracked is None or tracked.dropped:
+                continue
+            tracked.in_flight = True
+            members.append(tracked)
+            self.metrics.poll_lateness.observe(max(0.0, started - entry.due))
+        if not members:
+            return
+        self.metrics.dispatch_batch_size.observe(len(members))
+        try:
+            jobs = await self._describe_jobs(members)
+            instances = await self._describe_instances(members, jobs)
+            now = self.clock.time()
+            await asyncio.gather(
+                *(self._settle(t, jobs=jobs, instances=instances, now=now) for t in members)
+            )
+        finally:
+            for tracked in members:
+                self._release(tracked, polled_at=started)
+            self.metrics.last_poll.set(self.clock.time())
+            self.state.refresh_gauges(wall=self.clock.time())
+
+    # --- DRS, batched per region -----------------------------------------------------
+
+    async def _describe_jobs(self, members: list[Tracked]) -> dict[str, JobLookup]:
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for tracked in members:
+            if tracked.execution is not None:
+                for region, job_ids in jobs_to_poll(tracked.execution).items():
+                    wanted[region] |= job_ids
+        jobs: dict[str, JobLookup] = {}
+
+        async def one_region(region: str, job_ids: set[str]) -> None:
+            try:
+                batch = await self.drs.describe_jobs(region, job_ids)
+            except Exception as error:  # noqa: BLE001 - a failed region is reported and skipped
+                log.warning(
+                    "DescribeJobs failed; those jobs are not observed this poll",
+                    region=region,
+                    jobs=len(job_ids),
+                    error=str(error),
+                )
+                return
+            jobs.update(batch.lookups)
+            for job_id, why in batch.invalid.items():
+                self.metrics.execution_errors.labels("invalid_drs_data").inc()
+                log.error(
+                    "DRS returned a job the daemon will not act on",
+                    region=region,
+                    job_id=job_id,
+                    error=why,
+                )
+
+        await asyncio.gather(*(one_region(r, ids) for r, ids in wanted.items()))
+        return jobs
+
+    async def _describe_instances(
+        self, members: list[Tracked], jobs: dict[str, JobLookup]
+    ) -> dict[str, InstanceDetails]:
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for tracked in members:
+            if tracked.execution is not None:
+                for region, ids in instances_to_describe(tracked.execution, jobs).items():
+                    wanted[region] |= ids
+        details: dict[str, InstanceDetails] = {}
+
+        async def one_region(region: str, recovery_ids: set[str]) -> None:
+            # Details are best effort: a failure here is retried on the next poll,
+            # because the item still lacks InstanceId.
+            try:
+                ec2_ids = await self.drs.describe_recovery_instances(region, recovery_ids)
+                for rid, ec2_id in ec2_ids.items():
+                    details[rid] = InstanceDetails(recovery_instance_id=rid, ec2_instance_id=ec2_id)
+                known = {ec2_id for ec2_id in ec2_ids.values() if ec2_id}
+                instances = await self.ec2.describe_instances(region, known) if known else {}
+            except Exception as error:  # noqa: BLE001 - see above
+                log.warning("recovery instance lookup failed", region=region, error=str(error))
+                return
+            for rid, ec2_id in ec2_ids.items():
+                instance = instances.get(ec2_id) if ec2_id else None
+                if instance is not None:
+                    details[rid] = InstanceDetails(
+                        recovery_instance_id=rid,
+                        ec2_instance_id=ec2_id,
+                        private_ip=instance.private_ip,
+                        hostname=instance.hostname,
+                        instance_type=instance.instance_type,
+                    )
+
+        await asyncio.gather(*(one_region(r, ids) for r, ids in wanted.items()))
+        return details
+
+    # --- decide and write back, one execution at a time ------------------------------
+
+    async def _settle(
+        self,
+        tracked: Tracked,
+        *,
+        jobs: dict[str, JobLookup],
+        instances: dict[str, InstanceDetails],
+        now: float,
+    ) -> None:
+        with bind_execution(tracked.execution_id):
+            try:
+                async with self._writes:
+                    outcome = await self._decide_and_write(
+                        tracked, jobs=jobs, instances=instances, now=now
+                    )
+            except AwsCallError as error:
+                outcome = "error"
+                self.metrics.execution_errors.labels(error.kind.value).inc()
+                # The message is complete; a traceback of the retry loop adds nothing.
+                log.error("write-back failed; retried on the next poll", error=str(error))  # noqa: TRY400
+            except Exception:
+                outcome = "error"
+                self.metrics.execution_errors.labels("unexpected").inc()
+                log.exception("poll failed unexpectedly; retried on the next poll")
+            self.metrics.polls.labels(outcome).inc()
+
+    async def _decide_and_write(
+        self,
+        tracked: Tracked,
+        *,
+        jobs: dict[str, JobLookup],
+        instances: dict[str, InstanceDetails],
+        now: float,
+    ) -> str:
+        tracked.polls_since_write += 1
+        for _ in range(self.write_attempts):
+            execution = tracked.execution
+            if execution is None:
+                return await self._settle_malformed(tracked, now=now)
+            self._report_overdue(tracked, now=now)
+            decision = decide(
+                execution,
+                jobs=jobs,
+                instances=instances,
+                now=now,
+                policy=self.policy,
+                polls_since_write=tracked.polls_since_write,
+            )
+            if not decision.writes:
+                return "unchanged"
+            result = await self.store.write(
+                key=tracked.key, read=tracked.item, updates=decision.updates
+            )
+            if result.applied:
+                assert result.item is not None  # noqa: S101 - applied writes return the item
+                tracked.load(result.item)
+                tracked.polls_since_write = 0
+                self.metrics.writes.labels(decision.kind).inc()
+                self._log_changes(decision)
+                if decision.final_status is not None:
+                    self._finalized(tracked, decision, now=now)
+                    return "finalized"
+                return "updated"
+            self.metrics.write_conflicts.inc()
+            current = result.item
+            if current is None or current.get("Status") != ExecutionStatus.POLLING:
+                status = None if current is None else current.get("Status")
+                log.info("execution changed by another writer; leaving it", status=status)
+                self.state.finish(tracked.name, now=self.clock.monotonic())
+                return "gone"
+            log.debug("lost a conditional write; re-deciding from the current item")
+            tracked.load(current)
+        log.warning(
+            "gave up after repeated lost writes; retried on the next poll",
+            attempts=self.write_attempts,
+        )
+        return "conflict"
+
+    async def _settle_malformed(self, tracked: Tracked, *, now: float) -> str:
+        problem = tracked.problem
+        assert problem is not None  # noqa: S101 - execution is None only when malformed
+        if tracked.reported_problem != str(problem):
+            tracked.reported_problem = str(problem)
+            self.metrics.malformed_items.inc()
+            log.error(
+                "malformed execution item; not polled until it is fixed",
+                field=problem.field,
+                problem=problem.problem,
+            )
+        start = peek_start_time(tracked.item)
+        if start is None or now - start < self.policy.max_execution_age:
+            return "error"
+        message = (
+            f"malformed execution item ({problem.field}: {problem.problem}) was not "
+            f"fixed within the maximum execution age of {int(self.policy.max_execution_age)} s"
+        )
+        result = await self.store.write(
+            key=tracked.key,
+            read=tracked.item,
+            updates={"Status": "FAILED", "EndTime": epoch(now), "ErrorMessage": message},
+        )
+        self.state.finish(tracked.name, now=self.clock.monotonic())
+        if result.applied:
+            self.metrics.finalized.labels("UNKNOWN", "FAILED").inc()
+            log.error("ended malformed execution as FAILED", error_message=message)
+            return "finalized"
+        return "gone"
+
+    def _finalized(self, tracked: Tracked, decision: Decision, *, now: float) -> None:
+        execution = tracked.execution
+        kind = execution.execution_type.value if execution else "UNKNOWN"
+        status = decision.final_status or "FAILED"
+        self.metrics.finalized.labels(kind, status).inc()
+        if execution is not None:
+            self.metrics.execution_duration.labels(kind, status).observe(
+                max(0.0, now - execution.start_time)
+            )
+        log.info(
+            "execution finalized",
+            status=status,
+            execution_type=kind,
+            error_message=decision.updates.get("ErrorMessage"),
+        )
+        self.state.finish(tracked.name, now=self.clock.monotonic())
+
+    def _report_overdue(self, tracked: Tracked, *, now: float) -> None:
+        execution = tracked.execution
+        if (
+            execution is not None
+            and not tracked.overdue_reported
+            and is_overdue(execution, now=now, policy=self.policy)
+        ):
+            tracked.overdue_reported = True
+            log.warning(
+                "execution overdue; still polling (DRS stays the source of truth)",
+                age_seconds=round(now - execution.start_time),
+                overdue_after=self.policy.overdue_after,
+            )
+
+    @staticmethod
+    def _log_changes(decision: Decision) -> None:
+        for change in decision.changes:
+            log.info(
+                "server status changed",
+                wave=change.wave,
+                source_server_id=change.source_server_id,
+                old_status=change.old_status,
+                new_status=change.new_status,
+                error=change.error,
+            )
+
+    def _release(self, tracked: Tracked, *, polled_at: float) -> None:
+        """Reschedule from when the poll started, so a slow poll does not drift the cadence."""
+        tracked.in_flight = False
+        if tracked.dropped:
+            return
+        if tracked.newer_item is not None:
+            newer, tracked.newer_item = tracked.newer_item, None
+            tracked.offer(newer)
+        phase = (
+            parse_phase(tracked.execution.phase) if tracked.execution else None
+        ) or Phase.PENDING
+        interval = self.policy.intervals.of(phase)
+        self.state.queue.schedule(queue_key(*tracked.key), polled_at + interval)

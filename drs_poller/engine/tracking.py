@@ -1,0 +1,68 @@
+"""What the daemon knows about each execution it tracks, between polls.
+
+The item cache is fed by discovery (the StatusIndex projects whole items) and by
+the daemon's own writes (ALL_NEW). A poll decides from the cache; when the cache
+is stale the conditional write fails and hands back the current item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from drs_poller.clients.dynamodb import REVISION
+from drs_poller.core.models import Execution, MalformedItemError, parse_execution
+
+
+def queue_key(execution_id: str, plan_id: str) -> str:
+    return f"{execution_id}\x1f{plan_id}"
+
+
+def key_of(item: dict[str, Any]) -> tuple[str, str] | None:
+    execution_id, plan_id = item.get("ExecutionId"), item.get("PlanId")
+    if isinstance(execution_id, str) and isinstance(plan_id, str):
+        return (execution_id, plan_id)
+    return None
+
+
+@dataclass(slots=True)
+class Tracked:
+    key: tuple[str, str]
+    item: dict[str, Any]
+    execution: Execution | None = None
+    problem: MalformedItemError | None = None
+    reported_problem: str | None = None
+    polls_since_write: int = 0
+    in_flight: bool = False
+    dropped: bool = False
+    overdue_reported: bool = False
+    newer_item: dict[str, Any] | None = None  # offered by discovery while a poll was in flight
+
+    def __post_init__(self) -> None:
+        self.load(self.item)
+
+    @property
+    def execution_id(self) -> str:
+        return self.key[0]
+
+    @property
+    def name(self) -> str:
+        return queue_key(*self.key)
+
+    def load(self, item: dict[str, Any]) -> None:
+        self.item = item
+        try:
+            self.execution, self.problem = parse_execution(item), None
+        except MalformedItemError as problem:
+            self.execution, self.problem = None, problem
+
+    def offer(self, item: dict[str, Any]) -> bool:
+        """Take a copy from discovery unless it is older than what we hold. The GSI is
+        eventually consistent; the daemon's revision counter orders its own writes."""
+        if self.in_flight:
+            self.newer_item = item
+            return False
+        if int(item.get(REVISION) or 0) < int(self.item.get(REVISION) or 0) or item == self.item:
+            return False
+        self.load(item)
+        return True

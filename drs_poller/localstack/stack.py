@@ -1,0 +1,69 @@
+"""An embedded local stack: moto server (DynamoDB, EC2) and the DRS double, on loopback.
+
+moto's in-process ``mock_aws`` does not intercept aiobotocore, so moto runs as a
+real HTTP server in a thread, and the daemon talks to it through its real clients.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aioboto3
+
+from drs_poller.simulator.service import DrsDouble, Faults, serve_drs_double
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from drs_poller.clock import Clock
+
+LOOPBACK = "127.0.0.1"
+FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    moto_url: str
+    drs_url: str
+    drs: DrsDouble
+    region: str
+
+    def session(self, region: str | None = None) -> aioboto3.Session:
+        return aioboto3.Session(**FAKE_CREDENTIALS, region_name=region or self.region)
+
+
+@asynccontextmanager
+async def moto_server() -> AsyncIterator[str]:
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - moto is only needed locally
+
+    # werkzeug logs every request to stderr; the daemon's own logs are what matter here.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@asynccontextmanager
+async def local_stack(
+    *,
+    clock: Clock,
+    region: str = "us-east-1",
+    faults: Faults | None = None,
+    page_size: int | None = None,
+    moto_url: str | None = None,
+) -> AsyncIterator[LocalStack]:
+    """Start the DRS double (and moto server, unless ``moto_url`` names a running one)."""
+    double = DrsDouble(clock=clock, faults=faults, page_size=page_size)
+    async with serve_drs_double(double, host=LOOPBACK, port=0) as drs_url:
+        if moto_url is not None:
+            yield LocalStack(moto_url=moto_url, drs_url=drs_url, drs=double, region=region)
+            return
+        async with moto_server() as url:
+            yield LocalStack(moto_url=url, drs_url=drs_url, drs=double, region=region)

@@ -1,0 +1,219 @@
+"""Prometheus metrics for the poller, on a registry each :class:`Metrics` owns.
+
+A private registry rather than the process-wide default lets tests (and the local
+stack, which may run several pollers in one process) create as many instances as
+they like without "Duplicated timeseries" errors.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+_PREFIX = "drs_poller_"
+
+# Lateness is scheduler slack: well under a second when healthy, tens of seconds when
+# the event loop or the AWS rate limits are saturated.
+LATENESS_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+
+# A drill or recovery runs from a few minutes to half a day.
+EXECUTION_DURATION_BUCKETS = (
+    300.0,
+    600.0,
+    900.0,
+    1200.0,
+    1500.0,
+    1800.0,
+    2400.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    43200.0,
+)
+
+BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("drs-poller")
+    except metadata.PackageNotFoundError:
+        # Running from a source tree that was never installed.
+        return "unknown"
+
+
+class Metrics:
+    """Every metric family the poller exports, registered on :attr:`registry`."""
+
+    def __init__(self, *, version: str | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        GCCollector(registry=reg)
+
+        self.active_executions = Gauge(
+            _PREFIX + "active_executions",
+            "Executions currently tracked by this poller, by execution type and DRS phase.",
+            ["execution_type", "phase"],
+            registry=reg,
+        )
+        self.polls = Counter(
+            _PREFIX + "polls_total",
+            "Polls of a single execution, by what the poll did "
+            "(unchanged, updated, finalized, conflict, gone, error).",
+            ["outcome"],
+            registry=reg,
+        )
+        self.poll_lateness = Histogram(
+            _PREFIX + "poll_lateness_seconds",
+            "Seconds between when a poll was due and when it actually started.",
+            buckets=LATENESS_BUCKETS,
+            registry=reg,
+        )
+        self.aws_calls = Counter(
+            _PREFIX + "aws_calls_total",
+            "AWS API calls, by service, operation, region and outcome "
+            "(success, throttled, error, timeout).",
+            ["service", "operation", "region", "outcome"],
+            registry=reg,
+        )
+        self.aws_call_duration = Histogram(
+            _PREFIX + "aws_call_duration_seconds",
+            "Wall time of one AWS API call attempt, by service and operation.",
+            ["service", "operation"],
+            registry=reg,
+        )
+        self.throttles = Counter(
+            _PREFIX + "throttles_total",
+            "AWS API calls rejected with a throttling error.",
+            ["service", "operation", "region"],
+            registry=reg,
+        )
+        self.aws_retries = Counter(
+            _PREFIX + "aws_retries_total",
+            "AWS API call attempts that were retries of an earlier attempt.",
+            ["service", "operation"],
+            registry=reg,
+        )
+        self.write_conflicts = Counter(
+            _PREFIX + "conditional_write_conflicts_total",
+            "DynamoDB conditional writes lost to another writer (condition check failed).",
+            registry=reg,
+        )
+        self.writes = Counter(
+            _PREFIX + "dynamodb_writes_total",
+            "Successful DynamoDB writes, by kind (state, heartbeat, finalize).",
+            ["kind"],
+            registry=reg,
+        )
+        self.finalized = Counter(
+            _PREFIX + "executions_finalized_total",
+            "Executions driven to a final status, by execution type and final status.",
+            ["execution_type", "status"],
+            registry=reg,
+        )
+        self.overdue = Gauge(
+            _PREFIX + "overdue_executions",
+            "Tracked executions whose next poll is past due.",
+            registry=reg,
+        )
+        self.execution_duration = Histogram(
+            _PREFIX + "execution_duration_seconds",
+            "Seconds from start to final status of finalized executions.",
+            ["execution_type", "status"],
+            buckets=EXECUTION_DURATION_BUCKETS,
+            registry=reg,
+        )
+        self.malformed_items = Counter(
+            _PREFIX + "malformed_items_total",
+            "DynamoDB items skipped because they could not be parsed.",
+            registry=reg,
+        )
+        self.execution_errors = Counter(
+            _PREFIX + "execution_errors_total",
+            "Errors while handling one execution, by kind (permanent, unexpected).",
+            ["kind"],
+            registry=reg,
+        )
+        self.discoveries = Counter(
+            _PREFIX + "discoveries_total",
+            "Discovery passes over the table for executions to track, by outcome.",
+            ["outcome"],
+            registry=reg,
+        )
+        self.last_discovery = Gauge(
+            _PREFIX + "last_discovery_timestamp_seconds",
+            "Unix time of the last successful discovery pass.",
+            registry=reg,
+        )
+        self.last_poll = Gauge(
+            _PREFIX + "last_poll_timestamp_seconds",
+            "Unix time of the last completed poll of any execution.",
+            registry=reg,
+        )
+        self.dispatch_batch_size = Histogram(
+            _PREFIX + "dispatch_batch_size",
+            "Executions per dispatched poll batch.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=reg,
+        )
+        self.inflight_batches = Gauge(
+            _PREFIX + "inflight_batches",
+            "Poll batches dispatched and not yet completed.",
+            registry=reg,
+        )
+        self.build_info = Gauge(
+            _PREFIX + "build_info",
+            "Always 1; the version label carries the running drs-poller version.",
+            ["version"],
+            registry=reg,
+        )
+        self.build_info.labels(version=version or _package_version()).set(1)
+
+        # Every (execution_type, phase) pair ever set, so set_active can zero the ones
+        # that disappear instead of leaving their last count frozen in place.
+        self._active_keys: set[tuple[str, str]] = set()
+
+    def set_active(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Replace the active-execution gauge with ``counts`` keyed by (type, phase)."""
+        for key in self._active_keys - counts.keys():
+            self.active_executions.labels(execution_type=key[0], phase=key[1]).set(0)
+        for (execution_type, phase), count in counts.items():
+            self.active_executions.labels(execution_type=execution_type, phase=phase).set(count)
+        self._active_keys.update(counts.keys())
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of this registry and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,248 @@
+"""Every setting of the daemon, read once from ``DRS_POLLER_*`` environment variables.
+
+The model is built in ``main`` and passed down; nothing imports a global settings
+object. Each field says what it means, its unit and its valid range; a bad value
+stops start-up with a message that names the environment variable.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "DRS_POLLER_"
+
+
+class SettingsError(Exception):
+    """Start-up configuration is invalid; the message names each bad variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # --- where the work is ---------------------------------------------------
+    table_name: str = Field(
+        min_length=3,
+        max_length=255,
+        pattern=r"^[a-zA-Z0-9_.-]+$",
+        description="Execution-history DynamoDB table (required).",
+    )
+    status_index: str = Field(
+        default="StatusIndex",
+        min_length=3,
+        max_length=255,
+        description="The GSI on Status/StartTime through which POLLING executions are found.",
+    )
+    dynamodb_endpoint_url: str | None = Field(
+        default=None, description="DynamoDB endpoint override (local stacks). Unset: AWS."
+    )
+    drs_endpoint_url: str | None = Field(
+        default=None, description="DRS endpoint override for every region (local stacks)."
+    )
+    ec2_endpoint_url: str | None = Field(
+        default=None, description="EC2 endpoint override for every region (local stacks)."
+    )
+
+    # --- schedule ------------------------------------------------------------
+    interval_pending: float = Field(
+        default=45.0, gt=0, le=3600, description="Seconds between polls in phase PENDING."
+    )
+    interval_started: float = Field(
+        default=15.0, gt=0, le=3600, description="Seconds between polls in phase STARTED."
+    )
+    interval_in_progress: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds between polls in phase IN_PROGRESS."
+    )
+    interval_post_launch: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds between polls in phase POST_LAUNCH (RECOVERY, launched, actions running)."
+        ),
+    )
+    discovery_interval: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds between StatusIndex queries."
+    )
+    coalesce_window: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description=(
+            "Seconds. Executions due within this window of the first due one are polled "
+            "together (early, never late), so one DescribeJobs call per region serves them all."
+        ),
+    )
+    heartbeat_interval: float = Field(
+        default=300.0,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds. When a poll changes nothing, LastPolledTime is still written at most this "
+            "often, so a reader can tell a quiet execution from an abandoned one."
+        ),
+    )
+
+    # --- completion ----------------------------------------------------------
+    overdue_after: float = Field(
+        default=1800.0,
+        gt=0,
+        le=7 * 86400,
+        description=(
+            "Seconds from StartTime before an execution is reported overdue (never failed for it)."
+        ),
+    )
+    post_launch_grace: float = Field(
+        default=600.0,
+        ge=0,
+        le=86400,
+        description=(
+            "Seconds a launched RECOVERY server may show no action"
+            " runs before it counts as NOT_CONFIGURED."
+        ),
+    )
+    max_execution_age: float = Field(
+        default=43200.0,
+        gt=0,
+        le=30 * 86400,
+        description=(
+            "Seconds from StartTime after which an execution that cannot finish is ended as FAILED."
+        ),
+    )
+    unknown_job_max_polls: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description=(
+            "Consecutive polls in which DRS does not know a server's job before the server fails."
+        ),
+    )
+    history_limit: int = Field(
+        default=20,
+        ge=2,
+        le=200,
+        description=(
+            "Entries kept in each server's TransitionHistory (the newest; bounds the item size)."
+        ),
+    )
+
+    # --- concurrency and AWS calls -------------------------------------------
+    max_concurrent_calls: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="AWS calls in flight at once, all services and regions.",
+    )
+    max_concurrent_calls_per_region: int = Field(
+        default=8, ge=1, le=256, description="DRS/EC2 calls in flight at once in one region."
+    )
+    max_concurrent_writes: int = Field(
+        default=16, ge=1, le=1024, description="DynamoDB writes in flight at once."
+    )
+    max_inflight_batches: int = Field(
+        default=4, ge=1, le=64, description="Poll batches in flight at once (the worker pool)."
+    )
+    backoff_base: float = Field(
+        default=0.5, gt=0, le=60, description="Seconds. First retry delay ceiling (full jitter)."
+    )
+    backoff_cap: float = Field(
+        default=20.0, gt=0, le=600, description="Seconds. Largest retry delay ceiling."
+    )
+    max_retry_after: float = Field(
+        default=60.0,
+        ge=0,
+        le=900,
+        description="Seconds. Upper bound on an honoured retryAfterSeconds / Retry-After.",
+    )
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description=(
+            "Attempts per AWS call for throttling, 5xx and timeouts (the SDK itself makes one)."
+        ),
+    )
+    connect_timeout: float = Field(
+        default=3.0, gt=0, le=120, description="Seconds to open a connection to an AWS endpoint."
+    )
+    read_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds to wait for an AWS response."
+    )
+    write_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=50,
+        description="Times one poll's result is re-decided after a lost conditional write.",
+    )
+
+    # --- process ---------------------------------------------------------------
+    metrics_host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - the scrape endpoint must be reachable from Prometheus
+        description="Address /metrics, /healthz and /readyz listen on.",
+    )
+    metrics_port: int = Field(
+        default=9100, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz (0: any)."
+    )
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="`json` (one JSON object a line) or `console`."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level logged."
+    )
+    shutdown_grace: float = Field(
+        default=20.0,
+        ge=0,
+        lt=30,
+        description=(
+            "Seconds in-flight polls get after SIGTERM before they are"
+            " cancelled (below ECS's 30 s stop timeout)."
+        ),
+    )
+    liveness_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Seconds without a turn of the main loop before /healthz fails.",
+    )
+
+    @field_validator("dynamodb_endpoint_url", "drs_endpoint_url", "ec2_endpoint_url")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None  # noqa: S101 - narrowing for mypy; None returned above
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.backoff_cap < self.backoff_base:
+            raise ValueError("DRS_POLLER_BACKOFF_CAP must be at least DRS_POLLER_BACKOFF_BASE")
+        if self.max_execution_age <= self.overdue_after:
+            raise ValueError(
+                "DRS_POLLER_MAX_EXECUTION_AGE must be larger than DRS_POLLER_OVERDUE_AFTER"
+            )
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment (and explicit overrides, for tests and the demo).
+
+    A ``pydantic.ValidationError`` names model fields; operators set environment
+    variables, so the error is rewritten in their terms.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            given = error.get("input")
+            shown = "" if field == "" or isinstance(given, dict) else f" (got {given!r})"
+            lines.append(f"{name}: {message}{shown}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

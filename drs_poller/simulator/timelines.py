@@ -1,0 +1,419 @@
+"""Scripted DRS jobs: what a job looks like at any instant, and its wire JSON.
+
+Pure on purpose (no aiohttp, no botocore): a script is data, and its state at
+``now`` is a function of the clock, so tests move a ``ManualClock`` instead of
+sleeping, and the same script renders identically on every call.
+
+A job's timeline is a sorted tuple of :class:`Snapshot`. The state at ``now``
+is the last snapshot with ``created_at + at <= now``; before the first one the
+job is PENDING and every server is PENDING.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable, Mapping, Sequence
+
+JobStatus = Literal["PENDING", "STARTED", "COMPLETED"]
+LaunchStatus = Literal["PENDING", "IN_PROGRESS", "LAUNCHED", "FAILED", "TERMINATED"]
+RunStatus = Literal["IN_PROGRESS", "SUCCEEDED", "FAILED"]
+Ec2InstanceState = Literal[
+    "PENDING", "RUNNING", "STOPPING", "STOPPED", "SHUTTING-DOWN", "TERMINATED", "NOT_FOUND"
+]
+ServerOutcome = Literal["launched", "launch_failed", "action_failed", "terminated_after_launch"]
+
+DEFAULT_ACCOUNT_ID = "123456789012"
+LAUNCH_FAILED_RAW_ERROR = "Failed to launch recovery instance: InsufficientInstanceCapacity"
+ACTION_FAILED_REASON = "SSM document execution failed: step 1 exited with code 1"
+
+_ALPHANUMERIC = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_HEX = "0123456789abcdef"
+# A fixed namespace makes run and action ids stable across renders of the same script.
+_ID_NAMESPACE = uuid.UUID("6f1c3a52-54b1-4c8e-9d0a-2f3f1b6f7a10")
+
+
+# ---------------------------------------------------------------- ids
+
+
+def new_job_id(rng: random.Random) -> str:
+    return "drsjob-" + "".join(rng.choices(_ALPHANUMERIC, k=17))
+
+
+def new_source_server_id(rng: random.Random) -> str:
+    return "s-" + "".join(rng.choices(_ALPHANUMERIC, k=17))
+
+
+def new_instance_id(rng: random.Random) -> str:
+    """An EC2-style id that is also a valid RecoveryInstanceID (19 chars, the model's max)."""
+    return "i-" + "".join(rng.choices(_HEX, k=17))
+
+
+def _derived_instance_id(*parts: str) -> str:
+    return "i-" + hashlib.sha256("/".join(parts).encode()).hexdigest()[:17]
+
+
+def _derived_uuid(*parts: str) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, "/".join(parts)))
+
+
+def iso8601(epoch_seconds: float) -> str:
+    """DRS's ISO8601DatetimeString: millisecond precision, ``Z`` suffix."""
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_iso8601(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+# ---------------------------------------------------------------- the data model
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """One post-launch action run. ``name`` identifies the action across snapshots."""
+
+    status: RunStatus
+    name: str
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerSnapshot:
+    launch_status: LaunchStatus
+    # None: the launchActionsStatus field is absent; (): present with an empty runs list.
+    runs: tuple[RunSnapshot, ...] | None = None
+
+
+PENDING_SERVER = ServerSnapshot("PENDING")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: float
+    job_status: JobStatus
+    # A server left out of a snapshot is PENDING with no launchActionsStatus.
+    servers: Mapping[str, ServerSnapshot] = field(default_factory=dict)
+
+    def server(self, source_server_id: str) -> ServerSnapshot:
+        return self.servers.get(source_server_id, PENDING_SERVER)
+
+
+@dataclass(frozen=True)
+class ServerScript:
+    source_server_id: str
+    recovery_instance_id: str | None = None
+    ec2_instance_id: str | None = None
+    # Timed EC2 states (seconds after the job's created_at), overriding the state
+    # derived from launchStatus; for scenarios like "instance stopped by someone".
+    ec2_states: tuple[tuple[float, Ec2InstanceState], ...] = ()
+
+
+@dataclass(frozen=True)
+class JobScript:
+    job_id: str
+    region: str
+    is_drill: bool
+    created_at: float
+    servers: tuple[ServerScript, ...]
+    timeline: tuple[Snapshot, ...]
+    account_id: str = DEFAULT_ACCOUNT_ID
+
+    def __post_init__(self) -> None:
+        offsets = [snapshot.at for snapshot in self.timeline]
+        if offsets != sorted(offsets):
+            raise ValueError(f"{self.job_id}: timeline snapshots must be sorted by 'at'")
+        known = {server.source_server_id for server in self.servers}
+        for snapshot in self.timeline:
+            unknown = set(snapshot.servers) - known
+            if unknown:
+                raise ValueError(f"{self.job_id}: snapshot names unknown servers {unknown}")
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:drs:{self.region}:{self.account_id}:job/{self.job_id}"
+
+    def reached(self, now: float) -> list[Snapshot]:
+        return [s for s in self.timeline if self.created_at + s.at <= now]
+
+    def state_at(self, now: float) -> Snapshot:
+        reached = self.reached(now)
+        return reached[-1] if reached else Snapshot(at=0.0, job_status="PENDING")
+
+    def completed_at(self, now: float) -> float | None:
+        """When the job first became COMPLETED, if it has by ``now``."""
+        for snapshot in self.reached(now):
+            if snapshot.job_status == "COMPLETED":
+                return self.created_at + snapshot.at
+        return None
+
+
+# ---------------------------------------------------------------- the standard shape
+
+
+@dataclass(frozen=True)
+class _ServerPlan:
+    """How one server ends in a standard timeline."""
+
+    outcome: ServerOutcome
+    actions: bool
+    action_names: Sequence[str]
+
+    def runs(self, status: RunStatus) -> tuple[RunSnapshot, ...] | None:
+        if not self.actions:
+            return None
+        if self.outcome == "launch_failed":
+            return ()  # the field is there, but nothing ran on a server that never came up
+        if status == "IN_PROGRESS" or self.outcome != "action_failed":
+            return tuple(RunSnapshot(status, name) for name in self.action_names)
+        # The last action fails; the ones before it succeeded.
+        *before, last = self.action_names
+        return (
+            *(RunSnapshot("SUCCEEDED", name) for name in before),
+            RunSnapshot("FAILED", last, ACTION_FAILED_REASON),
+        )
+
+    def after_launch(self, run_status: RunStatus) -> ServerSnapshot:
+        status: LaunchStatus = "FAILED" if self.outcome == "launch_failed" else "LAUNCHED"
+        return ServerSnapshot(status, self.runs(run_status))
+
+
+def standard_timeline(
+    server_ids: Sequence[str],
+    *,
+    pending: float = 13.5 * 60,
+    started: float = 30.0,
+    launching: float = 6 * 60,
+    actions: float | None = None,
+    action_names: Sequence[str] = ("Validate recovery",),
+    outcomes: Mapping[str, ServerOutcome] = MappingProxyType({}),
+    terminate_after: float = 10 * 60,
+    stall: bool = False,
+) -> tuple[Snapshot, ...]:
+    """Snapshots for the shape real DRS jobs take.
+
+    PENDING for ``pending`` s, STARTED with servers PENDING for ``started`` s,
+    servers IN_PROGRESS for ``launching`` s, then the job COMPLETED with servers
+    LAUNCHED or FAILED. With ``actions`` (a recovery with post-launch actions),
+    runs appear IN_PROGRESS at launch and finish ``actions`` s later. Servers not
+    named in ``outcomes`` are "launched"; "terminated_after_launch" servers turn
+    TERMINATED ``terminate_after`` s after everything else settled. ``stall``
+    keeps the job PENDING forever.
+    """
+    if stall:
+        return (Snapshot(0.0, "PENDING", dict.fromkeys(server_ids, PENDING_SERVER)),)
+    if actions is None and "action_failed" in outcomes.values():
+        raise ValueError("an 'action_failed' outcome needs post-launch actions (actions=...)")
+    if actions is not None and not action_names:
+        raise ValueError("post-launch actions need at least one action name")
+    unknown = set(outcomes) - set(server_ids)
+    if unknown:
+        raise ValueError(f"outcomes name servers not in the job: {unknown}")
+    plans = {
+        sid: _ServerPlan(outcomes.get(sid, "launched"), actions is not None, action_names)
+        for sid in server_ids
+    }
+
+    launch_done = pending + started + launching
+    snapshots = [
+        Snapshot(0.0, "PENDING", dict.fromkeys(server_ids, PENDING_SERVER)),
+        Snapshot(pending, "STARTED", dict.fromkeys(server_ids, PENDING_SERVER)),
+        Snapshot(
+            pending + started, "STARTED", dict.fromkeys(server_ids, ServerSnapshot("IN_PROGRESS"))
+        ),
+        Snapshot(
+            launch_done,
+            "COMPLETED",
+            {sid: plan.after_launch("IN_PROGRESS") for sid, plan in plans.items()},
+        ),
+    ]
+    final = {sid: plan.after_launch("SUCCEEDED") for sid, plan in plans.items()}
+    if actions is not None:
+        snapshots.append(Snapshot(launch_done + actions, "COMPLETED", final))
+    if "terminated_after_launch" in outcomes.values():
+        terminated = {
+            sid: ServerSnapshot("TERMINATED", snap.runs)
+            if plans[sid].outcome == "terminated_after_launch"
+            else snap
+            for sid, snap in final.items()
+        }
+        at = launch_done + (actions or 0.0) + terminate_after
+        snapshots.append(Snapshot(at, "COMPLETED", terminated))
+    return tuple(snapshots)
+
+
+# ---------------------------------------------------------------- wire rendering
+
+_LAUNCHED_OR_AFTER: frozenset[LaunchStatus] = frozenset({"LAUNCHED", "TERMINATED"})
+
+
+def _action_code(name: str) -> str:
+    return "AWS-" + re.sub(r"[^A-Za-z0-9-/:]", "-", name)
+
+
+def _render_run(script: JobScript, server_id: str, index: int, run: RunSnapshot) -> dict[str, Any]:
+    rendered: dict[str, Any] = {
+        "runId": _derived_uuid(script.job_id, server_id, "run", str(index), run.name),
+        "status": run.status,
+        "action": {
+            "actionId": _derived_uuid(script.region, "action", run.name),
+            "name": run.name,
+            "actionCode": _action_code(run.name),
+            "actionVersion": "$DEFAULT",
+            "type": "SSM_AUTOMATION",
+            "category": "VALIDATION",
+            "order": 2 + index,
+            "active": True,
+            "optional": False,
+        },
+    }
+    if run.failure_reason is not None:
+        rendered["failureReason"] = run.failure_reason
+    return rendered
+
+
+def render_job(script: JobScript, now: float) -> dict[str, Any]:
+    """One ``Job`` exactly as DescribeJobs returns it."""
+    state = script.state_at(now)
+    servers: list[dict[str, Any]] = []
+    for server in script.servers:
+        snap = state.server(server.source_server_id)
+        rendered: dict[str, Any] = {
+            "sourceServerID": server.source_server_id,
+            "launchStatus": snap.launch_status,
+        }
+        if snap.launch_status in _LAUNCHED_OR_AFTER and server.recovery_instance_id:
+            rendered["recoveryInstanceID"] = server.recovery_instance_id
+        if snap.runs is not None:
+            rendered["launchActionsStatus"] = {
+                "runs": [
+                    _render_run(script, server.source_server_id, index, run)
+                    for index, run in enumerate(snap.runs)
+                ]
+            }
+        servers.append(rendered)
+    job: dict[str, Any] = {
+        "jobID": script.job_id,
+        "arn": script.arn,
+        "type": "LAUNCH",
+        "initiatedBy": "START_DRILL" if script.is_drill else "START_RECOVERY",
+        "creationDateTime": iso8601(script.created_at),
+        "status": state.job_status,
+        "participatingServers": servers,
+        "tags": {},
+    }
+    completed_at = script.completed_at(now)
+    if completed_at is not None:
+        job["endDateTime"] = iso8601(completed_at)
+    return job
+
+
+def launched_at(script: JobScript, server: ServerScript, now: float) -> float | None:
+    """When the server's recovery instance first existed (LAUNCHED), if it has by ``now``."""
+    for snapshot in script.reached(now):
+        if snapshot.server(server.source_server_id).launch_status in _LAUNCHED_OR_AFTER:
+            return script.created_at + snapshot.at
+    return None
+
+
+def ec2_state_at(script: JobScript, server: ServerScript, now: float) -> Ec2InstanceState:
+    explicit = [state for at, state in server.ec2_states if script.created_at + at <= now]
+    if explicit:
+        return explicit[-1]
+    launch_status = script.state_at(now).server(server.source_server_id).launch_status
+    return "TERMINATED" if launch_status == "TERMINATED" else "RUNNING"
+
+
+def render_recovery_instance(
+    script: JobScript, server: ServerScript, now: float
+) -> dict[str, Any] | None:
+    """The ``RecoveryInstance`` for a server, or None while it has not launched."""
+    if server.recovery_instance_id is None:
+        return None
+    born = launched_at(script, server, now)
+    if born is None:
+        return None
+    rendered: dict[str, Any] = {
+        "recoveryInstanceID": server.recovery_instance_id,
+        "arn": (
+            f"arn:aws:drs:{script.region}:{script.account_id}"
+            f":recovery-instance/{server.recovery_instance_id}"
+        ),
+        "sourceServerID": server.source_server_id,
+        "jobID": script.job_id,
+        "isDrill": script.is_drill,
+        "ec2InstanceState": ec2_state_at(script, server, now),
+        "originEnvironment": "ON_PREMISES",
+        "pointInTimeSnapshotDateTime": iso8601(script.created_at),
+        "tags": {},
+    }
+    if server.ec2_instance_id is not None:
+        rendered["ec2InstanceID"] = server.ec2_instance_id
+    return rendered
+
+
+# Ranks of how far a server got, each rank adding its log events once.
+_RANK_PENDING, _RANK_SNAPSHOTTING, _RANK_CONVERTING, _RANK_LAUNCH_ENDED = 0, 1, 2, 3
+
+
+def _server_rank(job_status: JobStatus, launch_status: LaunchStatus) -> int:
+    if launch_status in {"LAUNCHED", "FAILED", "TERMINATED"}:
+        return _RANK_LAUNCH_ENDED
+    if launch_status == "IN_PROGRESS":
+        return _RANK_CONVERTING
+    return _RANK_SNAPSHOTTING if job_status != "PENDING" else _RANK_PENDING
+
+
+def render_job_log(script: JobScript, now: float) -> list[dict[str, Any]]:
+    """``JobLog`` items derived from the snapshots reached by ``now``, oldest first."""
+    items: list[dict[str, Any]] = []
+    job_started = job_ended = False
+    ranks = {server.source_server_id: _RANK_PENDING for server in script.servers}
+
+    def log(event: str, at: float, **event_data: str) -> None:
+        items.append({"event": event, "eventData": event_data, "logDateTime": iso8601(at)})
+
+    for snapshot in script.reached(now):
+        at = script.created_at + snapshot.at
+        if snapshot.job_status != "PENDING" and not job_started:
+            job_started = True
+            log("JOB_START", at)
+        for server in script.servers:
+            sid = server.source_server_id
+            launch_status = snapshot.server(sid).launch_status
+            new_rank = _server_rank(snapshot.job_status, launch_status)
+            for rank in range(ranks[sid] + 1, new_rank + 1):
+                _log_server_stage(log, script=script, server=server, rank=rank, at=at)
+            ended_now = new_rank == _RANK_LAUNCH_ENDED and ranks[sid] < _RANK_LAUNCH_ENDED
+            if ended_now and launch_status == "FAILED":
+                log("LAUNCH_FAILED", at, sourceServerID=sid, rawError=LAUNCH_FAILED_RAW_ERROR)
+            ranks[sid] = max(ranks[sid], new_rank)
+        if snapshot.job_status == "COMPLETED" and not job_ended:
+            job_ended = True
+            log("JOB_END", at)
+    return items
+
+
+def _log_server_stage(
+    log: Callable[..., None], *, script: JobScript, server: ServerScript, rank: int, at: float
+) -> None:
+    sid = server.source_server_id
+    conversion_server = _derived_instance_id(script.job_id, sid, "conversion")
+    if rank == _RANK_SNAPSHOTTING:
+        log("SNAPSHOT_START", at, sourceServerID=sid)
+    elif rank == _RANK_CONVERTING:
+        log("SNAPSHOT_END", at, sourceServerID=sid)
+        log("CONVERSION_START", at, sourceServerID=sid, conversionServerID=conversion_server)
+    elif rank == _RANK_LAUNCH_ENDED:
+        log("CONVERSION_END", at, sourceServerID=sid, conversionServerID=conversion_server)
+        target = server.ec2_instance_id or _derived_instance_id(script.job_id, sid, "target")
+        log("LAUNCH_START", at, sourceServerID=sid, targetInstanceID=target)

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from drs_poller.observability.metrics import Metrics
+
+EXPECTED_FAMILIES = {
+    # The parser names counters without their _total suffix.
+    "drs_poller_active_executions",
+    "drs_poller_polls",
+    "drs_poller_poll_lateness_seconds",
+    "drs_poller_aws_calls",
+    "drs_poller_aws_call_duration_seconds",
+    "drs_poller_throttles",
+    "drs_poller_aws_retries",
+    "drs_poller_conditional_write_conflicts",
+    "drs_poller_dynamodb_writes",
+    "drs_poller_executions_finalized",
+    "drs_poller_overdue_executions",
+    "drs_poller_execution_duration_seconds",
+    "drs_poller_malformed_items",
+    "drs_poller_execution_errors",
+    "drs_poller_discoveries",
+    "drs_poller_last_discovery_timestamp_seconds",
+    "drs_poller_last_poll_timestamp_seconds",
+    "drs_poller_dispatch_batch_size",
+    "drs_poller_inflight_batches",
+    "drs_poller_build_info",
+}
+
+
+def _family_names(metrics: Metrics) -> set[str]:
+    body, _ = metrics.render()
+    return {f.name for f in text_string_to_metric_families(body.decode())}
+
+
+def test_every_family_is_prefixed_or_a_runtime_collector() -> None:
+    names = _family_names(Metrics())
+    assert names, "nothing rendered"
+    bad = {n for n in names if not n.startswith(("drs_poller_", "process_", "python_"))}
+    assert not bad
+    assert any(n.startswith("process_") for n in names)
+    assert any(n.startswith("python_") for n in names)
+
+
+def test_all_service_families_are_registered() -> None:
+    names = _family_names(Metrics())
+    assert names >= EXPECTED_FAMILIES
+    # The text format exposes counters' and histograms' _created samples as gauges of their own.
+    service = {n for n in names if n.startswith("drs_poller_") and not n.endswith("_created")}
+    assert service == EXPECTED_FAMILIES
+
+
+def test_counter_sample_names_carry_total_suffix() -> None:
+    metrics = Metrics()
+    metrics.polls.labels(outcome="updated").inc()
+    body, _ = metrics.render()
+    assert b'drs_poller_polls_total{outcome="updated"} 1.0' in body
+
+
+def test_two_instances_do_not_collide() -> None:
+    first, second = Metrics(), Metrics()
+    first.polls.labels(outcome="unchanged").inc(3)
+    first.write_conflicts.inc()
+    unchanged = {"outcome": "unchanged"}
+    assert first.registry.get_sample_value("drs_poller_polls_total", unchanged) == 3
+    assert second.registry.get_sample_value("drs_poller_polls_total", unchanged) is None
+    assert second.registry.get_sample_value("drs_poller_conditional_write_conflicts_total") == 0
+
+
+def test_set_active_sets_given_pairs_and_zeroes_stale_ones() -> None:
+    metrics = Metrics()
+
+    def active(execution_type: str, phase: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "drs_poller_active_executions", {"execution_type": execution_type, "phase": phase}
+        )
+
+    metrics.set_active({("drill", "launching"): 3, ("recovery", "converting"): 1})
+    assert active("drill", "launching") == 3
+    assert active("recovery", "converting") == 1
+
+    metrics.set_active({("drill", "launching"): 2, ("drill", "running"): 5})
+    assert active("drill", "launching") == 2
+    assert active("drill", "running") == 5
+    assert active("recovery", "converting") == 0
+
+    metrics.set_active({})
+    assert active("drill", "launching") == 0
+    assert active("drill", "running") == 0
+    assert active("recovery", "converting") == 0
+
+
+def test_build_info_carries_version() -> None:
+    metrics = Metrics(version="1.2.3")
+    assert metrics.registry.get_sample_value("drs_poller_build_info", {"version": "1.2.3"}) == 1
+
+
+def test_build_info_defaults_to_installed_version() -> None:
+    body, _ = Metrics().render()
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    [sample] = families["drs_poller_build_info"].samples
+    assert sample.value == 1
+    assert sample.labels["version"]
+
+
+def test_histogram_buckets() -> None:
+    metrics = Metrics()
+    metrics.poll_lateness.observe(0.0005)
+    metrics.execution_duration.labels(execution_type="drill", status="completed").observe(1000)
+    metrics.dispatch_batch_size.observe(7)
+    reg = metrics.registry
+    assert reg.get_sample_value("drs_poller_poll_lateness_seconds_bucket", {"le": "0.001"}) == 1
+    assert reg.get_sample_value("drs_poller_poll_lateness_seconds_bucket", {"le": "60.0"}) == 1
+    labels = {"execution_type": "drill", "status": "completed"}
+    assert (
+        reg.get_sample_value(
+            "drs_poller_execution_duration_seconds_bucket", {**labels, "le": "900.0"}
+        )
+        == 0
+    )
+    assert (
+        reg.get_sample_value(
+            "drs_poller_execution_duration_seconds_bucket", {**labels, "le": "1200.0"}
+        )
+        == 1
+    )
+    assert reg.get_sample_value("drs_poller_dispatch_batch_size_bucket", {"le": "10.0"}) == 1
+    assert reg.get_sample_value("drs_poller_dispatch_batch_size_bucket", {"le": "5.0"}) == 0
+
+
+def test_render_content_type_is_prometheus_text() -> None:
+    _, content_type = Metrics().render()
+    assert content_type.startswith("text/plain")
