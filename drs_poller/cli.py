@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -49,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
             "print how each one ended. Exits 0 when each ended as expected."
         ),
     )
-    demo.add_argument(
-        "--executions", type=int, default=8, help="executions to seed (default 8)"
-    )
+    demo.add_argument("--executions", type=int, default=8, help="executions to seed (default 8)")
     demo.add_argument(
         "--speed",
         type=float,
@@ -96,8 +95,12 @@ def _run() -> int:
         print(f"drs-poller: {error}", file=sys.stderr)  # noqa: T201 - before logging exists
         return EXIT_CONFIG
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    import aioboto3  # noqa: PLC0415 - fast --help
+
+    # CONTRACT §4 names AWS_REGION; botocore reads only AWS_DEFAULT_REGION and profiles.
+    session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
     try:
-        return asyncio.run(Daemon(settings).run())
+        return asyncio.run(Daemon(settings, session=session).run())
     except StartupError as error:
         print(f"drs-poller: {error}", file=sys.stderr)  # noqa: T201 - a start-up message
         return EXIT_CONFIG

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
+import logging
+import os
 import random
+import sys
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -12,8 +17,8 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from drs_poller.clock import ManualClock
 from drs_poller.clients.dynamodb import to_python, to_wire
+from drs_poller.clock import ManualClock, SystemClock
 from drs_poller.engine.daemon import Daemon
 from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
 from drs_poller.localstack.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack
@@ -34,8 +39,6 @@ OTHER_REGION = "eu-west-1"
 
 @pytest.fixture(scope="session")
 def moto_url():
-    import logging
-
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
     server.start()
@@ -121,7 +124,9 @@ class World:
                     )
                     for s in servers
                 ),
-                timeline=tuple(Snapshot(at, status, dict(states)) for at, status, states in snapshots),
+                timeline=tuple(
+                    Snapshot(at, status, dict(states)) for at, status, states in snapshots
+                ),
             )
         )
         return jid
@@ -153,8 +158,13 @@ class World:
         )
         return to_python(result["Item"])
 
-    async def update(self, execution_id: str, expression: str, values: dict[str, Any],
-                     names: dict[str, str] | None = None) -> None:
+    async def update(
+        self,
+        execution_id: str,
+        expression: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> None:
         kwargs: dict[str, Any] = {}
         if names:
             kwargs["ExpressionAttributeNames"] = names
@@ -230,6 +240,11 @@ class World:
             elapsed += step
         raise AssertionError(f"{execution_id} still POLLING after {limit} s: {item}")
 
+    @staticmethod
+    async def sleep(seconds: float) -> None:
+        """Real time, only for tests that run the daemon as a process."""
+        await asyncio.sleep(seconds)
+
     async def close(self) -> None:
         for daemon in self.daemons:
             await daemon.close()
@@ -271,3 +286,96 @@ __all__ = [
     "server_id",
     "servers_of",
 ]
+
+
+class DaemonProcess:
+    """``drs-poller run`` as a real process (``python -m drs_poller run``), its JSON log
+    lines collected as they arrive."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self.proc: Any = None
+        self._reader: Any = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "drs_poller",
+            "run",
+            env={**os.environ, **self.env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            text = raw.decode().rstrip("\n")
+            self.raw.append(text)
+            try:
+                self.lines.append(json.loads(text))
+            except ValueError:
+                self.lines.append({"event": "<not json>", "text": text})
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == name]
+
+    async def wait_for(self, name: str, *, within: float = 30.0) -> dict[str, Any]:
+        async def poll() -> dict[str, Any]:
+            while not self.events(name):
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"daemon exited before {name!r}:\n" + "\n".join(self.raw))
+                await asyncio.sleep(0.02)
+            return self.events(name)[0]
+
+        return await asyncio.wait_for(poll(), within)
+
+    async def stop(self, sig: int, *, within: float = 30.0) -> int:
+        self.proc.send_signal(sig)
+        code = await asyncio.wait_for(self.proc.wait(), within)
+        await self._reader
+        return code
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def daemon_env(*, stack: Any, table: str, **settings: Any) -> dict[str, str]:
+    env = {
+        "AWS_REGION": stack.region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "DRS_POLLER_TABLE_NAME": table,
+        "DRS_POLLER_DYNAMODB_ENDPOINT_URL": stack.moto_url,
+        "DRS_POLLER_EC2_ENDPOINT_URL": stack.moto_url,
+        "DRS_POLLER_DRS_ENDPOINT_URL": stack.drs_url,
+        "DRS_POLLER_METRICS_HOST": LOOPBACK,
+        "DRS_POLLER_METRICS_PORT": "0",
+        "DRS_POLLER_LOG_FORMAT": "json",
+    }
+    env.update({f"DRS_POLLER_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
+@pytest.fixture
+async def live_world(moto_url):
+    """A world on the real clock, for tests that run the daemon as a process."""
+    clock = SystemClock()
+    async with local_stack(clock=clock, region=REGION, moto_url=moto_url) as stack:
+        session = stack.session()
+        async with session.client("dynamodb", endpoint_url=moto_url) as ddb:
+            table = f"executions-{uuid.uuid4().hex[:12]}"
+            await create_table(ddb, table)
+            w = World(stack=stack, clock=clock, table=table, ddb=ddb)  # type: ignore[arg-type]
+            try:
+                yield w
+            finally:
+                await w.close()
+                await ddb.delete_table(TableName=table)

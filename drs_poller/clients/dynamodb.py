@@ -115,7 +115,13 @@ class ExecutionStore:
         read: Mapping[str, Any],
         updates: Mapping[str, Any],
     ) -> WriteResult:
-        """Apply ``updates`` (top-level attributes) iff the item is still as ``read``."""
+        """Apply ``updates`` (top-level attributes) iff the item is still as ``read``.
+
+        On success the new item is built here rather than returned by DynamoDB
+        (``ReturnValues=NONE``): the condition pinned ``Status`` and ``Waves``, so
+        read + updates is exact for everything the daemon decides from, and parsing
+        a returned copy of every written item would be the write path's main cost.
+        """
         write_id = uuid.uuid4().hex
         revision = int(read.get(REVISION) or 0) + 1
         attributes = {**updates, WRITE_ID: write_id, REVISION: revision}
@@ -133,7 +139,7 @@ class ExecutionStore:
             condition = "#status = :polling AND attribute_not_exists(#waves)"
         client = await self._client()
         try:
-            result: dict[str, Any] = await self._caller.call(
+            await self._caller.call(
                 service="dynamodb",
                 operation="UpdateItem",
                 region=self._region,
@@ -144,7 +150,6 @@ class ExecutionStore:
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
-                    ReturnValues="ALL_NEW",
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ),
                 expected_errors=CONDITION_FAILED,
@@ -156,7 +161,7 @@ class ExecutionStore:
             item = to_python(current)
             # Our own write landed, and its response was lost (a retried attempt).
             return WriteResult(applied=item.get(WRITE_ID) == write_id, item=item)
-        return WriteResult(applied=True, item=to_python(result.get("Attributes") or {}))
+        return WriteResult(applied=True, item={**read, **attributes})
 
     @staticmethod
     def _key(key: tuple[str, str]) -> dict[str, Any]:

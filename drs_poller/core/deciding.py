@@ -97,7 +97,11 @@ def instances_to_describe(
     for wave in execution.waves:
         for server in wave.servers:
             lookup = jobs.get(server.job_id) if server.job_id else None
-            if not isinstance(lookup, JobView) or wave.region is None:
+            if (
+                not isinstance(lookup, JobView)
+                or wave.region is None
+                or _frozen(server, execution.mode_of(wave))
+            ):
                 continue
             participant = lookup.servers.get(server.source_server_id)
             if (
@@ -255,11 +259,10 @@ def _advance_post_launch(
     elif runs and all(run.status is RunStatus.SUCCEEDED for run in runs):
         update.raw["PostLaunchActionsStatus"] = PostLaunchStatus.COMPLETED.value
         update.raw["PostLaunchActionsCompleted"] = epoch(update.now)
-    elif launch_status in (LaunchStatus.TERMINATED, LaunchStatus.FAILED):
-        update.fail(
-            f"recovery instance reported {launch_status.value} before its post-launch "
-            "actions finished"
-        )
+    elif launch_status is LaunchStatus.FAILED:
+        update.fail("DRS reported launchStatus FAILED before its post-launch actions finished")
+    # TERMINATED after LAUNCHED is no failure (CONTRACT §2): the runs and the grace
+    # period still decide, and a run that can no longer finish ends at the maximum age.
     elif runs or update.now - launched_time < update.policy.post_launch_grace:
         update.raw["PostLaunchActionsStatus"] = PostLaunchStatus.IN_PROGRESS.value
     else:
@@ -342,6 +345,14 @@ def _advance_servers(
         for server in wave.servers:
             update = _ServerUpdate(server, now=now, policy=policy)
             lookup = jobs.get(server.job_id) if server.job_id else None
+            if _frozen(server, mode) and server.error is None:
+                # Another writer marked it failed without saying why; a failed server
+                # always carries Error (CONTRACT §1).
+                update.raw["Error"] = (
+                    f"failed ({server.status or 'no status'}; no reason was recorded)"
+                    if server.job_id
+                    else "failed to start: no DRS job was started (no reason was recorded)"
+                )
             if lookup is not None and not _frozen(server, mode):
                 _advance_server(
                     update,

@@ -94,6 +94,8 @@ class Poller:
         finally:
             for tracked in members:
                 self._release(tracked, polled_at=started)
+            # The dispatcher may be asleep on an empty queue: these are due again soon.
+            self.state.wakeup.set()
             self.metrics.last_poll.set(self.clock.time())
             self.state.refresh_gauges(wall=self.clock.time())
 

@@ -1,8 +1,9 @@
 """What the daemon knows about each execution it tracks, between polls.
 
 The item cache is fed by discovery (the StatusIndex projects whole items) and by
-the daemon's own writes (ALL_NEW). A poll decides from the cache; when the cache
-is stale the conditional write fails and hands back the current item.
+the daemon's own writes (what was read plus what was written). A poll decides from
+the cache; when the cache is stale the conditional write fails and hands back the
+current item.
 """
 
 from __future__ import annotations

@@ -48,7 +48,9 @@ def configure_logging(
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer()
+        # Colour only for a terminal: escape codes in a log file or a pipe are noise.
+        isatty = getattr(out, "isatty", None)
+        renderer = structlog.dev.ConsoleRenderer(colors=bool(isatty and isatty()))
 
     structlog.configure(
         processors=[*shared, renderer],

@@ -412,7 +412,9 @@ async def serve_drs_double(
     double: DrsDouble, *, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[str]:
     """Serve the double over HTTP; yields its endpoint URL (port 0 picks a free port)."""
-    runner = web.AppRunner(build_app(double), access_log=None)
+    # A double does not drain requests on the way out: a test that injected a long
+    # latency must not wait it out in teardown.
+    runner = web.AppRunner(build_app(double), access_log=None, shutdown_timeout=0.25)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

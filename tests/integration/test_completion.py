@@ -27,12 +27,18 @@ async def test_drill_runs_from_pending_to_completed_with_instance_details(world)
         [
             (0, "PENDING", {}),
             (800, "STARTED", {}),
-            (830, "STARTED", {S1: ServerSnapshot("IN_PROGRESS"), S2: ServerSnapshot("IN_PROGRESS")}),
+            (
+                830,
+                "STARTED",
+                {S1: ServerSnapshot("IN_PROGRESS"), S2: ServerSnapshot("IN_PROGRESS")},
+            ),
             (1200, "COMPLETED", {S1: launched(), S2: launched()}),
         ],
         ec2_ids=ec2,
     )
-    await world.put_spec(world.spec("ex-drill", [(REGION, [ServerSpec(S1, job), ServerSpec(S2, job)])]))
+    await world.put_spec(
+        world.spec("ex-drill", [(REGION, [ServerSpec(S1, job), ServerSpec(S2, job)])])
+    )
     daemon = await world.daemon()
 
     await world.step(daemon)
@@ -58,14 +64,22 @@ async def test_drill_runs_from_pending_to_completed_with_instance_details(world)
         assert server["InstanceType"] == "m5.large"
         assert server["LaunchedTime"] >= item["StartTime"] + 1200
         assert [h["status"] for h in server["TransitionHistory"]] == [
-            "PENDING", "IN_PROGRESS", "LAUNCHED"
+            "PENDING",
+            "IN_PROGRESS",
+            "LAUNCHED",
         ] or [h["status"] for h in server["TransitionHistory"]] == ["IN_PROGRESS", "LAUNCHED"]
         assert "PostLaunchActionsStatus" not in server  # RECOVERY mode only
     # The initiator's own attributes survive every write-back.
     assert wave["ProtectionGroupId"] == "pg-local"
     assert wave["Servers"][0]["IsDrill"] is True
-    assert metric(daemon, "drs_poller_executions_finalized_total",
-                  {"execution_type": "DRILL", "status": "COMPLETED"}) == 1
+    assert (
+        metric(
+            daemon,
+            "drs_poller_executions_finalized_total",
+            {"execution_type": "DRILL", "status": "COMPLETED"},
+        )
+        == 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,7 +119,9 @@ async def test_completed_job_without_the_server_fails_it(world):
     other = world.job([S2], [(0, "COMPLETED", {S2: launched()})])
     # S1 claims a job that DRS reports COMPLETED but without S1 among its servers.
     world.job([S2], [(0, "COMPLETED", {S2: launched()})], job=job_id(999))
-    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job_id(999)), ServerSpec(S2, other)])]))
+    await world.put_spec(
+        world.spec("ex", [(REGION, [ServerSpec(S1, job_id(999)), ServerSpec(S2, other)])])
+    )
     daemon = await world.daemon()
     item = await world.run_until_final(daemon, "ex")
     s1 = servers_of(item)[0]
@@ -117,12 +133,16 @@ async def test_completed_job_without_the_server_fails_it(world):
 async def test_drill_terminated_after_launch_stays_succeeded(world):
     job = world.job(
         [S1],
-        [(0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}),
-         (60, "STARTED", {S1: launched()}),
-         (120, "COMPLETED", {S1: ServerSnapshot("TERMINATED")})],
+        [
+            (0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}),
+            (60, "STARTED", {S1: launched()}),
+            (120, "COMPLETED", {S1: ServerSnapshot("TERMINATED")}),
+        ],
     )
-    other = world.job([S2], [(0, "STARTED", {S2: ServerSnapshot("IN_PROGRESS")}),
-                            (300, "COMPLETED", {S2: launched()})])
+    other = world.job(
+        [S2],
+        [(0, "STARTED", {S2: ServerSnapshot("IN_PROGRESS")}), (300, "COMPLETED", {S2: launched()})],
+    )
     await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job), ServerSpec(S2, other)])]))
     daemon = await world.daemon()
     item = await world.run_until_final(daemon, "ex", step=30)
@@ -146,13 +166,16 @@ class TestRecoveryPostLaunchActions:
     async def test_waits_for_runs_then_completes(self, world):
         job = world.job(
             [S1],
-            [(0, "COMPLETED", {S1: launched(runs=("IN_PROGRESS", "IN_PROGRESS"))}),
-             (600, "COMPLETED", {S1: launched(runs=("SUCCEEDED", "IN_PROGRESS"))}),
-             (900, "COMPLETED", {S1: launched(runs=("SUCCEEDED", "SUCCEEDED"))})],
+            [
+                (0, "COMPLETED", {S1: launched(runs=("IN_PROGRESS", "IN_PROGRESS"))}),
+                (600, "COMPLETED", {S1: launched(runs=("SUCCEEDED", "IN_PROGRESS"))}),
+                (900, "COMPLETED", {S1: launched(runs=("SUCCEEDED", "SUCCEEDED"))}),
+            ],
             is_drill=False,
         )
-        await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job)])],
-                                        execution_type="RECOVERY"))
+        await world.put_spec(
+            world.spec("ex", [(REGION, [ServerSpec(S1, job)])], execution_type="RECOVERY")
+        )
         daemon = await world.daemon()
         await world.step(daemon)
         item = await world.get("ex")
@@ -171,12 +194,22 @@ class TestRecoveryPostLaunchActions:
     async def test_failed_run_fails_the_server(self, world):
         job = world.job(
             [S1, S2],
-            [(0, "COMPLETED", {S1: launched(runs=("SUCCEEDED", "FAILED")),
-                               S2: launched(runs=("SUCCEEDED",))})],
+            [
+                (
+                    0,
+                    "COMPLETED",
+                    {S1: launched(runs=("SUCCEEDED", "FAILED")), S2: launched(runs=("SUCCEEDED",))},
+                )
+            ],
             is_drill=False,
         )
-        await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job), ServerSpec(S2, job)])],
-                                        execution_type="RECOVERY"))
+        await world.put_spec(
+            world.spec(
+                "ex",
+                [(REGION, [ServerSpec(S1, job), ServerSpec(S2, job)])],
+                execution_type="RECOVERY",
+            )
+        )
         daemon = await world.daemon()
         item = await world.run_until_final(daemon, "ex")
         s1, s2 = servers_of(item)
@@ -188,10 +221,12 @@ class TestRecoveryPostLaunchActions:
 
     @pytest.mark.parametrize("runs", [None, ()], ids=["field-absent", "empty-runs"])
     async def test_no_runs_is_not_configured_after_the_grace_period(self, world, runs):
-        job = world.job([S1], [(0, "COMPLETED", {S1: ServerSnapshot("LAUNCHED", runs)})],
-                        is_drill=False)
-        await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job)])],
-                                        execution_type="RECOVERY"))
+        job = world.job(
+            [S1], [(0, "COMPLETED", {S1: ServerSnapshot("LAUNCHED", runs)})], is_drill=False
+        )
+        await world.put_spec(
+            world.spec("ex", [(REGION, [ServerSpec(S1, job)])], execution_type="RECOVERY")
+        )
         daemon = await world.daemon(post_launch_grace=600)
         await world.step(daemon)
         await world.step(daemon, 590)
@@ -204,7 +239,9 @@ class TestRecoveryPostLaunchActions:
 
     async def test_missing_execution_type_means_drill(self, world):
         job = world.job([S1], [(0, "COMPLETED", {S1: launched(runs=("IN_PROGRESS",))})])
-        await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job)])], execution_type=None))
+        await world.put_spec(
+            world.spec("ex", [(REGION, [ServerSpec(S1, job)])], execution_type=None)
+        )
         daemon = await world.daemon()
         item = await world.run_until_final(daemon, "ex")
         assert item["Status"] == "COMPLETED"
@@ -212,8 +249,9 @@ class TestRecoveryPostLaunchActions:
 
 async def test_unknown_job_fails_after_bounded_polls_not_polling_forever(world):
     other = world.job([S2], [(0, "COMPLETED", {S2: launched()})])
-    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job_id(424242)),
-                                                     ServerSpec(S2, other)])]))
+    await world.put_spec(
+        world.spec("ex", [(REGION, [ServerSpec(S1, job_id(424242)), ServerSpec(S2, other)])])
+    )
     daemon = await world.daemon(unknown_job_max_polls=4)
     for _ in range(3):
         await world.step(daemon, 45)
@@ -229,10 +267,20 @@ async def test_unknown_job_fails_after_bounded_polls_not_polling_forever(world):
 
 async def test_server_that_failed_to_start_is_terminal_and_failed(world):
     job = world.job([S2], [(0, "COMPLETED", {S2: launched()})])
-    await world.put_spec(world.spec("ex", [(REGION, [
-        ServerSpec(S1, None, failed_to_start="StartRecovery: ConflictException"),
-        ServerSpec(S2, job),
-    ])]))
+    await world.put_spec(
+        world.spec(
+            "ex",
+            [
+                (
+                    REGION,
+                    [
+                        ServerSpec(S1, None, failed_to_start="StartRecovery: ConflictException"),
+                        ServerSpec(S2, job),
+                    ],
+                )
+            ],
+        )
+    )
     daemon = await world.daemon()
     item = await world.run_until_final(daemon, "ex")
     assert item["Status"] == "PARTIAL"
@@ -252,3 +300,40 @@ async def test_maximum_age_ends_a_stalled_execution_as_failed(world):
     assert "maximum execution age of 7200 s" in item["ErrorMessage"]
     assert servers_of(item)[0]["Status"] == "FAILED"
     assert "maximum execution age" in servers_of(item)[0]["Error"]
+
+
+async def test_recovery_success_never_goes_back_when_the_instance_is_later_terminated(world):
+    job = world.job(
+        [S1, S2],
+        [
+            (
+                0,
+                "COMPLETED",
+                {S1: launched(runs=("SUCCEEDED",)), S2: launched(runs=("IN_PROGRESS",))},
+            ),
+            # S1 is terminated later, and DRS no longer lists its action runs.
+            (
+                100,
+                "COMPLETED",
+                {S1: ServerSnapshot("TERMINATED"), S2: launched(runs=("IN_PROGRESS",))},
+            ),
+            (
+                400,
+                "COMPLETED",
+                {S1: ServerSnapshot("TERMINATED"), S2: launched(runs=("SUCCEEDED",))},
+            ),
+        ],
+        is_drill=False,
+    )
+    await world.put_spec(
+        world.spec(
+            "ex", [(REGION, [ServerSpec(S1, job), ServerSpec(S2, job)])], execution_type="RECOVERY"
+        )
+    )
+    daemon = await world.daemon()
+    item = await world.run_until_final(daemon, "ex", step=30)
+    s1 = servers_of(item)[0]
+    assert item["Status"] == "COMPLETED"
+    assert s1["Status"] == "TERMINATED"
+    assert s1["PostLaunchActionsStatus"] == "COMPLETED"
+    assert "Error" not in s1

@@ -11,10 +11,19 @@ S1, S2, S3 = server_id(1), server_id(2), server_id(3)
 
 
 async def test_unstarted_later_wave_blocks_and_initiator_write_is_not_lost(world):
-    wave1 = world.job([S1], [(0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}),
-                            (60, "COMPLETED", {S1: launched()})])
-    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, wave1)]),
-                                           (REGION, [ServerSpec(S2, None), ServerSpec(S3, None)])]))
+    wave1 = world.job(
+        [S1],
+        [(0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}), (60, "COMPLETED", {S1: launched()})],
+    )
+    await world.put_spec(
+        world.spec(
+            "ex",
+            [
+                (REGION, [ServerSpec(S1, wave1)]),
+                (REGION, [ServerSpec(S2, None), ServerSpec(S3, None)]),
+            ],
+        )
+    )
     # A heartbeat on every poll: the poll from the stale cache below really writes.
     daemon = await world.daemon(heartbeat_interval=1)
     await world.step(daemon)
@@ -26,10 +35,16 @@ async def test_unstarted_later_wave_blocks_and_initiator_write_is_not_lost(world
     assert item["Phase"] == "PENDING"  # waiting for the next wave at the slow pace
 
     # The initiator starts wave 2 with a path-level write the daemon has not read yet.
-    wave2 = world.job([S2, S3], [(0, "STARTED", {}), (60, "COMPLETED", {S2: launched(), S3: launched()})])
-    await world.update("ex", "SET Waves[1].Servers[0].RecoveryJobId = :j, "
-                             "Waves[1].Servers[1].RecoveryJobId = :j, Waves[1].#s = :ip",
-                       {":j": wave2, ":ip": "IN_PROGRESS"}, names={"#s": "Status"})
+    wave2 = world.job(
+        [S2, S3], [(0, "STARTED", {}), (60, "COMPLETED", {S2: launched(), S3: launched()})]
+    )
+    await world.update(
+        "ex",
+        "SET Waves[1].Servers[0].RecoveryJobId = :j, "
+        "Waves[1].Servers[1].RecoveryJobId = :j, Waves[1].#s = :ip",
+        {":j": wave2, ":ip": "IN_PROGRESS"},
+        names={"#s": "Status"},
+    )
     # Poll from the stale cache first (no discovery): the write must not clobber it.
     await world.step(daemon, 45, discover=False)
     item = await world.get("ex")
@@ -42,8 +57,10 @@ async def test_unstarted_later_wave_blocks_and_initiator_write_is_not_lost(world
 
 
 async def test_cancelled_by_another_writer_stays_cancelled(world):
-    job = world.job([S1], [(0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}),
-                          (100, "COMPLETED", {S1: launched()})])
+    job = world.job(
+        [S1],
+        [(0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}), (100, "COMPLETED", {S1: launched()})],
+    )
     await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job)])]))
     daemon = await world.daemon()
     await world.step(daemon)
@@ -73,13 +90,35 @@ async def test_terminal_status_never_moves(world):
 
 
 async def test_two_daemons_reach_the_same_result_as_one(world):
-    jobs = [world.job([server_id(10 + i)], [(0, "STARTED", {}),
-                                            (200 + 40 * i, "COMPLETED",
-                                             {server_id(10 + i): launched() if i % 3 else ServerSnapshot("FAILED")})])
-            for i in range(6)]
+    jobs = [
+        world.job(
+            [server_id(10 + i)],
+            [
+                (0, "STARTED", {}),
+                (
+                    200 + 40 * i,
+                    "COMPLETED",
+                    {server_id(10 + i): launched() if i % 3 else ServerSnapshot("FAILED")},
+                ),
+            ],
+        )
+        for i in range(6)
+    ]
     for i in range(3):
-        await world.put_spec(world.spec(f"ex-{i}", [(REGION, [ServerSpec(server_id(10 + 2 * i), jobs[2 * i]),
-                                                               ServerSpec(server_id(11 + 2 * i), jobs[2 * i + 1])])]))
+        await world.put_spec(
+            world.spec(
+                f"ex-{i}",
+                [
+                    (
+                        REGION,
+                        [
+                            ServerSpec(server_id(10 + 2 * i), jobs[2 * i]),
+                            ServerSpec(server_id(11 + 2 * i), jobs[2 * i + 1]),
+                        ],
+                    )
+                ],
+            )
+        )
     first, second = await world.daemon(), await world.daemon()
     for _ in range(40):  # 600 s: past the last job's end at 400 s
         world.clock.advance(15)
@@ -97,13 +136,33 @@ async def test_two_daemons_reach_the_same_result_as_one(world):
 async def test_malformed_items_are_reported_and_the_rest_keep_going(world):
     job = world.job([S1], [(0, "COMPLETED", {S1: launched()})])
     await world.put_spec(world.spec("good", [(REGION, [ServerSpec(S1, job)])]))
-    await world.put({"ExecutionId": "no-waves", "PlanId": "plan-local", "Status": "POLLING",
-                     "StartTime": world.clock.time()})
-    await world.put({"ExecutionId": "bad-server", "PlanId": "plan-local", "Status": "POLLING",
-                     "StartTime": world.clock.time(),
-                     "Waves": [{"WaveName": "w", "Region": REGION, "Servers": [{"Status": 3}]}]})
-    await world.put({"ExecutionId": "bad-type", "PlanId": "plan-local", "Status": "POLLING",
-                     "StartTime": world.clock.time(), "ExecutionType": "FIRE_DRILL", "Waves": []})
+    await world.put(
+        {
+            "ExecutionId": "no-waves",
+            "PlanId": "plan-local",
+            "Status": "POLLING",
+            "StartTime": world.clock.time(),
+        }
+    )
+    await world.put(
+        {
+            "ExecutionId": "bad-server",
+            "PlanId": "plan-local",
+            "Status": "POLLING",
+            "StartTime": world.clock.time(),
+            "Waves": [{"WaveName": "w", "Region": REGION, "Servers": [{"Status": 3}]}],
+        }
+    )
+    await world.put(
+        {
+            "ExecutionId": "bad-type",
+            "PlanId": "plan-local",
+            "Status": "POLLING",
+            "StartTime": world.clock.time(),
+            "ExecutionType": "FIRE_DRILL",
+            "Waves": [],
+        }
+    )
     daemon = await world.daemon(max_execution_age=7200)
     item = await world.run_until_final(daemon, "good")
     assert item["Status"] == "COMPLETED"

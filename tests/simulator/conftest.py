@@ -33,7 +33,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def rng() -> random.Random:
-    return random.Random(1234)  # noqa: S311 - reproducible fake ids, not secrets
+    return random.Random(1234)
 
 
 @pytest.fixture

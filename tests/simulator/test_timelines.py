@@ -311,7 +311,7 @@ def test_recovery_instance_rendering() -> None:
     ],
 )
 def test_id_helpers_make_valid_ids(make_id: object, shape_name: str) -> None:
-    rng = random.Random(7)  # noqa: S311 - reproducible fake ids, not secrets
+    rng = random.Random(7)
     shape = drs_service_model().shape_for(shape_name)
     for _ in range(50):
         assert shape_violations(shape, make_id(rng)) == []  # type: ignore[operator]

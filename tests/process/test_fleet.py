@@ -1,0 +1,214 @@
+"""The fleet run: ``drs-poller run`` as a process against moto and the DRS double, with
+200 executions of 5 servers across 2 regions, on time compressed 60 times.
+
+It asserts every final status, and that DescribeJobs calls grow with dispatch batches
+(at most one per region per batch, plus pages), not with servers or executions. The
+figures it prints are the ones quoted in the README."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import OTHER_REGION, REGION, DaemonProcess, daemon_env
+from prometheus_client.parser import text_string_to_metric_families
+
+from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.simulator.timelines import JobScript, ServerScript, standard_timeline
+
+# CI runs it at 60x; set DRS_POLLER_FLEET_SPEED to measure at other compressions.
+SPEED = float(os.environ.get("DRS_POLLER_FLEET_SPEED", "60"))
+EXECUTIONS = 200
+SERVERS = 5
+
+# (execution type, outcome of each server, expected final status), cycled over the fleet.
+KINDS: list[tuple[str, list[str], str]] = [
+    *[("DRILL", ["launched"] * 5, "COMPLETED")] * 6,
+    ("RECOVERY", ["launched"] * 5, "COMPLETED"),
+    ("RECOVERY", ["launched"] * 5, "COMPLETED"),
+    ("DRILL", ["launched"] * 4 + ["launch_failed"], "PARTIAL"),
+    ("RECOVERY", ["launched"] * 3 + ["action_failed"] * 2, "PARTIAL"),
+    ("DRILL", ["terminated_after_launch"] * 5, "COMPLETED"),
+    ("DRILL", ["launch_failed"] * 5, "FAILED"),
+]
+
+
+def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """histogram_quantile over cumulative (upper bound, count) buckets."""
+    total = buckets[-1][1]
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            span = count - lower_count
+            return lower_bound + (bound - lower_bound) * (
+                (rank - lower_count) / span if span else 0
+            )
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def _seed(world) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    items, expected = [], {}
+    now = world.clock.time()
+    for n in range(EXECUTIONS):
+        kind, outcomes, status = KINDS[n % len(KINDS)]
+        region = REGION if n % 2 else OTHER_REGION
+        jitter = 1 + ((n * 37) % 21 - 10) / 100  # ±10 %: executions do not move in lockstep
+        servers = []
+        for k in range(SERVERS):
+            sid = f"s-{n:012d}{k:05d}"
+            jid = f"drsjob-{n:012d}{k:05d}"
+            world.drs.add_job(
+                JobScript(
+                    job_id=jid,
+                    region=region,
+                    is_drill=kind == "DRILL",
+                    created_at=now,
+                    servers=(ServerScript(sid),),
+                    timeline=standard_timeline(
+                        [sid],
+                        pending=810 / SPEED * jitter,
+                        started=30 / SPEED,
+                        launching=360 / SPEED * jitter,
+                        actions=600 / SPEED if kind == "RECOVERY" else None,
+                        outcomes={sid: outcomes[k]},
+                        terminate_after=600 / SPEED,  # a drill is cleaned up well after launch
+                    ),
+                )
+            )
+            servers.append(ServerSpec(sid, jid))
+        execution_id = f"fleet-{n:03d}"
+        items.append(
+            execution_item(
+                ExecutionSpec(
+                    execution_id=execution_id,
+                    execution_type=kind,
+                    start_time=now,
+                    waves=(WaveSpec(name="wave-1", region=region, servers=tuple(servers)),),
+                )
+            )
+        )
+        expected[execution_id] = status
+    return items, expected
+
+
+@pytest.mark.slow
+async def test_fleet_of_200_executions_across_two_regions(live_world):
+    world = live_world
+    items, expected = _seed(world)
+    for item in items:
+        await world.put(item)
+    daemon = DaemonProcess(
+        daemon_env(
+            stack=world.stack,
+            table=world.table,
+            log_level="WARNING",
+            interval_pending=45 / SPEED,
+            interval_started=15 / SPEED,
+            interval_in_progress=30 / SPEED,
+            interval_post_launch=30 / SPEED,
+            discovery_interval=30 / SPEED,
+            coalesce_window=2 / SPEED,
+            post_launch_grace=600 / SPEED,
+            heartbeat_interval=300 / SPEED,
+            overdue_after=1800 / SPEED,
+            max_execution_age=4 * 3600 / SPEED,
+        )
+    )
+    # WARNING level: the start-up line is not logged, so find /metrics another way.
+    daemon.env["DRS_POLLER_METRICS_PORT"] = str(await _free_port())
+    metrics_url = f"http://127.0.0.1:{daemon.env['DRS_POLLER_METRICS_PORT']}"
+    started = world.clock.time()
+    await daemon.start()
+    try:
+        # The longest scripted life is about 45 real minutes; allow twice that, plus start-up.
+        finals = await _wait_for_all(world, expected, deadline=started + 2 * 2700 / SPEED + 60)
+        elapsed = world.clock.time() - started
+        async with aiohttp.ClientSession() as http, http.get(f"{metrics_url}/metrics") as r:
+            exposition = await r.text()
+        code = await daemon.stop(signal.SIGTERM)
+    finally:
+        await daemon.kill()
+    assert code == 0
+    assert not daemon.events("poll failed unexpectedly; retried on the next poll")
+
+    wrong = {e: (finals[e]["Status"], s) for e, s in expected.items() if finals[e]["Status"] != s}
+    assert not wrong, wrong
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    }
+    batches = samples[("drs_poller_dispatch_batch_size_count", ())]
+    describe_jobs = world.drs.count("DescribeJobs")
+    server_polls = sum(
+        int(s["PollAttempts"]) for i in finals.values() for s in i["Waves"][0]["Servers"]
+    )
+    # At most one DescribeJobs per region per batch (500 jobs a region: one page).
+    assert describe_jobs <= 2 * batches
+    assert describe_jobs * 20 < server_polls  # what one call per server job would cost
+    writes = [int(i["PollerRevision"]) for i in finals.values()]
+    lateness = sorted(
+        (float(dict(labels)["le"]), value)
+        for (name, labels), value in samples.items()
+        if name == "drs_poller_poll_lateness_seconds_bucket"
+    )
+    figures = {
+        "executions": EXECUTIONS,
+        "servers": EXECUTIONS * SERVERS,
+        "regions": 2,
+        "speed": SPEED,
+        "elapsed_s": round(elapsed, 1),
+        "dispatch_batches": int(batches),
+        "describe_jobs_calls": describe_jobs,
+        "server_polls (servers x polls)": server_polls,
+        "calls_per_server_poll": round(describe_jobs / server_polls, 4),
+        "describe_recovery_instances_calls": world.drs.count("DescribeRecoveryInstances"),
+        "dynamodb_writes_per_execution": {
+            "mean": round(sum(writes) / len(writes), 2),
+            "max": max(writes),
+            "min": min(writes),
+        },
+        "lost_conditional_writes": samples[("drs_poller_conditional_write_conflicts_total", ())],
+        "lateness_p50_s": round(_quantile(lateness, 0.5), 4),
+        "lateness_p99_s": round(_quantile(lateness, 0.99), 4),
+        "aws_calls": {
+            f"{dict(labels)['operation']}:{dict(labels)['outcome']}": value
+            for (name, labels), value in samples.items()
+            if name == "drs_poller_aws_calls_total"
+        },
+    }
+    print("\nFLEET FIGURES " + json.dumps(figures, indent=2))  # noqa: T201 - the measured figures
+
+
+async def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_for_all(world, expected: dict[str, str], *, deadline: float) -> dict[str, Any]:
+    """Wait with one cheap count query a second (moto serves the daemon from this
+    process too), then read every item once."""
+    while world.clock.time() < deadline:
+        result = await world.ddb.query(
+            TableName=world.table,
+            IndexName="StatusIndex",
+            Select="COUNT",
+            KeyConditionExpression="#s = :p",
+            ExpressionAttributeNames={"#s": "Status"},
+            ExpressionAttributeValues={":p": {"S": "POLLING"}},
+        )
+        if result["Count"] == 0:
+            return {execution_id: await world.get(execution_id) for execution_id in expected}
+        await world.sleep(1.0)
+    raise AssertionError(f"{result['Count']} executions still POLLING at the deadline")

@@ -1,0 +1,95 @@
+"""``drs-poller run`` as a real process: SIGTERM and SIGINT with polls in flight."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from conftest import REGION, DaemonProcess, ServerSnapshot, daemon_env, server_id
+
+from drs_poller.localstack.initiator import ServerSpec
+
+
+async def _seed(world, count: int = 3) -> None:
+    for n in range(count):
+        sid = server_id(n)
+        job = world.job([sid], [(0, "STARTED", {sid: ServerSnapshot("IN_PROGRESS")})])
+        await world.put_spec(world.spec(f"ex-{n}", [(REGION, [ServerSpec(sid, job)])]))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_stop_signal_with_polls_in_flight_finishes_them_and_exits_0(live_world, sig):
+    await _seed(live_world)
+    live_world.drs.faults.latency = 1.5  # every DRS answer takes 1.5 s: polls are in flight
+    daemon = DaemonProcess(
+        daemon_env(
+            stack=live_world.stack,
+            table=live_world.table,
+            shutdown_grace=10,
+            discovery_interval=0.2,
+            interval_started=0.2,
+            interval_in_progress=0.2,
+        )
+    )
+    await daemon.start()
+    try:
+        await daemon.wait_for("discovered executions")
+        while not any(c.operation == "DescribeJobs" for c in live_world.drs.calls):
+            await live_world.sleep(0.02)
+        started = time.monotonic()
+        code = await daemon.stop(sig)
+        elapsed = time.monotonic() - started
+    finally:
+        await daemon.kill()
+    assert code == 0
+    assert elapsed < 10  # the in-flight poll finished; no waiting out the whole grace
+    assert daemon.events("stop requested; no new polls will start")[0]["reason"] == sig.name
+    assert daemon.events("waiting for polls in flight")
+    assert not daemon.events("cancelled polls still in flight after the grace period")
+    assert daemon.events("drs-poller stopped")[0]["exit_code"] == 0
+    # The poll that was in flight completed its write-back.
+    item = await live_world.get("ex-0")
+    assert item["Status"] == "POLLING"
+    assert item["Waves"][0]["Servers"][0]["Status"] == "IN_PROGRESS"
+    assert all(isinstance(line, dict) and "event" in line for line in daemon.lines)
+
+
+async def test_polls_that_outlast_the_grace_period_are_cancelled_and_exit_is_still_0(live_world):
+    await _seed(live_world, count=1)
+    live_world.drs.faults.latency = 20.0  # DRS hangs far past the grace period
+    daemon = DaemonProcess(
+        daemon_env(
+            stack=live_world.stack, table=live_world.table, shutdown_grace=1, read_timeout=60
+        )
+    )
+    await daemon.start()
+    try:
+        await daemon.wait_for("discovered executions")
+        while not any(
+            c.operation == "DescribeJobs" for c in live_world.drs.calls
+        ) and not daemon.events("aws call retry"):
+            await live_world.sleep(0.05)
+        await live_world.sleep(0.3)
+        started = time.monotonic()
+        code = await daemon.stop(signal.SIGTERM)
+        elapsed = time.monotonic() - started
+    finally:
+        await daemon.kill()
+    assert code == 0
+    assert elapsed < 5  # grace 1 s, then cancelled: does not wait for DRS
+    assert daemon.events("cancelled polls still in flight after the grace period")
+    item = await live_world.get("ex-0")
+    assert item["Status"] == "POLLING"  # nothing half-written
+    assert "LastPolledTime" not in item
+
+
+async def test_bad_configuration_stops_start_up_naming_the_variable(live_world):
+    daemon = DaemonProcess(
+        daemon_env(stack=live_world.stack, table=live_world.table, interval_pending="soon")
+    )
+    await daemon.start()
+    code = await daemon.proc.wait()
+    await daemon._reader
+    assert code == 2
+    assert any("DRS_POLLER_INTERVAL_PENDING" in line for line in daemon.raw)
