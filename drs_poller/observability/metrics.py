@@ -105,7 +105,7 @@ class Metrics:
         self.aws_calls = Counter(
             _PREFIX + "aws_calls_total",
             "AWS API calls, by service, operation, region and outcome "
-            "(success, throttled, error, timeout).",
+            "(success, throttled, error, timeout, rejected: a lost conditional write).",
             ["service", "operation", "region", "outcome"],
             registry=reg,
         )
@@ -146,7 +146,8 @@ class Metrics:
         )
         self.overdue = Gauge(
             _PREFIX + "overdue_executions",
-            "Tracked executions whose next poll is past due.",
+            "Tracked executions older than DRS_POLLER_OVERDUE_AFTER (from StartTime); "
+            "they are still polled, never failed for it.",
             registry=reg,
         )
         self.execution_duration = Histogram(
@@ -163,7 +164,8 @@ class Metrics:
         )
         self.execution_errors = Counter(
             _PREFIX + "execution_errors_total",
-            "Errors while handling one execution, by kind (permanent, unexpected).",
+            "Errors while handling one execution, by kind: throttled, transient or permanent "
+            "(an AWS call that failed for good), invalid_drs_data, unexpected.",
             ["kind"],
             registry=reg,
         )

@@ -1,0 +1,102 @@
+"""An execution of 100 servers (DRS's per-job maximum) stays far below DynamoDB's
+400 KB item limit however many transitions it goes through."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from drs_poller.clients.dynamodb import to_wire
+from drs_poller.core.deciding import Policy, decide
+from drs_poller.core.models import (
+    JobStatus,
+    JobView,
+    LaunchStatus,
+    Participant,
+    parse_execution,
+)
+
+DYNAMODB_ITEM_LIMIT = 400 * 1024
+
+
+def _attribute_size(wire: dict) -> int:
+    """DynamoDB's item size rules: names and values, numbers ~ digits/2 + 1."""
+    ((kind, value),) = wire.items()
+    if kind == "S":
+        return len(value.encode())
+    if kind == "N":
+        return len(value.replace(".", "").lstrip("-")) // 2 + 2
+    if kind in {"BOOL", "NULL"}:
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + _attribute_size(v) for v in value)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + 1 + _attribute_size(v) for k, v in value.items())
+    raise AssertionError(kind)
+
+
+def item_size(item: dict) -> int:
+    return sum(len(k.encode()) + _attribute_size(to_wire(v)) for k, v in item.items())
+
+
+def test_a_100_server_execution_stays_far_below_the_item_limit():
+    servers = [f"s-{n:017d}" for n in range(100)]
+    item = {
+        "ExecutionId": "e" * 36,
+        "PlanId": "p" * 36,
+        "Status": "POLLING",
+        "ExecutionType": "RECOVERY",
+        "StartTime": Decimal(1_800_000_000),
+        "Waves": [
+            {
+                "WaveName": "wave-1",
+                "ProtectionGroupId": "pg-" + "x" * 30,
+                "Region": "us-east-1",
+                "Status": "IN_PROGRESS",
+                "StartTime": Decimal(1_800_000_000),
+                "Servers": [
+                    {
+                        "SourceServerId": s,
+                        "RecoveryJobId": "drsjob-" + "a" * 17,
+                        "Status": "PENDING",
+                        "IsDrill": False,
+                        "LaunchTime": Decimal(1_800_000_000),
+                    }
+                    for s in servers
+                ],
+            }
+        ],
+    }
+    policy = Policy(history_limit=20)
+    statuses = [LaunchStatus.PENDING, LaunchStatus.IN_PROGRESS]
+    now = 1_800_000_000.0
+    # 500 polls in which every server flips status: far more change than any real job.
+    for poll in range(500):
+        now += 15
+        status = statuses[poll % 2]
+        job = JobView(
+            job_id="drsjob-" + "a" * 17,
+            status=JobStatus.STARTED,
+            servers={s: Participant(s, status, None, ()) for s in servers},
+        )
+        decision = decide(
+            parse_execution(item), jobs={job.job_id: job}, instances={}, now=now, policy=policy
+        )
+        item = {**item, **decision.updates}
+    # Then every server launches, with every optional attribute the daemon writes.
+    for server in item["Waves"][0]["Servers"]:
+        server.update(
+            RecoveryInstanceId="i-" + "0" * 17,
+            InstanceId="i-" + "1" * 17,
+            PrivateIp="10.123.234.101",
+            InstanceType="m5.24xlarge",
+            Hostname="ip-10-123-234-101.eu-central-1.compute.internal",
+            LaunchedTime=Decimal(now),
+            PostLaunchActionsStatus="IN_PROGRESS",
+            Error="post-launch action failed: " + "x" * 200,
+        )
+    histories = [len(s["TransitionHistory"]) for s in item["Waves"][0]["Servers"]]
+    assert max(histories) == 20  # bounded, not 500
+    size = item_size(item)
+    # Measured 140 KB in this worst case (every server at the history cap with a long
+    # error); a real job has about five transitions a server.
+    assert size < DYNAMODB_ITEM_LIMIT / 2, size
