@@ -19,11 +19,11 @@ def test_every_setting_is_documented(field):
 
 
 def _families() -> list[str]:
-    names = []
-    for family in Metrics().registry.collect():
-        if family.name.startswith("drs_poller_"):
-            names.append(family.name + ("_total" if family.type == "counter" else ""))
-    return sorted(names)
+    return sorted(
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in Metrics().registry.collect()
+        if family.name.startswith("drs_poller_")
+    )
 
 
 @pytest.mark.parametrize("family", _families())
