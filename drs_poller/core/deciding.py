@@ -445,8 +445,8 @@ def _settle_wave(raw: dict[str, Any], *, outcomes: list[Outcome], now: float) ->
         if raw.get("Status") != status:
             raw["Status"] = status
         raw.setdefault("EndTime", epoch(now))
-    elif any(outcome is not Outcome.NOT_STARTED for outcome in outcomes):
-        raw["Status"] = "IN_PROGRESS"
+    elif any(outcome is Outcome.ACTIVE for outcome in outcomes):
+        raw["Status"] = "IN_PROGRESS"  # CONTRACT §1: while any of its jobs is active
 
 
 def _failure_summary(execution: Execution, *, has_empty_wave: bool) -> str:
@@ -488,6 +488,11 @@ def _abandon(
                 f"not finished within the maximum execution age of {age} s", status="FAILED"
             )
             new_waves[index]["Servers"][position] = update.raw
+            changes[:] = [
+                c
+                for c in changes
+                if (c.wave, c.source_server_id) != (wave.name, server.source_server_id)
+            ]
             changes.append(
                 ServerChange(
                     wave=wave.name,

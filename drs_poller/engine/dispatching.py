@@ -45,8 +45,8 @@ class Dispatcher:
         self._stopping = False
         self._batches = 0
 
-    @property
     def stopping(self) -> bool:
+        # A method, not an attribute: its value changes across awaits.
         return self._stopping
 
     def stop(self) -> None:
@@ -56,7 +56,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         queue, wakeup = self.state.queue, self.state.wakeup
-        while not self._stopping:
+        while not self.stopping():
             self.health.beat()
             now = self.clock.monotonic()
             next_due = queue.next_due()
@@ -66,9 +66,7 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), timeout=wait)
                 continue
-            await self._slots.acquire()
-            if self.stopping:
-                self._slots.release()
+            if not await self._acquire_slot():
                 break
             batch = queue.pop_due(self.clock.monotonic(), window=self.coalesce_window)
             if not batch:
@@ -81,6 +79,22 @@ class Dispatcher:
             self.inflight.add(task)
             self.metrics.inflight_batches.set(len(self.inflight))
             task.add_done_callback(self._reap)
+
+    async def _acquire_slot(self) -> bool:
+        """Wait for a free batch slot, still turning (and beating) while every slot is
+        busy: batches slowed by a throttling storm are not a dead process, and /healthz
+        must not get the task killed in the middle of an outage."""
+        while not self.stopping():
+            self.health.beat()
+            try:
+                await asyncio.wait_for(self._slots.acquire(), timeout=IDLE_TURN)
+            except TimeoutError:
+                continue
+            if self.stopping():
+                self._slots.release()
+                return False
+            return True
+        return False
 
     def _reap(self, task: asyncio.Task[None]) -> None:
         """Release the slot and surface the error of a finished batch (arq's reaping)."""
