@@ -105,11 +105,13 @@ class World:
         is_drill: bool = True,
         job: str | None = None,
         ec2_ids: dict[str, str] | None = None,
+        recovery_ids: dict[str, str] | None = None,
     ) -> str:
         """Script a DRS job starting now: ``snapshots`` are (seconds from now, job status,
         {server: snapshot}); a server left out of a snapshot is PENDING."""
         jid = job or job_id()
         ec2_ids = ec2_ids or {}
+        recovery_ids = {**ec2_ids, **(recovery_ids or {})}
         self.drs.add_job(
             JobScript(
                 job_id=jid,
@@ -119,7 +121,7 @@ class World:
                 servers=tuple(
                     ServerScript(
                         source_server_id=s,
-                        recovery_instance_id=ec2_ids.get(s),
+                        recovery_instance_id=recovery_ids.get(s),
                         ec2_instance_id=ec2_ids.get(s),
                     )
                     for s in servers

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("drs_poller.polling")
 
+# How long a recovery instance that DRS knows no EC2 instance for is left alone.
+UNRESOLVED_RETRY_SECONDS = 300.0
+
 
 class Poller:
     def __init__(
@@ -66,6 +69,9 @@ class Poller:
         self.clock = clock
         self.write_attempts = write_attempts
         self._writes = asyncio.Semaphore(max_concurrent_writes)
+        # Recovery instances DRS answered for without an EC2 instance id (or did not
+        # know): not asked again before the monotonic time stored here.
+        self._unresolved: dict[str, float] = {}
 
     @property
     def policy(self) -> Policy:
@@ -136,37 +142,40 @@ class Poller:
     async def _describe_instances(
         self, members: list[Tracked], jobs: dict[str, JobLookup]
     ) -> dict[str, InstanceDetails]:
+        now = self.clock.monotonic()
+        self._unresolved = {rid: t for rid, t in self._unresolved.items() if t > now}
         wanted: dict[str, set[str]] = defaultdict(set)
         for tracked in members:
             if tracked.execution is not None:
                 for region, ids in instances_to_describe(tracked.execution, jobs).items():
-                    wanted[region] |= ids
+                    wanted[region] |= ids - self._unresolved.keys()
         details: dict[str, InstanceDetails] = {}
 
         async def one_region(region: str, recovery_ids: set[str]) -> None:
-            # Details are best effort: a failure here is retried on the next poll,
+            # Details are best effort: a failed call is retried on the next poll,
             # because the item still lacks InstanceId.
             try:
                 ec2_ids = await self.drs.describe_recovery_instances(region, recovery_ids)
-                for rid, ec2_id in ec2_ids.items():
-                    details[rid] = InstanceDetails(recovery_instance_id=rid, ec2_instance_id=ec2_id)
                 known = {ec2_id for ec2_id in ec2_ids.values() if ec2_id}
                 instances = await self.ec2.describe_instances(region, known) if known else {}
             except Exception as error:  # noqa: BLE001 - see above
                 log.warning("recovery instance lookup failed", region=region, error=str(error))
                 return
-            for rid, ec2_id in ec2_ids.items():
-                instance = instances.get(ec2_id) if ec2_id else None
-                if instance is not None:
-                    details[rid] = InstanceDetails(
-                        recovery_instance_id=rid,
-                        ec2_instance_id=ec2_id,
-                        private_ip=instance.private_ip,
-                        hostname=instance.hostname,
-                        instance_type=instance.instance_type,
-                    )
+            for rid in recovery_ids:
+                ec2_id = ec2_ids.get(rid)
+                if ec2_id is None:
+                    self._unresolved[rid] = now + UNRESOLVED_RETRY_SECONDS
+                    continue
+                instance = instances.get(ec2_id)
+                details[rid] = InstanceDetails(
+                    recovery_instance_id=rid,
+                    ec2_instance_id=ec2_id,
+                    private_ip=instance.private_ip if instance else None,
+                    hostname=instance.hostname if instance else None,
+                    instance_type=instance.instance_type if instance else None,
+                )
 
-        await asyncio.gather(*(one_region(r, ids) for r, ids in wanted.items()))
+        await asyncio.gather(*(one_region(r, ids) for r, ids in wanted.items() if ids))
         return details
 
     # --- decide and write back, one execution at a time ------------------------------

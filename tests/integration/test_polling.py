@@ -214,3 +214,20 @@ async def test_unknown_jobs_are_reported_as_not_found_and_chunks_stay_within_lim
         assert sizes == [1000, 203]  # 1203 ids: two calls, none over DRS's 1000
     finally:
         await pool.aclose()
+
+
+async def test_a_recovery_instance_without_an_ec2_id_is_not_described_every_poll(world):
+    s1, s2 = server_id(1), server_id(2)
+    job = world.job(
+        [s1, s2],
+        [(0, "STARTED", {s1: launched(), s2: ServerSnapshot("IN_PROGRESS")})],
+        recovery_ids={s1: "i-0000000000000aaaa"},  # DRS reports no ec2InstanceID for it
+    )
+    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(s1, job), ServerSpec(s2, job)])]))
+    daemon = await world.daemon()
+    for _ in range(6):
+        await world.step(daemon, 30)
+    item = await world.get("ex")
+    assert item["Status"] == "POLLING"  # s2 keeps the execution polling
+    assert servers_of(item)[0]["RecoveryInstanceId"] == "i-0000000000000aaaa"
+    assert world.drs.count("DescribeRecoveryInstances") == 1

@@ -72,7 +72,7 @@ def _seed(world) -> tuple[list[dict[str, Any]], dict[str, str]]:
                     region=region,
                     is_drill=kind == "DRILL",
                     created_at=now,
-                    servers=(ServerScript(sid),),
+                    servers=(ServerScript(sid, recovery_instance_id=f"i-{n:012d}{k:05d}"),),
                     timeline=standard_timeline(
                         [sid],
                         pending=810 / SPEED * jitter,
@@ -156,6 +156,17 @@ async def test_fleet_of_200_executions_across_two_regions(live_world):
     # At most one DescribeJobs per region per batch (500 jobs a region: one page).
     assert describe_jobs <= 2 * batches
     assert describe_jobs * 20 < server_polls  # what one call per server job would cost
+    # Recovery instances are described once, batched too: never more than DescribeJobs.
+    launched_servers = sum(
+        1 for i in finals.values() for s in i["Waves"][0]["Servers"] if "LaunchedTime" in s
+    )
+    assert world.drs.count("DescribeRecoveryInstances") <= describe_jobs
+    assert all(
+        s.get("RecoveryInstanceId")
+        for i in finals.values()
+        for s in i["Waves"][0]["Servers"]
+        if "LaunchedTime" in s
+    )
     writes = [int(i["PollerRevision"]) for i in finals.values()]
     lateness = sorted(
         (float(dict(labels)["le"]), value)
@@ -173,6 +184,7 @@ async def test_fleet_of_200_executions_across_two_regions(live_world):
         "server_polls (servers x polls)": server_polls,
         "calls_per_server_poll": round(describe_jobs / server_polls, 4),
         "describe_recovery_instances_calls": world.drs.count("DescribeRecoveryInstances"),
+        "launched_servers": launched_servers,
         "dynamodb_writes_per_execution": {
             "mean": round(sum(writes) / len(writes), 2),
             "max": max(writes),
