@@ -6,11 +6,13 @@ is asked for once. Job ids that DRS does not return are reported as not found.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from drs_poller.clients.paging import paginate
 from drs_poller.core.models import (
     JOB_NOT_FOUND,
     InvalidDrsDataError,
@@ -19,22 +21,22 @@ from drs_poller.core.models import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+    from collections.abc import Awaitable, Callable, Collection
 
     from drs_poller.clients.aws import ClientPool
     from drs_poller.clients.calling import Caller
 
 log = structlog.get_logger("drs_poller.drs")
 
+_SNAKE = {
+    "DescribeJobs": "describe_jobs",
+    "DescribeRecoveryInstances": "describe_recovery_instances",
+}
+
 JOB_IDS_PER_CALL = 1000  # DescribeJobs filters.jobIDs maximum
 RECOVERY_INSTANCE_IDS_PER_CALL = (
     200  # DescribeRecoveryInstances filters.recoveryInstanceIDs maximum
 )
-MAX_PAGES = 1000  # a nextToken that never ends is a DRS bug, not a reason to loop forever
-
-
-class PagingError(Exception):
-    """DRS paging went wrong (a repeated token, or too many pages)."""
 
 
 @dataclass(slots=True)
@@ -48,47 +50,36 @@ def chunked(values: Collection[str], size: int) -> list[list[str]]:
     return [ordered[start : start + size] for start in range(0, len(ordered), size)]
 
 
-async def pages(
-    fetch: Callable[[str | None], Awaitable[dict[str, Any]]], *, what: str
-) -> AsyncIterator[dict[str, Any]]:
-    token: str | None = None
-    seen: set[str] = set()
-    for _ in range(MAX_PAGES):
-        page = await fetch(token)
-        yield page
-        token = page.get("nextToken") or None
-        if token is None:
-            return
-        if token in seen:
-            raise PagingError(f"{what}: DRS repeated nextToken {token[:16]!r}")
-        seen.add(token)
-    raise PagingError(f"{what}: more than {MAX_PAGES} pages")
-
-
 class DrsAdapter:
     def __init__(self, *, clients: ClientPool, caller: Caller) -> None:
         self._clients = clients
         self._caller = caller
 
+    def _fetch(
+        self, client: Any, *, region: str, operation: str
+    ) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+        method = getattr(client, _SNAKE[operation])
+
+        async def fetch(request: dict[str, Any]) -> dict[str, Any]:
+            page: dict[str, Any] = await self._caller.call(
+                service="drs",
+                operation=operation,
+                region=region,
+                send=functools.partial(method, **request),
+            )
+            return page
+
+        return fetch
+
     async def describe_jobs(self, region: str, job_ids: Collection[str]) -> JobBatch:
         batch = JobBatch()
-        client = await self._clients.get("drs", region)
+        fetch = self._fetch(
+            await self._clients.get("drs", region), region=region, operation="DescribeJobs"
+        )
         for chunk in chunked(job_ids, JOB_IDS_PER_CALL):
-
-            async def fetch(token: str | None, chunk: list[str] = chunk) -> dict[str, Any]:
-                request: dict[str, Any] = {"filters": {"jobIDs": chunk}, "maxResults": len(chunk)}
-                if token:
-                    request["nextToken"] = token
-                result: dict[str, Any] = await self._caller.call(
-                    service="drs",
-                    operation="DescribeJobs",
-                    region=region,
-                    send=lambda: client.describe_jobs(**request),
-                )
-                return result
-
             wanted = set(chunk)
-            async for page in pages(fetch, what=f"DescribeJobs in {region}"):
+            request = {"filters": {"jobIDs": chunk}, "maxResults": len(chunk)}
+            async for page in paginate(fetch, request, what=f"DescribeJobs in {region}"):
                 for wire in page.get("items") or []:
                     job_id = wire.get("jobID") if isinstance(wire, dict) else None
                     if job_id not in wanted:
@@ -106,22 +97,15 @@ class DrsAdapter:
     ) -> dict[str, str | None]:
         """Recovery instance id -> EC2 instance id, for the ids DRS knows."""
         found: dict[str, str | None] = {}
-        client = await self._clients.get("drs", region)
+        fetch = self._fetch(
+            await self._clients.get("drs", region),
+            region=region,
+            operation="DescribeRecoveryInstances",
+        )
         for chunk in chunked(recovery_instance_ids, RECOVERY_INSTANCE_IDS_PER_CALL):
-
-            async def fetch(token: str | None, chunk: list[str] = chunk) -> dict[str, Any]:
-                request: dict[str, Any] = {"filters": {"recoveryInstanceIDs": chunk}}
-                if token:
-                    request["nextToken"] = token
-                result: dict[str, Any] = await self._caller.call(
-                    service="drs",
-                    operation="DescribeRecoveryInstances",
-                    region=region,
-                    send=lambda: client.describe_recovery_instances(**request),
-                )
-                return result
-
-            async for page in pages(fetch, what=f"DescribeRecoveryInstances in {region}"):
+            request = {"filters": {"recoveryInstanceIDs": chunk}}
+            what = f"DescribeRecoveryInstances in {region}"
+            async for page in paginate(fetch, request, what=what):
                 for wire in page.get("items") or []:
                     rid = wire.get("recoveryInstanceID")
                     if isinstance(rid, str):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from drs_poller.clients.paging import paginate
 from drs_poller.core.models import ExecutionStatus
 
 if TYPE_CHECKING:
@@ -73,27 +74,31 @@ class ExecutionStore:
     async def query_polling(self) -> AsyncIterator[list[dict[str, Any]]]:
         """Every item with ``Status = POLLING``, page by page, from the GSI (never a scan)."""
         client = await self._client()
-        start_key: dict[str, Any] | None = None
-        while True:
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": self._index,
-                "KeyConditionExpression": "#status = :polling",
-                "ExpressionAttributeNames": {"#status": "Status"},
-                "ExpressionAttributeValues": {":polling": {"S": ExecutionStatus.POLLING.value}},
-            }
-            if start_key:
-                request["ExclusiveStartKey"] = start_key
+
+        async def fetch(request: dict[str, Any]) -> dict[str, Any]:
             page: dict[str, Any] = await self._caller.call(
                 service="dynamodb",
                 operation="Query",
                 region=self._region,
                 send=functools.partial(client.query, **request),
             )
+            return page
+
+        request = {
+            "TableName": self._table,
+            "IndexName": self._index,
+            "KeyConditionExpression": "#status = :polling",
+            "ExpressionAttributeNames": {"#status": "Status"},
+            "ExpressionAttributeValues": {":polling": {"S": ExecutionStatus.POLLING.value}},
+        }
+        async for page in paginate(
+            fetch,
+            request,
+            what=f"Query {self._index}",
+            resume_with="ExclusiveStartKey",
+            resume_from="LastEvaluatedKey",
+        ):
             yield [to_python(item) for item in page.get("Items") or []]
-            start_key = page.get("LastEvaluatedKey")
-            if not start_key:
-                return
 
     async def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
         client = await self._client()

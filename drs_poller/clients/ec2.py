@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from drs_poller.clients.drs import chunked
+from drs_poller.clients.paging import paginate
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -36,21 +37,25 @@ class Ec2Adapter:
     ) -> dict[str, Ec2Instance]:
         found: dict[str, Ec2Instance] = {}
         client = await self._clients.get("ec2", region)
+
+        async def fetch(request: dict[str, Any]) -> dict[str, Any]:
+            page: dict[str, Any] = await self._caller.call(
+                service="ec2",
+                operation="DescribeInstances",
+                region=region,
+                send=functools.partial(client.describe_instances, **request),
+            )
+            return page
+
         for chunk in chunked(instance_ids, INSTANCE_IDS_PER_CALL):
-            token: str | None = None
-            while True:
-                request: dict[str, Any] = {
-                    "Filters": [{"Name": "instance-id", "Values": chunk}],
-                    "MaxResults": 1000,
-                }
-                if token:
-                    request["NextToken"] = token
-                page: dict[str, Any] = await self._caller.call(
-                    service="ec2",
-                    operation="DescribeInstances",
-                    region=region,
-                    send=functools.partial(client.describe_instances, **request),
-                )
+            request = {"Filters": [{"Name": "instance-id", "Values": chunk}], "MaxResults": 1000}
+            async for page in paginate(
+                fetch,
+                request,
+                what=f"DescribeInstances in {region}",
+                resume_with="NextToken",
+                resume_from="NextToken",
+            ):
                 for reservation in page.get("Reservations") or []:
                     for instance in reservation.get("Instances") or []:
                         instance_id = instance.get("InstanceId")
@@ -61,7 +66,4 @@ class Ec2Adapter:
                                 hostname=instance.get("PrivateDnsName") or None,
                                 instance_type=instance.get("InstanceType") or None,
                             )
-                token = page.get("NextToken") or None
-                if token is None:
-                    break
         return found

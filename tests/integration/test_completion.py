@@ -4,7 +4,7 @@ driven on a manual clock (nothing sleeps)."""
 from __future__ import annotations
 
 import pytest
-from conftest import (
+from harness import (
     REGION,
     ServerSnapshot,
     job_id,

@@ -3,7 +3,7 @@ change it has not read, never moves a terminal status; several daemons agree."""
 
 from __future__ import annotations
 
-from conftest import REGION, ServerSnapshot, launched, metric, server_id, servers_of
+from harness import REGION, ServerSnapshot, launched, metric, server_id, servers_of
 
 from drs_poller.localstack.initiator import ServerSpec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from conftest import OTHER_REGION, REGION, ServerSnapshot, launched, metric, server_id, servers_of
+from harness import OTHER_REGION, REGION, ServerSnapshot, launched, metric, server_id, servers_of
 
 from drs_poller.clients.aws import ClientPool
 from drs_poller.clients.calling import AwsCallError, Caller

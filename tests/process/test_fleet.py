@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import OTHER_REGION, REGION, DaemonProcess, daemon_env
+from harness import OTHER_REGION, REGION, DaemonProcess, daemon_env
 from prometheus_client.parser import text_string_to_metric_families
 
 from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from conftest import REGION, ServerSnapshot, server_id
+from harness import REGION, ServerSnapshot, server_id
 
 from drs_poller.localstack.initiator import ServerSpec
 

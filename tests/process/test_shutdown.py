@@ -6,7 +6,7 @@ import signal
 import time
 
 import pytest
-from conftest import REGION, DaemonProcess, ServerSnapshot, daemon_env, server_id
+from harness import REGION, DaemonProcess, ServerSnapshot, daemon_env, server_id
 
 from drs_poller.localstack.initiator import ServerSpec
 

@@ -1,0 +1,385 @@
+"""The integration harness: a real moto server, the DRS double, a fresh table per test,
+``World`` (which drives the real daemon components on a clock the test moves) and
+``DaemonProcess`` (``drs-poller run`` as a real process). Tests import it as
+``harness``; ``conftest.py`` only re-exports its fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import random
+import sys
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from drs_poller.clients.dynamodb import to_python, to_wire
+from drs_poller.clock import ManualClock, SystemClock
+from drs_poller.engine.daemon import Daemon
+from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.localstack.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack
+from drs_poller.localstack.table import create_table
+from drs_poller.observability.metrics import Metrics
+from drs_poller.settings import load_settings
+from drs_poller.simulator.timelines import (
+    JobScript,
+    RunSnapshot,
+    ServerScript,
+    ServerSnapshot,
+    Snapshot,
+)
+
+REGION = "us-east-1"
+OTHER_REGION = "eu-west-1"
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(start=1_800_000_000.0)
+
+
+_ids = itertools.count(1)
+
+
+def job_id(n: int | None = None) -> str:
+    return f"drsjob-{(n if n is not None else next(_ids)):017d}"
+
+
+def server_id(n: int) -> str:
+    return f"s-{n:017d}"
+
+
+def launched(*, runs: tuple[str, ...] | None = None) -> ServerSnapshot:
+    return ServerSnapshot(
+        "LAUNCHED",
+        None if runs is None else tuple(RunSnapshot(r, f"action-{i}") for i, r in enumerate(runs)),
+    )
+
+
+def _decimals(value: Any) -> Any:
+    """Test items may use floats; DynamoDB numbers are Decimals."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    return value
+
+
+class World:
+    """One test's world: a table, the DRS double, the initiator's writes, and daemons."""
+
+    def __init__(self, *, stack: Any, clock: ManualClock, table: str, ddb: Any) -> None:
+        self.stack = stack
+        self.clock = clock
+        self.table = table
+        self.ddb = ddb
+        self.daemons: list[Daemon] = []
+
+    @property
+    def drs(self):
+        return self.stack.drs
+
+    # --- DRS ----------------------------------------------------------------------
+    def job(
+        self,
+        servers: list[str],
+        snapshots: list[tuple[float, str, dict[str, ServerSnapshot]]],
+        *,
+        region: str = REGION,
+        is_drill: bool = True,
+        job: str | None = None,
+        ec2_ids: dict[str, str] | None = None,
+        recovery_ids: dict[str, str] | None = None,
+    ) -> str:
+        """Script a DRS job starting now: ``snapshots`` are (seconds from now, job status,
+        {server: snapshot}); a server left out of a snapshot is PENDING."""
+        jid = job or job_id()
+        ec2_ids = ec2_ids or {}
+        recovery_ids = {**ec2_ids, **(recovery_ids or {})}
+        self.drs.add_job(
+            JobScript(
+                job_id=jid,
+                region=region,
+                is_drill=is_drill,
+                created_at=self.clock.time(),
+                servers=tuple(
+                    ServerScript(
+                        source_server_id=s,
+                        recovery_instance_id=recovery_ids.get(s),
+                        ec2_instance_id=ec2_ids.get(s),
+                    )
+                    for s in servers
+                ),
+                timeline=tuple(
+                    Snapshot(at, status, dict(states)) for at, status, states in snapshots
+                ),
+            )
+        )
+        return jid
+
+    async def ec2_instances(self, count: int, *, region: str = REGION) -> list[dict[str, Any]]:
+        session = self.stack.session(region)
+        async with session.client("ec2", endpoint_url=self.stack.moto_url) as ec2:
+            result = await ec2.run_instances(
+                ImageId="ami-12c6146b", MinCount=count, MaxCount=count, InstanceType="m5.large"
+            )
+        return result["Instances"]
+
+    # --- the table ----------------------------------------------------------------
+    async def put(self, item: dict[str, Any]) -> None:
+        await self.ddb.put_item(
+            TableName=self.table, Item={k: to_wire(_decimals(v)) for k, v in item.items()}
+        )
+
+    async def put_spec(self, spec: ExecutionSpec) -> dict[str, Any]:
+        item = execution_item(spec)
+        await self.put(item)
+        return item
+
+    async def get(self, execution_id: str, plan_id: str = "plan-local") -> dict[str, Any]:
+        result = await self.ddb.get_item(
+            TableName=self.table,
+            Key={"ExecutionId": {"S": execution_id}, "PlanId": {"S": plan_id}},
+            ConsistentRead=True,
+        )
+        return to_python(result["Item"])
+
+    async def update(
+        self,
+        execution_id: str,
+        expression: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        await self.ddb.update_item(
+            TableName=self.table,
+            Key={"ExecutionId": {"S": execution_id}, "PlanId": {"S": "plan-local"}},
+            UpdateExpression=expression,
+            ExpressionAttributeValues={k: to_wire(v) for k, v in values.items()},
+            **kwargs,
+        )
+
+    def spec(
+        self,
+        execution_id: str,
+        waves: list[tuple[str, list[ServerSpec]]],
+        *,
+        execution_type: str | None = "DRILL",
+        start_time: float | None = None,
+    ) -> ExecutionSpec:
+        return ExecutionSpec(
+            execution_id=execution_id,
+            execution_type=execution_type,
+            start_time=self.clock.time() if start_time is None else start_time,
+            waves=tuple(
+                WaveSpec(name=f"wave-{i + 1}", region=region, servers=tuple(servers))
+                for i, (region, servers) in enumerate(waves)
+            ),
+        )
+
+    # --- the daemon -----------------------------------------------------------------
+    async def daemon(self, **overrides: Any) -> Daemon:
+        settings = {
+            "table_name": self.table,
+            "dynamodb_endpoint_url": self.stack.moto_url,
+            "ec2_endpoint_url": self.stack.moto_url,
+            "drs_endpoint_url": self.stack.drs_url,
+            "metrics_port": 0,
+            "metrics_host": LOOPBACK,
+            "coalesce_window": 0.0,
+            "backoff_base": 0.001,
+            "backoff_cap": 0.01,
+            "max_retry_after": 0.0,
+            **overrides,
+        }
+        daemon = Daemon(
+            load_settings(**settings),
+            session=self.stack.session(),
+            clock=self.clock,
+            metrics=Metrics(),
+            rng=random.Random(0),
+        )
+        await daemon.open()
+        self.daemons.append(daemon)
+        return daemon
+
+    async def step(self, daemon: Daemon, seconds: float = 0.0, *, discover: bool = True) -> int:
+        """Advance the clock, discover, and poll whatever is due. Returns executions polled."""
+        if seconds:
+            self.clock.advance(seconds)
+        if discover:
+            await daemon.discover_once()
+        return await daemon.poll_due()
+
+    async def run_until_final(
+        self, daemon: Daemon, execution_id: str, *, step: float = 5.0, limit: float = 4 * 3600
+    ) -> dict[str, Any]:
+        elapsed = 0.0
+        while elapsed <= limit:
+            item = await self.get(execution_id)
+            if item["Status"] != "POLLING":
+                return item
+            await self.step(daemon, step)
+            elapsed += step
+        raise AssertionError(f"{execution_id} still POLLING after {limit} s: {item}")
+
+    @staticmethod
+    async def sleep(seconds: float) -> None:
+        """Real time, only for tests that run the daemon as a process."""
+        await asyncio.sleep(seconds)
+
+    async def close(self) -> None:
+        for daemon in self.daemons:
+            await daemon.close()
+
+
+@pytest.fixture
+async def world(clock, moto_url):
+    async with local_stack(clock=clock, region=REGION, moto_url=moto_url) as stack:
+        session = stack.session()
+        async with session.client("dynamodb", endpoint_url=moto_url) as ddb:
+            table = f"executions-{uuid.uuid4().hex[:12]}"
+            await create_table(ddb, table)
+            w = World(stack=stack, clock=clock, table=table, ddb=ddb)
+            try:
+                yield w
+            finally:
+                await w.close()
+                await ddb.delete_table(TableName=table)
+
+
+def servers_of(item: dict[str, Any], wave: int = 0) -> list[dict[str, Any]]:
+    return item["Waves"][wave]["Servers"]
+
+
+def metric(daemon: Daemon, name: str, labels: dict[str, str] | None = None) -> float:
+    value = daemon.metrics.registry.get_sample_value(name, labels or {})
+    return 0.0 if value is None else value
+
+
+__all__ = [
+    "FAKE_CREDENTIALS",
+    "OTHER_REGION",
+    "REGION",
+    "Decimal",
+    "World",
+    "job_id",
+    "launched",
+    "metric",
+    "server_id",
+    "servers_of",
+]
+
+
+class DaemonProcess:
+    """``drs-poller run`` as a real process (``python -m drs_poller run``), its JSON log
+    lines collected as they arrive."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self.proc: Any = None
+        self._reader: Any = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "drs_poller",
+            "run",
+            env={**os.environ, **self.env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            text = raw.decode().rstrip("\n")
+            self.raw.append(text)
+            try:
+                self.lines.append(json.loads(text))
+            except ValueError:
+                self.lines.append({"event": "<not json>", "text": text})
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == name]
+
+    async def wait_for(self, name: str, *, within: float = 30.0) -> dict[str, Any]:
+        async def poll() -> dict[str, Any]:
+            while not self.events(name):
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"daemon exited before {name!r}:\n" + "\n".join(self.raw))
+                await asyncio.sleep(0.02)
+            return self.events(name)[0]
+
+        return await asyncio.wait_for(poll(), within)
+
+    async def stop(self, sig: int, *, within: float = 30.0) -> int:
+        self.proc.send_signal(sig)
+        code = await asyncio.wait_for(self.proc.wait(), within)
+        await self._reader
+        return code
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def daemon_env(*, stack: Any, table: str, **settings: Any) -> dict[str, str]:
+    env = {
+        "AWS_REGION": stack.region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "DRS_POLLER_TABLE_NAME": table,
+        "DRS_POLLER_DYNAMODB_ENDPOINT_URL": stack.moto_url,
+        "DRS_POLLER_EC2_ENDPOINT_URL": stack.moto_url,
+        "DRS_POLLER_DRS_ENDPOINT_URL": stack.drs_url,
+        "DRS_POLLER_METRICS_HOST": LOOPBACK,
+        "DRS_POLLER_METRICS_PORT": "0",
+        "DRS_POLLER_LOG_FORMAT": "json",
+    }
+    env.update({f"DRS_POLLER_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
+@pytest.fixture
+async def live_world(moto_url):
+    """A world on the real clock, for tests that run the daemon as a process."""
+    clock = SystemClock()
+    async with local_stack(clock=clock, region=REGION, moto_url=moto_url) as stack:
+        session = stack.session()
+        async with session.client("dynamodb", endpoint_url=moto_url) as ddb:
+            table = f"executions-{uuid.uuid4().hex[:12]}"
+            await create_table(ddb, table)
+            w = World(stack=stack, clock=clock, table=table, ddb=ddb)  # type: ignore[arg-type]
+            try:
+                yield w
+            finally:
+                await w.close()
+                await ddb.delete_table(TableName=table)
