@@ -8,6 +8,7 @@ race is re-decided from the fresh item with the same observations.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
     from drs_poller.core.models import Execution
 
 WriteKind = Literal["none", "heartbeat", "state", "finalize"]
+
+# DRS's JobID pattern. An id that cannot match is never sent: DRS would reject the
+# whole DescribeJobs call, and with it every other execution in the batch's region.
+_JOB_ID = re.compile(r"^drsjob-[0-9a-zA-Z]{17}$")
 
 # Attributes refreshed on every poll; a difference in these alone is not a change.
 _BOOKKEEPING = ("LastPolledTime", "PollAttempts")
@@ -83,7 +88,12 @@ def jobs_to_poll(execution: Execution) -> dict[str, set[str]]:
     wanted: dict[str, set[str]] = defaultdict(set)
     for wave in execution.waves:
         for server in wave.servers:
-            if server.job_id and wave.region and not _frozen(server, execution.mode_of(wave)):
+            if (
+                server.job_id
+                and wave.region
+                and _JOB_ID.match(server.job_id)
+                and not _frozen(server, execution.mode_of(wave))
+            ):
                 wanted[wave.region].add(server.job_id)
     return dict(wanted)
 
@@ -353,7 +363,13 @@ def _advance_servers(
                     if server.job_id
                     else "failed to start: no DRS job was started (no reason was recorded)"
                 )
-            if lookup is not None and not _frozen(server, mode):
+            if server.job_id and not _JOB_ID.match(server.job_id) and not _frozen(server, mode):
+                update.fail(
+                    f"RecoveryJobId {server.job_id!r} is not a DRS job id "
+                    "(drsjob- and 17 letters or digits)",
+                    status="FAILED",
+                )
+            elif lookup is not None and not _frozen(server, mode):
                 _advance_server(
                     update,
                     mode=mode,

@@ -197,3 +197,19 @@ async def test_an_unchanged_poll_writes_nothing_until_the_heartbeat(world):
     assert servers_of(item)[0]["PollAttempts"] == 7  # 1 + 5 + 1 polls, written late
     assert metric(daemon, "drs_poller_dynamodb_writes_total", {"kind": "heartbeat"}) == 1
     assert metric(daemon, "drs_poller_dynamodb_writes_total", {"kind": "state"}) == writes
+
+
+async def test_a_bad_job_id_fails_its_server_and_does_not_blind_the_region(world):
+    good = world.job([S1], [(0, "COMPLETED", {S1: launched()})])
+    other = world.job([S3], [(0, "COMPLETED", {S3: launched()})])
+    await world.put_spec(world.spec("good", [(REGION, [ServerSpec(S1, good)])]))
+    await world.put_spec(
+        world.spec("bad", [(REGION, [ServerSpec(S2, "job-123"), ServerSpec(S3, other)])])
+    )
+    daemon = await world.daemon()
+    await world.step(daemon)  # one batch, one DescribeJobs for the region
+    assert (await world.get("good"))["Status"] == "COMPLETED"
+    bad = await world.get("bad")
+    assert bad["Status"] == "PARTIAL"
+    assert "'job-123' is not a DRS job id" in servers_of(bad)[0]["Error"]
+    assert [c.status for c in world.drs.calls if c.operation == "DescribeJobs"] == [200]

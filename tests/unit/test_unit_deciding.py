@@ -47,8 +47,12 @@ FINAL_KINDS = {"finalize"}
 
 # --- builders ------------------------------------------------------------------------
 
+JOB_1 = "drsjob-00000000000000001"
 
-def _server(source: str = "s-1", job: str | None = "j-1", **attributes: Any) -> dict[str, Any]:
+
+def _server(
+    source: str = "s-1", job: str | None = "drsjob-00000000000000001", **attributes: Any
+) -> dict[str, Any]:
     """A server map as the initiator writes it, plus whatever the daemon stored since."""
     server: dict[str, Any] = {"SourceServerId": source, "IsDrill": True, "Status": "PENDING"}
     if job is not None:
@@ -98,7 +102,9 @@ def _p(
     )
 
 
-def _job(status: JobStatus, *participants: Participant, job: str = "j-1") -> JobView:
+def _job(
+    status: JobStatus, *participants: Participant, job: str = "drsjob-00000000000000001"
+) -> JobView:
     return JobView(job_id=job, status=status, servers={p.source_server_id: p for p in participants})
 
 
@@ -313,9 +319,11 @@ ONE_SERVER = [
 )
 def test_one_server_one_poll(mode, stored, job, expected):
     status, post_launch, has_error, final = expected
-    item = _item(_wave(_server("s-1", "j-1", **stored)), execution_type=mode.value)
+    item = _item(
+        _wave(_server("s-1", "drsjob-00000000000000001", **stored)), execution_type=mode.value
+    )
 
-    decision = _decide(item, {"j-1": job})
+    decision = _decide(item, {"drsjob-00000000000000001": job})
 
     (server,) = _servers(decision)
     assert server["Status"] == status
@@ -339,7 +347,9 @@ def test_one_server_one_poll(mode, stored, job, expected):
 
 
 def test_drill_launched_writes_everything_the_contract_names():
-    item = _item(_wave(_server("s-1", "j-1")), execution_type=None)  # missing: DRILL
+    item = _item(
+        _wave(_server("s-1", "drsjob-00000000000000001")), execution_type=None
+    )  # missing: DRILL
     job = _job(JobStatus.STARTED, _p("s-1", LAUNCHED, instance="i-rec-1"))
     details = InstanceDetails(
         recovery_instance_id="i-rec-1",
@@ -349,7 +359,7 @@ def test_drill_launched_writes_everything_the_contract_names():
         instance_type="m5.large",
     )
 
-    decision = _decide(item, {"j-1": job}, instances={"i-rec-1": details})
+    decision = _decide(item, {"drsjob-00000000000000001": job}, instances={"i-rec-1": details})
 
     assert decision.kind == "finalize"
     assert decision.final_status == "COMPLETED"
@@ -362,7 +372,7 @@ def test_drill_launched_writes_everything_the_contract_names():
                 "EndTime": epoch(NOW),
                 "Servers": [
                     {
-                        **_server("s-1", "j-1"),
+                        **_server("s-1", "drsjob-00000000000000001"),
                         "Status": "LAUNCHED",
                         "TransitionHistory": [{"status": "LAUNCHED", "timestamp": epoch(NOW)}],
                         "RecoveryInstanceId": "i-rec-1",
@@ -395,14 +405,21 @@ def test_drill_launched_writes_everything_the_contract_names():
 
 def test_failed_run_error_names_the_action_and_reason():
     item = _item(
-        _wave(_server("s-1", "j-1", Status="LAUNCHED", LaunchedTime=Decimal(f"{NOW - 10:.3f}"))),
+        _wave(
+            _server(
+                "s-1",
+                "drsjob-00000000000000001",
+                Status="LAUNCHED",
+                LaunchedTime=Decimal(f"{NOW - 10:.3f}"),
+            )
+        ),
         execution_type="RECOVERY",
     )
     job = _job(
         JobStatus.COMPLETED,
         _p("s-1", LAUNCHED, (BAD, "mount-volumes", "timed out"), (BAD, None, None)),
     )
-    (server,) = _servers(_decide(item, {"j-1": job}))
+    (server,) = _servers(_decide(item, {"drsjob-00000000000000001": job}))
     assert server["PostLaunchActionsStatus"] == "FAILED"
     assert "mount-volumes (timed out)" in server["Error"]
     assert "unnamed" in server["Error"]
@@ -411,13 +428,19 @@ def test_failed_run_error_names_the_action_and_reason():
 def test_wave_execution_mode_overrides_execution_type():
     """A DRILL wave of a RECOVERY execution ignores action runs; a RECOVERY wave does not."""
     item = _item(
-        _wave(_server("s-1", "j-1"), ExecutionMode="DRILL"),
-        _wave(_server("s-2", "j-2"), name="wave-2", ExecutionMode="RECOVERY"),
+        _wave(_server("s-1", "drsjob-00000000000000001"), ExecutionMode="DRILL"),
+        _wave(_server("s-2", "drsjob-00000000000000002"), name="wave-2", ExecutionMode="RECOVERY"),
         execution_type="RECOVERY",
     )
     jobs: dict[str, JobLookup] = {
-        "j-1": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED, (BAD, "x", None))),
-        "j-2": _job(JobStatus.COMPLETED, _p("s-2", LAUNCHED, (BAD, "x", None)), job="j-2"),
+        "drsjob-00000000000000001": _job(
+            JobStatus.COMPLETED, _p("s-1", LAUNCHED, (BAD, "x", None))
+        ),
+        "drsjob-00000000000000002": _job(
+            JobStatus.COMPLETED,
+            _p("s-2", LAUNCHED, (BAD, "x", None)),
+            job="drsjob-00000000000000002",
+        ),
     }
     decision = _decide(item, jobs)
     assert decision.final_status == "PARTIAL"
@@ -432,7 +455,7 @@ def test_recovery_no_runs_after_grace_is_not_configured_even_if_terminated():
         _wave(
             _server(
                 "s-1",
-                "j-1",
+                "drsjob-00000000000000001",
                 Status="LAUNCHED",
                 LaunchedTime=Decimal(f"{NOW - 700:.3f}"),
                 PostLaunchActionsStatus="IN_PROGRESS",
@@ -440,7 +463,9 @@ def test_recovery_no_runs_after_grace_is_not_configured_even_if_terminated():
         ),
         execution_type="RECOVERY",
     )
-    decision = _decide(item, {"j-1": _job(JobStatus.COMPLETED, _p("s-1", TERMINATED))})
+    decision = _decide(
+        item, {"drsjob-00000000000000001": _job(JobStatus.COMPLETED, _p("s-1", TERMINATED))}
+    )
     (server,) = _servers(decision)
     assert server["Status"] == "TERMINATED"
     assert server["PostLaunchActionsStatus"] == "NOT_CONFIGURED"
@@ -452,10 +477,14 @@ def test_recovery_no_runs_after_grace_is_not_configured_even_if_terminated():
 
 
 def test_completed_job_with_a_failed_server_is_partial():
-    item = _item(_wave(_server("s-1", "j-1"), _server("s-2", "j-1")))
+    item = _item(
+        _wave(
+            _server("s-1", "drsjob-00000000000000001"), _server("s-2", "drsjob-00000000000000001")
+        )
+    )
     job = _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED), _p("s-2", LaunchStatus.FAILED))
 
-    decision = _decide(item, {"j-1": job})
+    decision = _decide(item, {"drsjob-00000000000000001": job})
 
     assert decision.kind == "finalize"
     assert decision.final_status == "PARTIAL"
@@ -469,10 +498,14 @@ def test_completed_job_with_a_failed_server_is_partial():
 
 
 def test_all_failed_is_failed_with_an_error_message():
-    item = _item(_wave(_server("s-1", "j-1"), _server("s-2", "j-1")))
+    item = _item(
+        _wave(
+            _server("s-1", "drsjob-00000000000000001"), _server("s-2", "drsjob-00000000000000001")
+        )
+    )
     job = _job(JobStatus.COMPLETED, _p("s-1", LaunchStatus.FAILED), _p("s-2", TERMINATED))
 
-    decision = _decide(item, {"j-1": job})
+    decision = _decide(item, {"drsjob-00000000000000001": job})
 
     assert decision.final_status == "FAILED"
     message = decision.updates["ErrorMessage"]
@@ -485,8 +518,8 @@ def test_drill_terminated_after_launch_stays_succeeded():
     launched_at = Decimal(f"{NOW - 100:.3f}")
     item = _item(
         _wave(
-            _server("s-1", "j-1", Status="LAUNCHED", LaunchedTime=launched_at),
-            _server("s-2", "j-1", Status="IN_PROGRESS"),
+            _server("s-1", "drsjob-00000000000000001", Status="LAUNCHED", LaunchedTime=launched_at),
+            _server("s-2", "drsjob-00000000000000001", Status="IN_PROGRESS"),
         ),
         Phase="IN_PROGRESS",
     )
@@ -494,7 +527,7 @@ def test_drill_terminated_after_launch_stays_succeeded():
     first = _decide(
         item,
         {
-            "j-1": _job(
+            "drsjob-00000000000000001": _job(
                 JobStatus.STARTED, _p("s-1", TERMINATED), _p("s-2", LaunchStatus.IN_PROGRESS)
             )
         },
@@ -508,7 +541,12 @@ def test_drill_terminated_after_launch_stays_succeeded():
 
     second_item = {**item, "Waves": first.updates["Waves"]}
     second = _decide(
-        second_item, {"j-1": _job(JobStatus.COMPLETED, _p("s-1", TERMINATED), _p("s-2", LAUNCHED))}
+        second_item,
+        {
+            "drsjob-00000000000000001": _job(
+                JobStatus.COMPLETED, _p("s-1", TERMINATED), _p("s-2", LAUNCHED)
+            )
+        },
     )
     assert second.final_status == "COMPLETED"
     assert [s["Status"] for s in _servers(second)] == ["TERMINATED", "LAUNCHED"]
@@ -519,12 +557,12 @@ def test_recovery_success_never_goes_back():
         _wave(
             _server(
                 "s-1",
-                "j-1",
+                "drsjob-00000000000000001",
                 Status="LAUNCHED",
                 LaunchedTime=Decimal(f"{NOW - 100:.3f}"),
                 PostLaunchActionsStatus="COMPLETED",
             ),
-            _server("s-2", "j-1", Status="IN_PROGRESS"),
+            _server("s-2", "drsjob-00000000000000001", Status="IN_PROGRESS"),
         ),
         execution_type="RECOVERY",
     )
@@ -533,7 +571,7 @@ def test_recovery_success_never_goes_back():
         _p("s-1", TERMINATED, (BAD, "late", None)),
         _p("s-2", LaunchStatus.IN_PROGRESS),
     )
-    decision = _decide(item, {"j-1": job})
+    decision = _decide(item, {"drsjob-00000000000000001": job})
     s1 = _servers(decision)[0]
     assert s1["PostLaunchActionsStatus"] == "COMPLETED"
     assert "Error" not in s1
@@ -542,10 +580,12 @@ def test_recovery_success_never_goes_back():
 
 def test_unstarted_server_blocks_finalization():
     item = _item(
-        _wave(_server("s-1", "j-1")),
+        _wave(_server("s-1", "drsjob-00000000000000001")),
         _wave(_server("s-2", None), name="wave-2", region=WEST, Status="PENDING"),
     )
-    decision = _decide(item, {"j-1": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED))})
+    decision = _decide(
+        item, {"drsjob-00000000000000001": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED))}
+    )
 
     assert decision.kind == "state"
     assert decision.final_status is None
@@ -559,26 +599,34 @@ def test_unstarted_server_blocks_finalization():
 def test_server_that_failed_to_start_is_terminal():
     item = _item(
         _wave(
-            _server("s-1", "j-1"),
+            _server("s-1", "drsjob-00000000000000001"),
             _server("s-2", None, Status="FAILED", Error="StartRecovery denied"),
         )
     )
-    decision = _decide(item, {"j-1": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED))})
+    decision = _decide(
+        item, {"drsjob-00000000000000001": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED))}
+    )
     assert decision.final_status == "PARTIAL"
     assert _servers(decision)[1] == item["Waves"][0]["Servers"][1]
 
 
 def test_failed_to_start_without_error_is_written_back_with_one():
-    item = _item(_wave(_server("s-1", "j-1"), _server("s-2", None, Status="FAILED")))
-    decision = _decide(item, {"j-1": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED))})
+    item = _item(
+        _wave(_server("s-1", "drsjob-00000000000000001"), _server("s-2", None, Status="FAILED"))
+    )
+    decision = _decide(
+        item, {"drsjob-00000000000000001": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED))}
+    )
     assert decision.final_status == "PARTIAL"
     assert _servers(decision)[1]["Status"] == "FAILED"
     _assert_failed_servers_carry_error(decision, item)
 
 
 def test_empty_wave_counts_as_failed():
-    item = _item(_wave(_server("s-1", "j-1")), _wave(name="wave-2"))
-    decision = _decide(item, {"j-1": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED))})
+    item = _item(_wave(_server("s-1", "drsjob-00000000000000001")), _wave(name="wave-2"))
+    decision = _decide(
+        item, {"drsjob-00000000000000001": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED))}
+    )
     assert decision.final_status == "PARTIAL"
     empty = decision.updates["Waves"][1]
     assert empty["Status"] == "FAILED"
@@ -607,9 +655,9 @@ def test_unknown_job_counted_then_failed(previous_misses, misses, failed):
     stored: dict[str, Any] = {"Status": "IN_PROGRESS"}
     if previous_misses is not None:
         stored["JobNotFoundPolls"] = Decimal(previous_misses)
-    item = _item(_wave(_server("s-1", "j-1", **stored)), Phase="IN_PROGRESS")
+    item = _item(_wave(_server("s-1", "drsjob-00000000000000001", **stored)), Phase="IN_PROGRESS")
 
-    decision = _decide(item, {"j-1": JOB_NOT_FOUND}, policy=UNKNOWN_POLICY)
+    decision = _decide(item, {"drsjob-00000000000000001": JOB_NOT_FOUND}, policy=UNKNOWN_POLICY)
 
     (server,) = _servers(decision)
     assert server["JobNotFoundPolls"] == misses
@@ -617,8 +665,8 @@ def test_unknown_job_counted_then_failed(previous_misses, misses, failed):
         assert decision.kind == "finalize"
         assert decision.final_status == "FAILED"
         assert server["Status"] == "FAILED"
-        assert "j-1" in server["Error"]
-        assert "j-1" in decision.updates["ErrorMessage"]
+        assert "drsjob-00000000000000001" in server["Error"]
+        assert "drsjob-00000000000000001" in decision.updates["ErrorMessage"]
     else:
         assert decision.kind == "state"
         assert server["Status"] == "IN_PROGRESS"
@@ -627,9 +675,15 @@ def test_unknown_job_counted_then_failed(previous_misses, misses, failed):
 
 
 def test_unknown_job_count_resets_when_drs_knows_the_job_again():
-    item = _item(_wave(_server("s-1", "j-1", Status="IN_PROGRESS", JobNotFoundPolls=Decimal(2))))
+    item = _item(
+        _wave(
+            _server(
+                "s-1", "drsjob-00000000000000001", Status="IN_PROGRESS", JobNotFoundPolls=Decimal(2)
+            )
+        )
+    )
     job = _job(JobStatus.STARTED, _p("s-1", LaunchStatus.IN_PROGRESS))
-    decision = _decide(item, {"j-1": job}, policy=UNKNOWN_POLICY)
+    decision = _decide(item, {"drsjob-00000000000000001": job}, policy=UNKNOWN_POLICY)
     assert "JobNotFoundPolls" not in _servers(decision)[0]
     assert decision.kind == "state"
 
@@ -637,14 +691,21 @@ def test_unknown_job_count_resets_when_drs_knows_the_job_again():
 def test_unknown_job_after_success_changes_nothing():
     item = _item(
         _wave(
-            _server("s-1", "j-1", Status="LAUNCHED", LaunchedTime=Decimal(f"{NOW - 10:.3f}")),
-            _server("s-2", "j-2", Status="IN_PROGRESS"),
+            _server(
+                "s-1",
+                "drsjob-00000000000000001",
+                Status="LAUNCHED",
+                LaunchedTime=Decimal(f"{NOW - 10:.3f}"),
+            ),
+            _server("s-2", "drsjob-00000000000000002", Status="IN_PROGRESS"),
         ),
         Phase="IN_PROGRESS",
     )
     jobs: dict[str, JobLookup] = {
-        "j-1": JOB_NOT_FOUND,
-        "j-2": _job(JobStatus.STARTED, _p("s-2", LaunchStatus.IN_PROGRESS), job="j-2"),
+        "drsjob-00000000000000001": JOB_NOT_FOUND,
+        "drsjob-00000000000000002": _job(
+            JobStatus.STARTED, _p("s-2", LaunchStatus.IN_PROGRESS), job="drsjob-00000000000000002"
+        ),
     }
     decision = _decide(item, jobs, policy=Policy(unknown_job_max_polls=1))
     s1 = _servers(decision)[0]
@@ -657,7 +718,11 @@ def test_unknown_job_after_success_changes_nothing():
 @pytest.mark.parametrize("stored_phase", ["STARTED", "IN_PROGRESS", "POST_LAUNCH", "PENDING"])
 def test_unobserved_job_changes_nothing_and_keeps_the_stored_phase(stored_phase):
     item = _item(
-        _wave(_server("s-1", "j-1", Status="IN_PROGRESS", PollAttempts=Decimal(4))),
+        _wave(
+            _server(
+                "s-1", "drsjob-00000000000000001", Status="IN_PROGRESS", PollAttempts=Decimal(4)
+            )
+        ),
         Phase=stored_phase,
         LastPolledTime=Decimal(f"{NOW - 10:.3f}"),
     )
@@ -670,7 +735,11 @@ def test_unobserved_job_changes_nothing_and_keeps_the_stored_phase(stored_phase)
 
 def test_unobserved_job_heartbeat_writes_the_item_unchanged():
     item = _item(
-        _wave(_server("s-1", "j-1", Status="IN_PROGRESS", PollAttempts=Decimal(4))),
+        _wave(
+            _server(
+                "s-1", "drsjob-00000000000000001", Status="IN_PROGRESS", PollAttempts=Decimal(4)
+            )
+        ),
         Phase="STARTED",
         LastPolledTime=Decimal(f"{NOW - 400:.3f}"),
     )
@@ -683,11 +752,13 @@ def test_unobserved_job_heartbeat_writes_the_item_unchanged():
 
 def test_unobserved_job_mixed_with_observed_keeps_the_more_urgent_stored_phase():
     item = _item(
-        _wave(_server("s-1", "j-1", Status="IN_PROGRESS"), region=EAST),
-        _wave(_server("s-2", "j-2"), name="wave-2", region=WEST),
+        _wave(_server("s-1", "drsjob-00000000000000001", Status="IN_PROGRESS"), region=EAST),
+        _wave(_server("s-2", "drsjob-00000000000000002"), name="wave-2", region=WEST),
         Phase="STARTED",
     )
-    jobs: dict[str, JobLookup] = {"j-2": _job(JobStatus.PENDING, job="j-2")}
+    jobs: dict[str, JobLookup] = {
+        "drsjob-00000000000000002": _job(JobStatus.PENDING, job="drsjob-00000000000000002")
+    }
     assert _decide(item, jobs).phase is Phase.STARTED
 
 
@@ -726,15 +797,20 @@ FROZEN = [
     ids=[case[0] for case in FROZEN],
 )
 def test_failed_server_is_frozen(mode, stored, participant):
-    frozen = _server("s-1", "j-1", PollAttempts=Decimal(3), **stored)
-    item = _item(_wave(frozen, _server("s-2", "j-1", Status="IN_PROGRESS")), execution_type=mode)
+    frozen = _server("s-1", "drsjob-00000000000000001", PollAttempts=Decimal(3), **stored)
+    item = _item(
+        _wave(frozen, _server("s-2", "drsjob-00000000000000001", Status="IN_PROGRESS")),
+        execution_type=mode,
+    )
     job = _job(JobStatus.STARTED, participant, _p("s-2", LaunchStatus.IN_PROGRESS))
 
-    decision = _decide(item, {"j-1": job})
+    decision = _decide(item, {"drsjob-00000000000000001": job})
 
     assert _servers(decision)[0] == frozen
     assert all(change.source_server_id != "s-1" for change in decision.changes)
-    assert jobs_to_poll(parse_execution(item)) == {EAST: {"j-1"}}  # s-2 still needs it
+    assert jobs_to_poll(parse_execution(item)) == {
+        EAST: {"drsjob-00000000000000001"}
+    }  # s-2 still needs it
 
 
 # --- maximum age and overdue -------------------------------------------------------------
@@ -745,8 +821,13 @@ def test_max_age_fails_every_unfinished_server():
     now = START + 7201.0
     item = _item(
         _wave(
-            _server("s-1", "j-1", Status="LAUNCHED", LaunchedTime=Decimal(f"{START + 60:.3f}")),
-            _server("s-2", "j-1", Status="IN_PROGRESS"),
+            _server(
+                "s-1",
+                "drsjob-00000000000000001",
+                Status="LAUNCHED",
+                LaunchedTime=Decimal(f"{START + 60:.3f}"),
+            ),
+            _server("s-2", "drsjob-00000000000000001", Status="IN_PROGRESS"),
         ),
         _wave(_server("s-3", None), name="wave-2", Status="PENDING"),
         Phase="IN_PROGRESS",
@@ -776,12 +857,14 @@ def test_max_age_fails_every_unfinished_server():
 def test_below_max_age_and_overdue_is_not_failed():
     policy = Policy(overdue_after=1800.0, max_execution_age=7200.0)
     now = START + 7199.0
-    item = _item(_wave(_server("s-1", "j-1", Status="IN_PROGRESS")), Phase="IN_PROGRESS")
+    item = _item(
+        _wave(_server("s-1", "drsjob-00000000000000001", Status="IN_PROGRESS")), Phase="IN_PROGRESS"
+    )
     execution = parse_execution(item)
     assert is_overdue(execution, now=now, policy=policy) is True
     decision = _decide(
         item,
-        {"j-1": _job(JobStatus.STARTED, _p("s-1", LaunchStatus.IN_PROGRESS))},
+        {"drsjob-00000000000000001": _job(JobStatus.STARTED, _p("s-1", LaunchStatus.IN_PROGRESS))},
         now=now,
         policy=policy,
     )
@@ -831,11 +914,11 @@ def test_decision_kind(stored, wave_status, server_status, seen, kind):
     stored = {key: Decimal(f"{value:.3f}") if key == "LastPolledTime" else value
               for key, value in stored.items()}  # fmt: skip
     item = _item(
-        _wave(_server("s-1", "j-1", Status=server_status, PollAttempts=Decimal(2)),
+        _wave(_server("s-1", JOB_1, Status=server_status, PollAttempts=Decimal(2)),
               Status=wave_status),
         **stored,
     )  # fmt: skip
-    decision = _decide(item, {"j-1": _job(JobStatus.STARTED, _p("s-1", seen))})
+    decision = _decide(item, {"drsjob-00000000000000001": _job(JobStatus.STARTED, _p("s-1", seen))})
 
     assert decision.kind == kind
     assert decision.writes is (kind != "none")
@@ -856,18 +939,22 @@ def test_poll_attempts_add_the_unwritten_polls(previous, polls, expected):
     stored: dict[str, Any] = {"Status": "IN_PROGRESS"}
     if previous is not None:
         stored["PollAttempts"] = Decimal(previous)
-    item = _item(_wave(_server("s-1", "j-1", **stored)))
+    item = _item(_wave(_server("s-1", "drsjob-00000000000000001", **stored)))
     job = _job(JobStatus.STARTED, _p("s-1", LaunchStatus.IN_PROGRESS))
-    decision = _decide(item, {"j-1": job}, polls_since_write=polls)
+    decision = _decide(item, {"drsjob-00000000000000001": job}, polls_since_write=polls)
     assert _servers(decision)[0]["PollAttempts"] == expected
 
 
 def test_unknown_attributes_survive():
-    server = _server("s-1", "j-1", Status="IN_PROGRESS", Note={"by": "ops"}, Tags=["a", "b"])
+    server = _server(
+        "s-1", "drsjob-00000000000000001", Status="IN_PROGRESS", Note={"by": "ops"}, Tags=["a", "b"]
+    )
     wave = _wave(server, Custom=Decimal(7), Owner="team-dr")
     item = _item(wave, Initiator="api", Requested=Decimal(3))
 
-    decision = _decide(item, {"j-1": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED))})
+    decision = _decide(
+        item, {"drsjob-00000000000000001": _job(JobStatus.COMPLETED, _p("s-1", LAUNCHED))}
+    )
 
     assert decision.kind == "finalize"
     new_wave = decision.updates["Waves"][0]
@@ -886,9 +973,11 @@ def test_unknown_attributes_survive():
 
 def test_transition_history_is_bounded_by_the_policy():
     history = [{"status": f"X{n}", "timestamp": Decimal(n)} for n in range(5)]
-    item = _item(_wave(_server("s-1", "j-1", Status="X4", TransitionHistory=history)))
+    item = _item(
+        _wave(_server("s-1", "drsjob-00000000000000001", Status="X4", TransitionHistory=history))
+    )
     job = _job(JobStatus.STARTED, _p("s-1", LaunchStatus.IN_PROGRESS))
-    decision = _decide(item, {"j-1": job}, policy=Policy(history_limit=3))
+    decision = _decide(item, {"drsjob-00000000000000001": job}, policy=Policy(history_limit=3))
     assert _servers(decision)[0]["TransitionHistory"] == [
         {"status": "X3", "timestamp": Decimal(3)},
         {"status": "X4", "timestamp": Decimal(4)},
@@ -919,8 +1008,13 @@ PHASE_CASES = [
     ids=[case[0] for case in PHASE_CASES],
 )
 def test_decided_phase(mode, participants, job_status, phase):
-    item = _item(_wave(_server("s-1", "j-1"), _server("s-2", "j-1")), execution_type=mode.value)
-    decision = _decide(item, {"j-1": _job(job_status, *participants)})
+    item = _item(
+        _wave(
+            _server("s-1", "drsjob-00000000000000001"), _server("s-2", "drsjob-00000000000000001")
+        ),
+        execution_type=mode.value,
+    )
+    decision = _decide(item, {"drsjob-00000000000000001": _job(job_status, *participants)})
     assert decision.final_status is None
     assert decision.phase is phase
     assert decision.updates["Phase"] == phase.value
@@ -928,10 +1022,15 @@ def test_decided_phase(mode, participants, job_status, phase):
 
 def test_custom_intervals_pick_the_phase():
     """With PENDING polled fastest, a mix of PENDING and IN_PROGRESS is polled as PENDING."""
-    item = _item(_wave(_server("s-1", "j-1")), _wave(_server("s-2", "j-2"), name="w2"))
+    item = _item(
+        _wave(_server("s-1", "drsjob-00000000000000001")),
+        _wave(_server("s-2", "drsjob-00000000000000002"), name="w2"),
+    )
     jobs: dict[str, JobLookup] = {
-        "j-1": _job(JobStatus.PENDING),
-        "j-2": _job(JobStatus.STARTED, _p("s-2", LaunchStatus.IN_PROGRESS), job="j-2"),
+        "drsjob-00000000000000001": _job(JobStatus.PENDING),
+        "drsjob-00000000000000002": _job(
+            JobStatus.STARTED, _p("s-2", LaunchStatus.IN_PROGRESS), job="drsjob-00000000000000002"
+        ),
     }
     assert _decide(item, jobs).phase is Phase.IN_PROGRESS
     fast_pending = Policy(intervals=Intervals(pending=5.0))
@@ -944,34 +1043,44 @@ def test_custom_intervals_pick_the_phase():
 def test_jobs_to_poll_groups_regions_and_skips_failed_servers():
     item = _item(
         _wave(
-            _server("s-1", "j-1", Status="IN_PROGRESS"),
-            _server("s-2", "j-1", Status="IN_PROGRESS"),
-            _server("s-3", "j-3", Status="FAILED", Error="launch failed"),
-            _server("s-4", "j-4", Status="LAUNCHED", LaunchedTime=Decimal(1)),  # kept
+            _server("s-1", "drsjob-00000000000000001", Status="IN_PROGRESS"),
+            _server("s-2", "drsjob-00000000000000001", Status="IN_PROGRESS"),
+            _server("s-3", "drsjob-00000000000000003", Status="FAILED", Error="launch failed"),
+            _server(
+                "s-4", "drsjob-00000000000000004", Status="LAUNCHED", LaunchedTime=Decimal(1)
+            ),  # kept
             _server("s-5", None, Status="FAILED", Error="could not start"),
         ),
         _wave(
-            _server("s-6", "j-6"),
-            _server("s-7", "j-7", Status="IN_PROGRESS", Error="job completed unlaunched"),
+            _server("s-6", "drsjob-00000000000000006"),
+            _server(
+                "s-7",
+                "drsjob-00000000000000007",
+                Status="IN_PROGRESS",
+                Error="job completed unlaunched",
+            ),
             name="wave-2",
             region=WEST,
         ),
         _wave(_server("s-8", None), name="wave-3", region="ap-south-1"),
     )
-    assert jobs_to_poll(parse_execution(item)) == {EAST: {"j-1", "j-4"}, WEST: {"j-6"}}
+    assert jobs_to_poll(parse_execution(item)) == {
+        EAST: {"drsjob-00000000000000001", "drsjob-00000000000000004"},
+        WEST: {"drsjob-00000000000000006"},
+    }
 
 
 def test_jobs_to_poll_skips_recovery_post_launch_failure():
     item = _item(
         _wave(
-            _server("s-1", "j-1", Status="LAUNCHED", LaunchedTime=Decimal(1),
+            _server("s-1", "drsjob-00000000000000001", Status="LAUNCHED", LaunchedTime=Decimal(1),
                     PostLaunchActionsStatus="FAILED", Error="x"),
-            _server("s-2", "j-2", Status="LAUNCHED", LaunchedTime=Decimal(1),
+            _server("s-2", "drsjob-00000000000000002", Status="LAUNCHED", LaunchedTime=Decimal(1),
                     PostLaunchActionsStatus="IN_PROGRESS"),
         ),
         execution_type="RECOVERY",
     )  # fmt: skip
-    assert jobs_to_poll(parse_execution(item)) == {EAST: {"j-2"}}
+    assert jobs_to_poll(parse_execution(item)) == {EAST: {"drsjob-00000000000000002"}}
 
 
 def test_jobs_to_poll_nothing():
@@ -981,18 +1090,24 @@ def test_jobs_to_poll_nothing():
 def test_instances_to_describe():
     item = _item(
         _wave(
-            _server("s-1", "j-1"),  # launched, no details yet
-            _server("s-2", "j-1", InstanceId="i-2", RecoveryInstanceId="rec-2"),  # known
-            _server("s-3", "j-1", InstanceId="i-3", RecoveryInstanceId="rec-old"),  # replaced
-            _server("s-4", "j-1"),  # still launching
-            _server("s-5", "j-1"),  # launched, but DRS gives no recovery instance
-            _server("s-6", "j-missing"),  # not observed
-            _server("s-7", "j-gone"),  # DRS does not know it
+            _server("s-1", "drsjob-00000000000000001"),  # launched, no details yet
+            _server(
+                "s-2", "drsjob-00000000000000001", InstanceId="i-2", RecoveryInstanceId="rec-2"
+            ),  # known
+            _server(
+                "s-3", "drsjob-00000000000000001", InstanceId="i-3", RecoveryInstanceId="rec-old"
+            ),  # replaced
+            _server("s-4", "drsjob-00000000000000001"),  # still launching
+            _server(
+                "s-5", "drsjob-00000000000000001"
+            ),  # launched, but DRS gives no recovery instance
+            _server("s-6", "drsjob-0000000000missing"),  # not observed
+            _server("s-7", "drsjob-0000000000000gone"),  # DRS does not know it
         ),
-        _wave(_server("s-8", "j-8"), name="wave-2", region=WEST),
+        _wave(_server("s-8", "drsjob-00000000000000008"), name="wave-2", region=WEST),
     )
     jobs: dict[str, JobLookup] = {
-        "j-1": _job(
+        "drsjob-00000000000000001": _job(
             JobStatus.STARTED,
             _p("s-1", LAUNCHED, instance="rec-1"),
             _p("s-2", LAUNCHED, instance="rec-2"),
@@ -1000,8 +1115,12 @@ def test_instances_to_describe():
             _p("s-4", LaunchStatus.IN_PROGRESS, instance="rec-4"),
             _p("s-5", LAUNCHED),
         ),
-        "j-gone": JOB_NOT_FOUND,
-        "j-8": _job(JobStatus.COMPLETED, _p("s-8", LAUNCHED, instance="rec-8"), job="j-8"),
+        "drsjob-0000000000000gone": JOB_NOT_FOUND,
+        "drsjob-00000000000000008": _job(
+            JobStatus.COMPLETED,
+            _p("s-8", LAUNCHED, instance="rec-8"),
+            job="drsjob-00000000000000008",
+        ),
     }
     assert instances_to_describe(parse_execution(item), jobs) == {
         EAST: {"rec-1", "rec-3"},
