@@ -61,12 +61,15 @@ class ExecutionStore:
         region: str,
         table: str,
         index: str,
+        page_size: int | None = None,
     ) -> None:
+        """``page_size`` caps a Query page (tests); unset, DynamoDB pages at 1 MB."""
         self._clients = clients
         self._caller = caller
         self._region = region
         self._table = table
         self._index = index
+        self._page_size = page_size
 
     async def _client(self) -> Any:
         return await self._clients.get("dynamodb", self._region)
@@ -84,13 +87,15 @@ class ExecutionStore:
             )
             return page
 
-        request = {
+        request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": self._index,
             "KeyConditionExpression": "#status = :polling",
             "ExpressionAttributeNames": {"#status": "Status"},
             "ExpressionAttributeValues": {":polling": {"S": ExecutionStatus.POLLING.value}},
         }
+        if self._page_size:
+            request["Limit"] = self._page_size
         async for page in paginate(
             fetch,
             request,

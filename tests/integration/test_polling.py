@@ -10,6 +10,7 @@ from harness import OTHER_REGION, REGION, ServerSnapshot, launched, metric, serv
 from drs_poller.clients.aws import ClientPool
 from drs_poller.clients.calling import AwsCallError, Caller
 from drs_poller.clients.drs import DrsAdapter
+from drs_poller.clients.dynamodb import ExecutionStore
 from drs_poller.clock import ManualClock
 from drs_poller.core.backoff import BackoffPolicy, ErrorKind
 from drs_poller.core.models import JOB_NOT_FOUND, JobView
@@ -231,3 +232,31 @@ async def test_a_recovery_instance_without_an_ec2_id_is_not_described_every_poll
     assert item["Status"] == "POLLING"  # s2 keeps the execution polling
     assert servers_of(item)[0]["RecoveryInstanceId"] == "i-0000000000000aaaa"
     assert world.drs.count("DescribeRecoveryInstances") == 1
+
+
+async def test_discovery_pages_through_the_status_index(world):
+    for n in range(5):
+        sid = server_id(n)
+        job = world.job([sid], [(0, "PENDING", {})])
+        await world.put_spec(world.spec(f"ex-{n}", [(REGION, [ServerSpec(sid, job)])]))
+    await world.put_spec(world.spec("done", [(REGION, [])]))
+    await world.update("done", "SET #s = :c", {":c": "COMPLETED"}, names={"#s": "Status"})
+    daemon = await world.daemon()
+    store = ExecutionStore(
+        clients=daemon.clients,
+        caller=daemon.store._caller,
+        region=REGION,
+        table=world.table,
+        index="StatusIndex",
+        page_size=2,
+    )
+    pages = [page async for page in store.query_polling()]
+    assert [len(p) for p in pages][:3] == [2, 2, 1]
+    assert sorted(i["ExecutionId"] for p in pages for i in p) == [f"ex-{n}" for n in range(5)]
+    operations = {
+        dict(s.labels)["operation"]
+        for f in daemon.metrics.registry.collect()
+        if f.name == "drs_poller_aws_calls"
+        for s in f.samples
+    }
+    assert operations == {"Query"}  # found through the index: never a Scan
