@@ -31,7 +31,9 @@ log = structlog.get_logger("drs_poller.drs")
 _SNAKE = {
     "DescribeJobs": "describe_jobs",
     "DescribeRecoveryInstances": "describe_recovery_instances",
+    "DescribeJobLogItems": "describe_job_log_items",
 }
+REASON_LIMIT = 500  # characters of DRS's rawError kept in a server's Error
 
 JOB_IDS_PER_CALL = 1000  # DescribeJobs filters.jobIDs maximum
 RECOVERY_INSTANCE_IDS_PER_CALL = (
@@ -112,3 +114,20 @@ class DrsAdapter:
                         ec2_id = wire.get("ec2InstanceID")
                         found[rid] = ec2_id if isinstance(ec2_id, str) and ec2_id else None
         return found
+
+    async def describe_failures(self, region: str, job_id: str) -> dict[str, str]:
+        """Why DRS failed servers of a job, from its log: source server id -> the last
+        failure event's rawError (or the event name when DRS gave none)."""
+        reasons: dict[str, str] = {}
+        fetch = self._fetch(
+            await self._clients.get("drs", region), region=region, operation="DescribeJobLogItems"
+        )
+        async for page in paginate(fetch, {"jobID": job_id}, what=f"job log of {job_id}"):
+            for entry in page.get("items") or []:
+                event = str(entry.get("event") or "")
+                data = entry.get("eventData") or {}
+                source = data.get("sourceServerID") if isinstance(data, dict) else None
+                if isinstance(source, str) and event.endswith(("_FAIL", "_FAILED")):
+                    raw = data.get("rawError") or event
+                    reasons[source] = str(raw)[:REASON_LIMIT]
+        return reasons

@@ -127,6 +127,25 @@ def instances_to_describe(
     return dict(wanted)
 
 
+def failures_to_explain(execution: Execution, jobs: Mapping[str, JobLookup]) -> dict[str, set[str]]:
+    """Job ids per region in which DRS now reports FAILED for a server the item does not
+    show as failed yet: their job log says why, for the server's Error."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for wave in execution.waves:
+        for server in wave.servers:
+            lookup = jobs.get(server.job_id) if server.job_id else None
+            if not isinstance(lookup, JobView) or wave.region is None:
+                continue
+            participant = lookup.servers.get(server.source_server_id)
+            if (
+                participant is not None
+                and participant.launch_status is LaunchStatus.FAILED
+                and server_outcome(server, execution.mode_of(wave)) is Outcome.ACTIVE
+            ):
+                wanted[wave.region].add(lookup.job_id)
+    return dict(wanted)
+
+
 def _frozen(server: Server, mode: ExecutionType) -> bool:
     return server_outcome(server, mode) is Outcome.FAILED
 
@@ -175,6 +194,7 @@ def _advance_server(
     mode: ExecutionType,
     lookup: JobLookup,
     instance: InstanceDetails | None,
+    reason: str | None = None,
 ) -> None:
     server = update.server
     outcome = server_outcome(server, mode)
@@ -188,7 +208,7 @@ def _advance_server(
         return  # never goes back: a later TERMINATED is a drill's normal clean-up
     launch_status = participant.launch_status if participant else None
     if launched_time is None:
-        _judge_unlaunched(update, job=lookup, launch_status=launch_status)
+        _judge_unlaunched(update, job=lookup, launch_status=launch_status, reason=reason)
     elif mode is ExecutionType.RECOVERY:
         _advance_post_launch(
             update,
@@ -235,10 +255,15 @@ def _observe_launch(
 
 
 def _judge_unlaunched(
-    update: _ServerUpdate, *, job: JobView, launch_status: LaunchStatus | None
+    update: _ServerUpdate,
+    *,
+    job: JobView,
+    launch_status: LaunchStatus | None,
+    reason: str | None = None,
 ) -> None:
     if launch_status is LaunchStatus.FAILED:
-        update.fail(f"DRS reported launchStatus FAILED (job {job.job_id})")
+        because = f": {reason}" if reason else ""
+        update.fail(f"DRS reported launchStatus FAILED (job {job.job_id}){because}")
     elif launch_status is LaunchStatus.TERMINATED:
         update.fail(f"DRS reported TERMINATED before the server launched (job {job.job_id})")
     elif job.status is JobStatus.COMPLETED:
@@ -287,13 +312,15 @@ def decide(
     now: float,
     policy: Policy,
     polls_since_write: int = 1,
+    reasons: Mapping[tuple[str, str], str] | None = None,
 ) -> Decision:
     """The next state of ``execution`` after one poll.
 
     ``jobs`` holds what DRS answered for each job id it was asked about; a job id
     missing from it was not observed (its region's call failed), and nothing is
     concluded about its servers. ``polls_since_write`` counts this poll and the
-    unwritten ones before it, for PollAttempts.
+    unwritten ones before it, for PollAttempts. ``reasons`` maps (job id, source
+    server id) to why DRS failed that server, from its job log, when known.
     """
     new_waves, changes = _advance_servers(
         execution,
@@ -302,6 +329,7 @@ def decide(
         now=now,
         policy=policy,
         polls_since_write=polls_since_write,
+        reasons=reasons or {},
     )
     updated = parse_execution({**execution.raw, "Waves": new_waves})
     phase = derive_phase(updated, jobs=jobs, intervals=policy.intervals)
@@ -346,6 +374,7 @@ def _advance_servers(
     now: float,
     policy: Policy,
     polls_since_write: int,
+    reasons: Mapping[tuple[str, str], str],
 ) -> tuple[list[dict[str, Any]], list[ServerChange]]:
     changes: list[ServerChange] = []
     new_waves: list[dict[str, Any]] = []
@@ -375,6 +404,7 @@ def _advance_servers(
                     mode=mode,
                     lookup=lookup,
                     instance=_instance_for(server, lookup, instances),
+                    reason=reasons.get((server.job_id or "", server.source_server_id)),
                 )
                 update.raw["LastPolledTime"] = epoch(now)
                 update.raw["PollAttempts"] = server.poll_attempts + polls_since_write

@@ -18,6 +18,7 @@ from drs_poller.core.deciding import (
     Decision,
     Policy,
     decide,
+    failures_to_explain,
     instances_to_describe,
     is_overdue,
     jobs_to_poll,
@@ -92,10 +93,15 @@ class Poller:
         self.metrics.dispatch_batch_size.observe(len(members))
         try:
             jobs = await self._describe_jobs(members)
-            instances = await self._describe_instances(members, jobs)
+            instances, reasons = await asyncio.gather(
+                self._describe_instances(members, jobs), self._explain_failures(members, jobs)
+            )
             now = self.clock.time()
             await asyncio.gather(
-                *(self._settle(t, jobs=jobs, instances=instances, now=now) for t in members)
+                *(
+                    self._settle(t, jobs=jobs, instances=instances, reasons=reasons, now=now)
+                    for t in members
+                )
             )
         finally:
             for tracked in members:
@@ -178,6 +184,28 @@ class Poller:
         await asyncio.gather(*(one_region(r, ids) for r, ids in wanted.items() if ids))
         return details
 
+    async def _explain_failures(
+        self, members: list[Tracked], jobs: dict[str, JobLookup]
+    ) -> dict[tuple[str, str], str]:
+        """Best effort: without the job log, the Error still says DRS reported FAILED."""
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for tracked in members:
+            if tracked.execution is not None:
+                for region, job_ids in failures_to_explain(tracked.execution, jobs).items():
+                    wanted[region] |= job_ids
+        reasons: dict[tuple[str, str], str] = {}
+
+        async def one_job(region: str, job_id: str) -> None:
+            try:
+                found = await self.drs.describe_failures(region, job_id)
+            except Exception as error:  # noqa: BLE001 - see the docstring
+                log.warning("job log lookup failed", region=region, job_id=job_id, error=str(error))
+                return
+            reasons.update({(job_id, source): why for source, why in found.items()})
+
+        await asyncio.gather(*(one_job(r, j) for r, ids in wanted.items() for j in ids))
+        return reasons
+
     # --- decide and write back, one execution at a time ------------------------------
 
     async def _settle(
@@ -186,13 +214,14 @@ class Poller:
         *,
         jobs: dict[str, JobLookup],
         instances: dict[str, InstanceDetails],
+        reasons: dict[tuple[str, str], str],
         now: float,
     ) -> None:
         with bind_execution(tracked.execution_id):
             try:
                 async with self._writes:
                     outcome = await self._decide_and_write(
-                        tracked, jobs=jobs, instances=instances, now=now
+                        tracked, jobs=jobs, instances=instances, reasons=reasons, now=now
                     )
             except AwsCallError as error:
                 outcome = "error"
@@ -211,6 +240,7 @@ class Poller:
         *,
         jobs: dict[str, JobLookup],
         instances: dict[str, InstanceDetails],
+        reasons: dict[tuple[str, str], str],
         now: float,
     ) -> str:
         tracked.polls_since_write += 1
@@ -226,6 +256,7 @@ class Poller:
                 now=now,
                 policy=self.policy,
                 polls_since_write=tracked.polls_since_write,
+                reasons=reasons,
             )
             if not decision.writes:
                 return "unchanged"

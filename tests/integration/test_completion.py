@@ -337,3 +337,21 @@ async def test_recovery_success_never_goes_back_when_the_instance_is_later_termi
     assert s1["Status"] == "TERMINATED"
     assert s1["PostLaunchActionsStatus"] == "COMPLETED"
     assert "Error" not in s1
+
+
+async def test_a_failed_launch_carries_the_reason_from_the_drs_job_log(world):
+    job = world.job(
+        [S1, S2],
+        [
+            (0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}),
+            (60, "COMPLETED", {S1: ServerSnapshot("FAILED"), S2: launched()}),
+        ],
+    )
+    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job), ServerSpec(S2, job)])]))
+    daemon = await world.daemon()
+    item = await world.run_until_final(daemon, "ex", step=30)
+    error = servers_of(item)[0]["Error"]
+    assert error.startswith(f"DRS reported launchStatus FAILED (job {job}): ")
+    assert "InsufficientInstanceCapacity" in error  # the job log's rawError
+    assert world.drs.count("DescribeJobLogItems") == 1  # asked once, for the failing job
+    assert item["Status"] == "PARTIAL"
