@@ -42,8 +42,11 @@ if TYPE_CHECKING:
 log = structlog.get_logger("drs_poller.daemon")
 
 
+EXIT_STARTUP = 2
+
+
 class StartupError(Exception):
-    """The daemon cannot start (for instance, no AWS region)."""
+    """The daemon cannot start (for instance, no AWS region). Exit code 2."""
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -92,6 +95,11 @@ class Daemon:
             self._install_signal_handlers()
         try:
             await self.startup()
+        except StartupError:
+            self.exit_code = EXIT_STARTUP
+            await self.shutdown()
+            raise
+        try:
             await self.main_loop()
         finally:
             await self.shutdown()
@@ -195,14 +203,20 @@ class Daemon:
     async def startup(self) -> None:
         await self.open()
         settings = self.settings
-        self.metrics_url = await self._stack.enter_async_context(
-            serve_http(
-                metrics=self.metrics,
-                health=self.health,
-                host=settings.metrics_host,
-                port=settings.metrics_port,
+        try:
+            self.metrics_url = await self._stack.enter_async_context(
+                serve_http(
+                    metrics=self.metrics,
+                    health=self.health,
+                    host=settings.metrics_host,
+                    port=settings.metrics_port,
+                )
             )
-        )
+        except OSError as error:
+            raise StartupError(
+                f"cannot serve /metrics on {settings.metrics_host}:{settings.metrics_port} "
+                f"(DRS_POLLER_METRICS_HOST / DRS_POLLER_METRICS_PORT): {error.strerror or error}"
+            ) from None
         self._roots = [
             asyncio.create_task(self.discoverer.run(), name="discoverer"),
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),

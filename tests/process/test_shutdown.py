@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 
 import pytest
@@ -93,3 +94,19 @@ async def test_bad_configuration_stops_start_up_naming_the_variable(live_world):
     await daemon._reader
     assert code == 2
     assert any("DRS_POLLER_INTERVAL_PENDING" in line for line in daemon.raw)
+
+
+async def test_a_metrics_port_in_use_stops_start_up_naming_the_variable(live_world):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = DaemonProcess(
+            daemon_env(stack=live_world.stack, table=live_world.table, metrics_port=port)
+        )
+        await daemon.start()
+        code = await daemon.proc.wait()
+        await daemon._reader
+    assert code == 2
+    assert any("DRS_POLLER_METRICS_PORT" in line and "in use" in line for line in daemon.raw)
+    assert daemon.events("drs-poller stopped")[0]["exit_code"] == 2
