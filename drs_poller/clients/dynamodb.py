@@ -41,6 +41,11 @@ def to_python(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
+def item_key(key: tuple[str, str]) -> dict[str, Any]:
+    """The table key (ExecutionId, PlanId) on the wire."""
+    return {"ExecutionId": {"S": key[0]}, "PlanId": {"S": key[1]}}
+
+
 def to_wire(value: Any) -> dict[str, Any]:
     wire: dict[str, Any] = _serializer.serialize(value)
     return wire
@@ -112,7 +117,7 @@ class ExecutionStore:
             operation="GetItem",
             region=self._region,
             send=lambda: client.get_item(
-                TableName=self._table, Key=self._key(key), ConsistentRead=True
+                TableName=self._table, Key=item_key(key), ConsistentRead=True
             ),
         )
         item = result.get("Item")
@@ -155,7 +160,7 @@ class ExecutionStore:
                 region=self._region,
                 send=lambda: client.update_item(
                     TableName=self._table,
-                    Key=self._key(key),
+                    Key=item_key(key),
                     UpdateExpression="SET " + ", ".join(assignments),
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
@@ -172,7 +177,3 @@ class ExecutionStore:
             # Our own write landed, and its response was lost (a retried attempt).
             return WriteResult(applied=item.get(WRITE_ID) == write_id, item=item)
         return WriteResult(applied=True, item={**read, **attributes})
-
-    @staticmethod
-    def _key(key: tuple[str, str]) -> dict[str, Any]:
-        return {"ExecutionId": {"S": key[0]}, "PlanId": {"S": key[1]}}

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from botocore.exceptions import ClientError
 
-from drs_poller.clients.dynamodb import to_python, to_wire
+from drs_poller.clients.dynamodb import item_key, to_python, to_wire
+from drs_poller.clients.paging import paginate
 from drs_poller.clock import SystemClock
 from drs_poller.core.models import FINAL_STATUSES, ExecutionStatus
 from drs_poller.engine.daemon import Daemon
@@ -294,7 +295,7 @@ def _task_error(task: asyncio.Task[Any]) -> str | None:
 
 
 def _key(scenario: Scenario) -> dict[str, Any]:
-    return {"ExecutionId": {"S": scenario.execution_id}, "PlanId": {"S": scenario.spec.plan_id}}
+    return item_key((scenario.execution_id, scenario.spec.plan_id))
 
 
 async def launch_instances(stack: LocalStack, scenarios: list[Scenario]) -> dict[str, str]:
@@ -327,15 +328,22 @@ async def read_table(dynamodb: DynamoDBClient, table_name: str) -> dict[str, dic
     """Every item, by ExecutionId. A consistent Scan: the demo's own display only; the
     daemon itself never scans (CONTRACT §1)."""
     items: dict[str, dict[str, Any]] = {}
-    request: dict[str, Any] = {"TableName": table_name, "ConsistentRead": True}
-    while True:
-        page = await dynamodb.scan(**request)
+
+    async def fetch(request: dict[str, Any]) -> dict[str, Any]:
+        return dict(await dynamodb.scan(**request))
+
+    request = {"TableName": table_name, "ConsistentRead": True}
+    async for page in paginate(
+        fetch,
+        request,
+        what=f"Scan {table_name}",
+        resume_with="ExclusiveStartKey",
+        resume_from="LastEvaluatedKey",
+    ):
         for raw in page.get("Items") or []:
             item = to_python(raw)
             items[str(item["ExecutionId"])] = item
-        if not page.get("LastEvaluatedKey"):
-            return items
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return items
 
 
 def progress_line(scenarios: list[Scenario], items: Mapping[str, Mapping[str, Any]]) -> str:
