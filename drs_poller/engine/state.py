@@ -48,6 +48,7 @@ class EngineState:
     def refresh_gauges(self, *, wall: float) -> None:
         counts: Counter[tuple[str, str]] = Counter()
         overdue = 0
+        oldest_start: float | None = None
         for tracked in self.tracked.values():
             execution = tracked.execution
             if execution is None:
@@ -55,5 +56,8 @@ class EngineState:
                 continue
             counts[(execution.execution_type.value, execution.phase or "PENDING")] += 1
             overdue += is_overdue(execution, now=wall, policy=self.policy)
+            if oldest_start is None or execution.start_time < oldest_start:
+                oldest_start = execution.start_time
         self.metrics.set_active(counts)
         self.metrics.overdue.set(overdue)
+        self.metrics.oldest_age.set(0.0 if oldest_start is None else max(0.0, wall - oldest_start))

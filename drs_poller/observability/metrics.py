@@ -150,6 +150,12 @@ class Metrics:
             "they are still polled, never failed for it.",
             registry=reg,
         )
+        self.oldest_age = Gauge(
+            _PREFIX + "oldest_execution_age_seconds",
+            "Seconds since StartTime of the oldest execution this replica tracks in POLLING "
+            "(0 when it tracks none); take max() across replicas.",
+            registry=reg,
+        )
         self.execution_duration = Histogram(
             _PREFIX + "execution_duration_seconds",
             "Seconds from start to final status of finalized executions.",

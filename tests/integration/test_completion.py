@@ -295,6 +295,7 @@ async def test_maximum_age_ends_a_stalled_execution_as_failed(world):
     await world.step(daemon, 1900)
     assert (await world.get("ex"))["Status"] == "POLLING"  # overdue is reported, not failed
     assert metric(daemon, "drs_poller_overdue_executions") == 1
+    assert metric(daemon, "drs_poller_oldest_execution_age_seconds") >= 1900
     item = await world.run_until_final(daemon, "ex", step=600)
     assert item["Status"] == "FAILED"
     assert "maximum execution age of 7200 s" in item["ErrorMessage"]

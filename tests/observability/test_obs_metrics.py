@@ -17,6 +17,7 @@ EXPECTED_FAMILIES = {
     "drs_poller_dynamodb_writes",
     "drs_poller_executions_finalized",
     "drs_poller_overdue_executions",
+    "drs_poller_oldest_execution_age_seconds",
     "drs_poller_execution_duration_seconds",
     "drs_poller_malformed_items",
     "drs_poller_execution_errors",
