@@ -45,6 +45,42 @@ class Settings(BaseSettings):
         default=None, description="EC2 endpoint override for every region (local stacks)."
     )
 
+    # --- replicas (several daemons on one table) ------------------------------
+    lease_table_name: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=255,
+        pattern=r"^[a-zA-Z0-9_.-]+$",
+        description=(
+            "DynamoDB table of replica leases (hash LeaseGroup S, range ReplicaId S)."
+            " Unset: no leases, every replica polls every execution (still correct)."
+        ),
+    )
+    lease_group: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Replicas sharing work share a group. Unset: the execution table's name.",
+    )
+    lease_time: float = Field(
+        default=30.0,
+        ge=3,
+        le=3600,
+        description=(
+            "Seconds a replica's lease counter may stand still, as a peer observes it,"
+            " before the peer takes over its executions; renewed every third of it."
+        ),
+    )
+    replica_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[a-zA-Z0-9_.:-]+$",
+        description=(
+            "This replica's name in the lease table. Unset: host name, pid and a random suffix."
+        ),
+    )
+
     # --- schedule ------------------------------------------------------------
     interval_pending: float = Field(
         default=45.0, gt=0, le=3600, description="Seconds between polls in phase PENDING."
