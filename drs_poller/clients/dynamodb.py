@@ -1,13 +1,15 @@
 """DynamoDB adapter: the StatusIndex query, consistent reads, and fenced writes.
 
 Every write is one UpdateItem conditioned on ``Status = POLLING AND Waves = <the
-Waves that were read>``. DynamoDB compares lists and maps by value, so any change
-by any writer since the read (the initiator's job ids for a later wave, a peer's
-transition, a CANCELLED) fails the condition instead of being overwritten; and a
-deleted item is never recreated. ``ReturnValuesOnConditionCheckFailure=ALL_OLD``
-hands back the current item, so a lost race costs no extra read. Each write also
-stores a fresh ``PollerWriteId``: when a write's response was lost and the retry
-finds its own id in the item, the write had landed and counts as a success.
+Waves that were read> AND PollerRevision = <the revision that was read>`` (the
+fence: the status, the data, and the daemons' version counter). DynamoDB compares
+lists and maps by value, so any change by any writer since the read (the initiator's
+job ids for a later wave, a peer's transition, a CANCELLED) fails the condition
+instead of being overwritten; and a deleted item is never recreated.
+``ReturnValuesOnConditionCheckFailure=ALL_OLD`` hands back the current item, so a
+lost race costs no extra read. Each write also stores a fresh ``PollerWriteId``:
+when a write's response was lost and the retry finds its own id in the item, the
+write had landed and counts as a success.
 """
 
 from __future__ import annotations
@@ -140,18 +142,25 @@ class ExecutionStore:
         write_id = uuid.uuid4().hex
         revision = int(read.get(REVISION) or 0) + 1
         attributes = {**updates, WRITE_ID: write_id, REVISION: revision}
-        names: dict[str, str] = {"#status": "Status", "#waves": "Waves"}
+        names: dict[str, str] = {"#status": "Status", "#waves": "Waves", "#revision": REVISION}
         values: dict[str, Any] = {":polling": {"S": ExecutionStatus.POLLING.value}}
         assignments = []
         for position, (name, value) in enumerate(attributes.items()):
             names[f"#a{position}"] = name
             values[f":v{position}"] = to_wire(value)
             assignments.append(f"#a{position} = :v{position}")
+        conditions = ["#status = :polling"]
         if "Waves" in read:
             values[":read_waves"] = to_wire(read["Waves"])
-            condition = "#status = :polling AND #waves = :read_waves"
+            conditions.append("#waves = :read_waves")
         else:
-            condition = "#status = :polling AND attribute_not_exists(#waves)"
+            conditions.append("attribute_not_exists(#waves)")
+        if REVISION in read:
+            values[":read_revision"] = to_wire(read[REVISION])
+            conditions.append("#revision = :read_revision")
+        else:
+            conditions.append("attribute_not_exists(#revision)")
+        condition = " AND ".join(conditions)
         client = await self._client()
         try:
             await self._caller.call(

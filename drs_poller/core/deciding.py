@@ -44,6 +44,25 @@ _JOB_ID = re.compile(r"^drsjob-[0-9a-zA-Z]{17}$")
 # Attributes refreshed on every poll; a difference in these alone is not a change.
 _BOOKKEEPING = ("LastPolledTime", "PollAttempts")
 
+# DRS moves a server's launchStatus forward only: PENDING, IN_PROGRESS, LAUNCHED, then
+# TERMINATED (a clean-up) or FAILED. An observation ranked below the stored status is
+# older than what another poller already wrote (it polled later and won the write):
+# nothing is taken from it, so a status never moves back and no transition repeats.
+_LAUNCH_RANK = {
+    LaunchStatus.PENDING.value: 0,
+    LaunchStatus.IN_PROGRESS.value: 1,
+    LaunchStatus.LAUNCHED.value: 2,
+    LaunchStatus.FAILED.value: 3,
+    LaunchStatus.TERMINATED.value: 3,
+}
+
+
+def is_older_observation(stored_status: str | None, observed: LaunchStatus | None) -> bool:
+    """Whether DRS's ``observed`` launchStatus is behind the ``stored_status`` we hold."""
+    if observed is None or stored_status not in _LAUNCH_RANK:
+        return False
+    return _LAUNCH_RANK[observed.value] < _LAUNCH_RANK[stored_status]
+
 
 @dataclass(frozen=True, slots=True)
 class Policy:
@@ -203,6 +222,8 @@ def _advance_server(
         return
     update.raw.pop("JobNotFoundPolls", None)
     participant = lookup.servers.get(server.source_server_id)
+    if participant is not None and is_older_observation(server.status, participant.launch_status):
+        return
     launched_time = _observe_launch(update, participant=participant, instance=instance)
     if outcome is Outcome.SUCCEEDED:
         return  # never goes back: a later TERMINATED is a drill's normal clean-up

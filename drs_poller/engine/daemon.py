@@ -22,12 +22,14 @@ from drs_poller.clients.calling import Caller
 from drs_poller.clients.drs import DrsAdapter
 from drs_poller.clients.dynamodb import ExecutionStore
 from drs_poller.clients.ec2 import Ec2Adapter
+from drs_poller.clients.leases import LeaseTable
 from drs_poller.clock import Clock, SystemClock
 from drs_poller.core.backoff import BackoffPolicy
 from drs_poller.core.deciding import Policy
 from drs_poller.core.phases import Intervals
 from drs_poller.engine.discovery import Discoverer
 from drs_poller.engine.dispatching import Dispatcher
+from drs_poller.engine.leasing import LeaseKeeper, default_replica_id
 from drs_poller.engine.polling import Poller
 from drs_poller.engine.state import EngineState
 from drs_poller.observability.health import Health
@@ -167,6 +169,24 @@ class Daemon:
             write_attempts=settings.write_attempts,
             max_concurrent_writes=settings.max_concurrent_writes,
         )
+        self.leases: LeaseKeeper | None = None
+        if settings.lease_table_name:
+            self.leases = LeaseKeeper(
+                table=LeaseTable(
+                    clients=self.clients,
+                    caller=caller,
+                    region=region,
+                    table=settings.lease_table_name,
+                    group=settings.lease_group or settings.table_name,
+                ),
+                state=self.state,
+                metrics=self.metrics,
+                clock=self.clock,
+                replica_id=settings.replica_id or default_replica_id(),
+                lease_time=settings.lease_time,
+            )
+            self.state.me = self.leases.replica_id
+            self.state.members = ()  # nothing is ours before the first renewal
         self.discoverer = Discoverer(
             store=self.store,
             state=self.state,
@@ -183,13 +203,24 @@ class Daemon:
             clock=self.clock,
             coalesce_window=settings.coalesce_window,
             max_inflight_batches=settings.max_inflight_batches,
+            may_poll=self.may_poll,
         )
+
+    def may_poll(self) -> bool:
+        return self.leases is None or self.leases.may_poll()
 
     async def discover_once(self) -> int:
         return await self.discoverer.discover_once()
 
+    async def renew_leases(self) -> None:
+        """One turn of the keeper of leases (tests drive it on their clock)."""
+        if self.leases is not None:
+            await self.leases.tick()
+
     async def poll_due(self) -> int:
         """Poll, as one batch, every execution due now (within the coalescing window)."""
+        if not self.may_poll():
+            return 0
         batch = self.state.queue.pop_due(
             self.clock.monotonic(), window=self.settings.coalesce_window
         )
@@ -217,15 +248,38 @@ class Daemon:
                 f"cannot serve /metrics on {settings.metrics_host}:{settings.metrics_port} "
                 f"(DRS_POLLER_METRICS_HOST / DRS_POLLER_METRICS_PORT): {error.strerror or error}"
             ) from None
+        if self.leases is not None:
+            await self._first_lease(self.leases)
         self._roots = [
             asyncio.create_task(self.discoverer.run(), name="discoverer"),
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
         ]
+        if self.leases is not None:
+            self._roots.append(asyncio.create_task(self.leases.run(), name="keeper of leases"))
         log.info(
             "drs-poller started",
             table=settings.table_name,
             region=self.session.region_name,
             metrics_url=self.metrics_url,
+        )
+
+    async def _first_lease(self, leases: LeaseKeeper) -> None:
+        """Register before the first discovery, so that no replica starts by polling all.
+
+        A lease table that does not exist, or that we may not write, is a start-up
+        error; a transient failure is left to the keeper's next turns.
+        """
+        error = await leases.tick()
+        if error is not None and error.kind == "permanent":
+            raise StartupError(
+                f"cannot use the lease table {leases.table.table!r}"
+                f" (DRS_POLLER_LEASE_TABLE_NAME): {error.code}"
+            )
+        log.info(
+            "lease taken",
+            replica_id=leases.replica_id,
+            lease_group=self.settings.lease_group or self.settings.table_name,
+            replicas=list(self.state.members or ()),
         )
 
     async def main_loop(self) -> None:
@@ -267,6 +321,9 @@ class Daemon:
                     batches=len(still_running),
                 )
                 await asyncio.gather(*still_running, return_exceptions=True)
+        leases = getattr(self, "leases", None)
+        if leases is not None:
+            await leases.release()
         await self.close()
         log.info("drs-poller stopped", exit_code=self.exit_code)
 

@@ -4,12 +4,12 @@ the schedule, refreshes cached items, and forgets those that left POLLING."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from drs_poller.clients.calling import AwsCallError
-from drs_poller.engine.tracking import Tracked, key_of, queue_key
+from drs_poller.engine.tracking import key_of, queue_key
 
 if TYPE_CHECKING:
     from drs_poller.clients.dynamodb import ExecutionStore
@@ -43,6 +43,7 @@ class Discoverer:
         """One full, paged StatusIndex query. Returns how many POLLING items it saw."""
         state, now = self.state, self.clock.monotonic()
         seen: set[str] = set()
+        others: dict[str, dict[str, Any]] = {}
         added = 0
         async for page in self.store.query_polling():
             for item in page:
@@ -55,15 +56,8 @@ class Discoverer:
                     continue
                 name = queue_key(*key)
                 seen.add(name)
-                if state.recently_finished(name, now=now):
-                    continue
-                tracked = state.tracked.get(name)
-                if tracked is None:
-                    state.tracked[name] = Tracked(key=key, item=item)
-                    state.queue.schedule(name, now)
-                    added += 1
-                elif tracked.offer(item) and name not in state.queue and not tracked.in_flight:
-                    state.queue.schedule(name, now)
+                added += self._take(key, item, others=others, now=now)
+        state.others = others
         for name in [name for name in state.tracked if name not in seen]:
             tracked = state.tracked[name]
             if tracked.in_flight:
@@ -77,8 +71,38 @@ class Discoverer:
         state.refresh_gauges(wall=self.clock.time())
         if added:
             state.wakeup.set()
-            log.info("discovered executions", added=added, tracked=len(state.tracked))
+            log.info(
+                "discovered executions",
+                added=added,
+                tracked=len(state.tracked),
+                owned_by_peers=len(state.others),
+            )
         return len(seen)
+
+    def _take(
+        self,
+        key: tuple[str, str],
+        item: dict[str, Any],
+        *,
+        others: dict[str, dict[str, Any]],
+        now: float,
+    ) -> bool:
+        """Track, refresh, or set aside for its owner one POLLING item; True if new."""
+        state, name = self.state, queue_key(*key)
+        if state.recently_finished(name, now=now):
+            return False
+        tracked = state.tracked.get(name)
+        if not state.owns(name):
+            others[name] = item
+            if tracked is not None and not tracked.in_flight:
+                state.hand_over(tracked)
+            return False
+        if tracked is None:
+            state.track(key, item, now=now)
+            return True
+        if tracked.offer(item) and name not in state.queue and not tracked.in_flight:
+            state.queue.schedule(name, now)
+        return False
 
     async def run(self) -> None:
         """Discover every ``interval`` seconds, drift-corrected, until cancelled."""

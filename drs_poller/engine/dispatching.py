@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from drs_poller.clock import Clock
     from drs_poller.engine.polling import Poller
     from drs_poller.engine.state import EngineState
@@ -33,6 +35,7 @@ class Dispatcher:
         clock: Clock,
         coalesce_window: float,
         max_inflight_batches: int,
+        may_poll: Callable[[], bool] = lambda: True,
     ) -> None:
         self.state = state
         self.poller = poller
@@ -40,6 +43,7 @@ class Dispatcher:
         self.health = health
         self.clock = clock
         self.coalesce_window = coalesce_window
+        self.may_poll = may_poll
         self.inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_inflight_batches)
         self._stopping = False
@@ -60,6 +64,9 @@ class Dispatcher:
             self.health.beat()
             now = self.clock.monotonic()
             next_due = queue.next_due()
+            if not self.may_poll():
+                # Our lease could have lapsed in a peer's eyes: poll nothing until renewed.
+                next_due = None
             if next_due is None or next_due > now:
                 wait = IDLE_TURN if next_due is None else min(IDLE_TURN, next_due - now)
                 wakeup.clear()

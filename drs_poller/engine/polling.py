@@ -366,6 +366,9 @@ class Poller:
         tracked.in_flight = False
         if tracked.dropped:
             return
+        if not self.state.owns(tracked.name):
+            self.state.hand_over(tracked)
+            return
         if tracked.newer_item is not None:
             newer, tracked.newer_item = tracked.newer_item, None
             tracked.offer(newer)

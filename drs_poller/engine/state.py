@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from drs_poller.core.deciding import Policy, is_overdue
+from drs_poller.core.ownership import owner_of
 from drs_poller.core.scheduling import PollQueue
+from drs_poller.engine.tracking import Tracked, key_of
 
 if TYPE_CHECKING:
-    from drs_poller.engine.tracking import Tracked
+    from typing import Any
+
     from drs_poller.observability.metrics import Metrics
 
 
@@ -24,6 +27,48 @@ class EngineState:
     tracked: dict[str, Tracked] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)  # name -> monotonic expiry
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Replicas sharing the work (None: no lease table, this replica owns everything),
+    # and the POLLING items discovery saw that belong to another replica, kept so
+    # that a take-over starts at once instead of at the next discovery.
+    me: str = ""
+    members: tuple[str, ...] | None = None
+    others: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def owns(self, name: str) -> bool:
+        if self.members is None:
+            return True
+        return owner_of(name, self.members) == self.me
+
+    def track(self, key: tuple[str, str], item: dict[str, Any], *, now: float) -> None:
+        tracked = Tracked(key=key, item=item)
+        self.tracked[tracked.name] = tracked
+        self.others.pop(tracked.name, None)
+        self.queue.schedule(tracked.name, now)
+
+    def hand_over(self, tracked: Tracked) -> None:
+        """Stop polling an execution another replica owns now; keep its item for later."""
+        self.forget(tracked.name)
+        self.others[tracked.name] = tracked.newer_item or tracked.item
+
+    def rebalance(self, members: tuple[str, ...] | None, *, now: float) -> tuple[int, int]:
+        """Apply a new member list: returns (executions taken over, handed over)."""
+        if members == self.members:
+            return (0, 0)
+        self.members = members
+        handed = 0
+        for tracked in list(self.tracked.values()):
+            if not self.owns(tracked.name) and not tracked.in_flight:
+                self.hand_over(tracked)
+                handed += 1
+        taken = 0
+        for name, item in list(self.others.items()):
+            key = key_of(item)
+            if key is not None and self.owns(name) and not self.recently_finished(name, now=now):
+                self.track(key, item, now=now)
+                taken += 1
+        if taken:
+            self.wakeup.set()
+        return (taken, handed)
 
     def forget(self, name: str) -> None:
         tracked = self.tracked.pop(name, None)

@@ -156,6 +156,24 @@ class Metrics:
             "(0 when it tracks none); take max() across replicas.",
             registry=reg,
         )
+        self.lease_renewals = Counter(
+            _PREFIX + "lease_renewals_total",
+            "Renewals of this replica's lease: success, error; and released at shutdown.",
+            ["outcome"],
+            registry=reg,
+        )
+        self.replicas = Gauge(
+            _PREFIX + "replicas",
+            "Replicas this one counts as live in its lease group, itself included while its"
+            " lease is valid (0: it polls nothing).",
+            registry=reg,
+        )
+        self.ownership_changes = Counter(
+            _PREFIX + "ownership_changes_total",
+            "Executions taken over from a peer (taken) or handed to one (handed).",
+            ["direction"],
+            registry=reg,
+        )
         self.execution_duration = Histogram(
             _PREFIX + "execution_duration_seconds",
             "Seconds from start to final status of finalized executions.",

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from drs_poller.clients.dynamodb import to_wire
 from drs_poller.core.deciding import Policy, decide
+from drs_poller.core.history import append_transition
 from drs_poller.core.models import (
     JobStatus,
     JobView,
@@ -67,21 +68,25 @@ def test_a_100_server_execution_stays_far_below_the_item_limit():
         ],
     }
     policy = Policy(history_limit=20)
-    statuses = [LaunchStatus.PENDING, LaunchStatus.IN_PROGRESS]
     now = 1_800_000_000.0
-    # 500 polls in which every server flips status: far more change than any real job.
-    for poll in range(500):
-        now += 15
-        status = statuses[poll % 2]
-        job = JobView(
-            job_id="drsjob-" + "a" * 17,
-            status=JobStatus.STARTED,
-            servers={s: Participant(s, status, None, ()) for s in servers},
-        )
-        decision = decide(
-            parse_execution(item), jobs={job.job_id: job}, instances={}, now=now, policy=policy
-        )
-        item = {**item, **decision.updates}
+    # DRS's launchStatus only moves forward and the daemon never records a step back, so
+    # a real server has about five transitions. Worst case anyway: histories that some
+    # writer grew to 500 entries; the daemon's next write trims them to the cap.
+    for server in item["Waves"][0]["Servers"]:
+        history = None
+        for step in range(500):
+            history = append_transition(history, status=f"STEP{step}", at=now + step, limit=10_000)
+        server["TransitionHistory"] = history
+    now += 600
+    job = JobView(
+        job_id="drsjob-" + "a" * 17,
+        status=JobStatus.STARTED,
+        servers={s: Participant(s, LaunchStatus.IN_PROGRESS, None, ()) for s in servers},
+    )
+    decision = decide(
+        parse_execution(item), jobs={job.job_id: job}, instances={}, now=now, policy=policy
+    )
+    item = {**item, **decision.updates}
     # Then every server launches, with every optional attribute the daemon writes.
     for server in item["Waves"][0]["Servers"]:
         server.update(

@@ -1,0 +1,118 @@
+"""Which replica polls which execution: membership from lease counters, and rendezvous hashing.
+
+Every replica keeps one entry in the lease table and bumps its counter every third
+of the lease time. A peer never compares its wall clock with anybody's: it notes, on
+its own monotonic clock, when it first saw each counter value, and holds a replica
+dead once that value has stood still for a whole lease time (the Kinesis Client
+Library's rule). A replica that released its entry on shutdown is gone at once.
+
+Ownership is computed, never claimed: each execution belongs to the live replica
+with the highest rendezvous score for it. Replicas that see the same members agree
+without writing anything; when a member joins or dies, only the executions it wins
+or held move. Views differ for at most one lease read, which costs duplicated or
+delayed polls, never a wrong status: correctness comes from conditional writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+# A replica stops polling once this share of the lease time has passed since it
+# sent its last successful renewal: peers cannot have taken over before a whole
+# lease time, measured from no earlier than that send.
+SELF_VALIDITY = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseEntry:
+    replica_id: str
+    counter: int
+    released: bool = False
+
+
+@dataclass(slots=True)
+class _Observed:
+    counter: int
+    since: float  # our monotonic time when we first saw this counter value
+    released: bool
+
+
+def rendezvous_score(replica_id: str, name: str) -> int:
+    digest = hashlib.blake2b(f"{replica_id}\x1f{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def owner_of(name: str, members: Iterable[str]) -> str | None:
+    """The member that owns ``name``: the highest score (ties, never seen, go by id)."""
+    best: tuple[int, str] | None = None
+    for member in members:
+        candidate = (rendezvous_score(member, name), member)
+        if best is None or candidate > best:
+            best = candidate
+    return None if best is None else best[1]
+
+
+class Membership:
+    """What this replica has observed of its group's lease counters, on its own monotonic clock."""
+
+    def __init__(self, *, me: str, lease_time: float) -> None:
+        self.me = me
+        self.lease_time = lease_time
+        self._observed: dict[str, _Observed] = {}
+        self._renewal_sent: float | None = None
+
+    # --- this replica ------------------------------------------------------------
+
+    def renewed(self, *, sent_at: float) -> None:
+        """Our renewal sent at monotonic ``sent_at`` succeeded."""
+        if self._renewal_sent is None or sent_at > self._renewal_sent:
+            self._renewal_sent = sent_at
+
+    def released(self) -> None:
+        self._renewal_sent = None
+
+    def valid(self, *, now: float) -> bool:
+        """Whether we may still poll: our lease cannot have expired in any peer's eyes."""
+        return (
+            self._renewal_sent is not None
+            and now - self._renewal_sent < SELF_VALIDITY * self.lease_time
+        )
+
+    # --- the group -----------------------------------------------------------------
+
+    def observe(self, entries: Iterable[LeaseEntry], *, now: float) -> None:
+        """Take one full read of the group's entries, made at monotonic ``now``."""
+        current: dict[str, _Observed] = {}
+        for entry in entries:
+            before = self._observed.get(entry.replica_id)
+            if before is not None and before.counter == entry.counter:
+                current[entry.replica_id] = _Observed(entry.counter, before.since, entry.released)
+            else:
+                current[entry.replica_id] = _Observed(entry.counter, now, entry.released)
+        self._observed = current
+
+    def live(self, *, now: float) -> tuple[str, ...]:
+        """The replicas that share the work now, sorted. We are in it only while valid."""
+        members = {
+            replica
+            for replica, seen in self._observed.items()
+            if replica != self.me and not seen.released and now - seen.since < self.lease_time
+        }
+        if self.valid(now=now):
+            members.add(self.me)
+        return tuple(sorted(members))
+
+    def dead(self, *, now: float) -> tuple[str, ...]:
+        """Replicas in the table whose counter stood still for a lease time, or released."""
+        return tuple(
+            sorted(
+                replica
+                for replica, seen in self._observed.items()
+                if replica != self.me and (seen.released or now - seen.since >= self.lease_time)
+            )
+        )
