@@ -92,6 +92,7 @@ class World:
         self.table = table
         self.ddb = ddb
         self.daemons: list[Daemon] = []
+        self._lease_tables: list[str] = []
 
     @property
     def drs(self):
@@ -199,7 +200,14 @@ class World:
         )
 
     # --- the daemon -----------------------------------------------------------------
-    async def daemon(self, **overrides: Any) -> Daemon:
+    async def lease_table(self) -> str:
+        """A fresh replica lease table (deleted with the world)."""
+        name = f"leases-{uuid.uuid4().hex[:12]}"
+        await self.ddb.create_table(**lease_table_definition(name))
+        self._lease_tables.append(name)
+        return name
+
+    async def daemon(self, *, clock: Any = None, **overrides: Any) -> Daemon:
         settings = {
             "table_name": self.table,
             "dynamodb_endpoint_url": self.stack.moto_url,
@@ -216,7 +224,7 @@ class World:
         daemon = Daemon(
             load_settings(**settings),
             session=self.stack.session(),
-            clock=self.clock,
+            clock=clock or self.clock,
             metrics=Metrics(),
             rng=random.Random(0),
         )
@@ -252,6 +260,8 @@ class World:
     async def close(self) -> None:
         for daemon in self.daemons:
             await daemon.close()
+        for name in self._lease_tables:
+            await self.ddb.delete_table(TableName=name)
 
 
 @pytest.fixture
@@ -267,6 +277,21 @@ async def world(clock, moto_url):
             finally:
                 await w.close()
                 await ddb.delete_table(TableName=table)
+
+
+def lease_table_definition(name: str) -> dict[str, Any]:
+    return {
+        "TableName": name,
+        "KeySchema": [
+            {"AttributeName": "LeaseGroup", "KeyType": "HASH"},
+            {"AttributeName": "ReplicaId", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "LeaseGroup", "AttributeType": "S"},
+            {"AttributeName": "ReplicaId", "AttributeType": "S"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
 
 
 def servers_of(item: dict[str, Any], wave: int = 0) -> list[dict[str, Any]]:

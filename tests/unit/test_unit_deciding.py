@@ -1139,3 +1139,48 @@ def test_policy_defaults():
         max_execution_age=43200.0,
         heartbeat_interval=300.0,
     )
+
+
+# --- an older observation than what is stored (a peer polled later and wrote first) ---
+
+
+@pytest.mark.parametrize(
+    ("stored", "observed", "execution_type"),
+    [
+        ("IN_PROGRESS", LaunchStatus.PENDING, "DRILL"),
+        ("LAUNCHED", LaunchStatus.IN_PROGRESS, "RECOVERY"),  # actions still running
+        ("LAUNCHED", LaunchStatus.PENDING, "RECOVERY"),
+        ("TERMINATED", LaunchStatus.LAUNCHED, "RECOVERY"),
+        ("FAILED", LaunchStatus.IN_PROGRESS, "DRILL"),
+    ],
+)
+def test_an_observation_behind_the_stored_status_changes_nothing(stored, observed, execution_type):
+    history = [{"status": stored, "timestamp": Decimal(f"{NOW - 10:.3f}")}]
+    extra: dict[str, Any] = {"TransitionHistory": history}
+    if stored in {"LAUNCHED", "TERMINATED"}:
+        extra["LaunchedTime"] = Decimal(f"{NOW - 60:.3f}")
+        extra["PostLaunchActionsStatus"] = "IN_PROGRESS"
+    if stored == "FAILED":
+        extra["Error"] = "DRS reported launchStatus FAILED"
+    item = _item(_wave(_server(Status=stored, **extra)), execution_type=execution_type)
+    decision = _decide(item, {JOB_1: _job(JobStatus.STARTED, _p("s-1", observed))})
+    assert not decision.changes
+    if decision.writes:  # at most bookkeeping: never the status or its history
+        server = _servers(decision)[0]
+        assert server["Status"] == stored
+        assert server["TransitionHistory"] == history
+
+
+@pytest.mark.parametrize(
+    ("stored", "observed"),
+    [
+        ("PENDING", LaunchStatus.IN_PROGRESS),
+        ("IN_PROGRESS", LaunchStatus.LAUNCHED),
+        ("LAUNCHED", LaunchStatus.TERMINATED),  # a drill's clean-up is still recorded
+        ("IN_PROGRESS", LaunchStatus.FAILED),
+    ],
+)
+def test_an_observation_ahead_of_the_stored_status_is_recorded(stored, observed):
+    item = _item(_wave(_server(Status=stored)), execution_type="RECOVERY")
+    decision = _decide(item, {JOB_1: _job(JobStatus.STARTED, _p("s-1", observed))})
+    assert _servers(decision)[0]["Status"] == observed.value
