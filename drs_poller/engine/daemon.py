@@ -45,6 +45,7 @@ log = structlog.get_logger("drs_poller.daemon")
 
 
 EXIT_STARTUP = 2
+KEEPER_TASK = "keeper of leases"
 
 
 class StartupError(Exception):
@@ -255,7 +256,7 @@ class Daemon:
             asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
         ]
         if self.leases is not None:
-            self._roots.append(asyncio.create_task(self.leases.run(), name="keeper of leases"))
+            self._roots.append(asyncio.create_task(self.leases.run(), name=KEEPER_TASK))
         log.info(
             "drs-poller started",
             table=settings.table_name,
@@ -301,10 +302,13 @@ class Daemon:
         dispatcher = getattr(self, "dispatcher", None)
         if dispatcher is not None:
             dispatcher.stop()
-        for task in self._roots:
+        # The keeper of leases keeps renewing while polls in flight finish.
+        keeper = [task for task in self._roots if task.get_name() == KEEPER_TASK]
+        intake = [task for task in self._roots if task.get_name() != KEEPER_TASK]
+        for task in intake:
             if task.get_name() == "discoverer":
                 task.cancel("shutdown: no more discovery")
-        await asyncio.gather(*self._roots, return_exceptions=True)
+        await asyncio.gather(*intake, return_exceptions=True)
         if dispatcher is not None and dispatcher.inflight:
             pending = set(dispatcher.inflight)
             log.info(
@@ -321,6 +325,9 @@ class Daemon:
                     batches=len(still_running),
                 )
                 await asyncio.gather(*still_running, return_exceptions=True)
+        for task in keeper:
+            task.cancel("shutdown: polls done, releasing the lease")
+        await asyncio.gather(*keeper, return_exceptions=True)
         leases = getattr(self, "leases", None)
         if leases is not None:
             await leases.release()

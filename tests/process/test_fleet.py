@@ -11,31 +11,17 @@ import json
 import os
 import signal
 import socket
-from typing import Any
 
 import aiohttp
 import pytest
-from harness import OTHER_REGION, REGION, DaemonProcess, daemon_env
+from fleet import compressed_settings, seed_fleet, wait_for_all
+from harness import DaemonProcess, daemon_env
 from prometheus_client.parser import text_string_to_metric_families
-
-from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
-from drs_poller.simulator.timelines import JobScript, ServerScript, standard_timeline
 
 # CI runs it at 60x; set DRS_POLLER_FLEET_SPEED to measure at other compressions.
 SPEED = float(os.environ.get("DRS_POLLER_FLEET_SPEED", "60"))
 EXECUTIONS = 200
 SERVERS = 5
-
-# (execution type, outcome of each server, expected final status), cycled over the fleet.
-KINDS: list[tuple[str, list[str], str]] = [
-    *[("DRILL", ["launched"] * 5, "COMPLETED")] * 6,
-    ("RECOVERY", ["launched"] * 5, "COMPLETED"),
-    ("RECOVERY", ["launched"] * 5, "COMPLETED"),
-    ("DRILL", ["launched"] * 4 + ["launch_failed"], "PARTIAL"),
-    ("RECOVERY", ["launched"] * 3 + ["action_failed"] * 2, "PARTIAL"),
-    ("DRILL", ["terminated_after_launch"] * 5, "COMPLETED"),
-    ("DRILL", ["launch_failed"] * 5, "FAILED"),
-]
 
 
 def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
@@ -55,72 +41,18 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
     return lower_bound
 
 
-def _seed(world) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    items, expected = [], {}
-    now = world.clock.time()
-    for n in range(EXECUTIONS):
-        kind, outcomes, status = KINDS[n % len(KINDS)]
-        region = REGION if n % 2 else OTHER_REGION
-        jitter = 1 + ((n * 37) % 21 - 10) / 100  # ±10 %: executions do not move in lockstep
-        servers = []
-        for k in range(SERVERS):
-            sid = f"s-{n:012d}{k:05d}"
-            jid = f"drsjob-{n:012d}{k:05d}"
-            world.drs.add_job(
-                JobScript(
-                    job_id=jid,
-                    region=region,
-                    is_drill=kind == "DRILL",
-                    created_at=now,
-                    servers=(ServerScript(sid, recovery_instance_id=f"i-{n:012d}{k:05d}"),),
-                    timeline=standard_timeline(
-                        [sid],
-                        pending=810 / SPEED * jitter,
-                        started=30 / SPEED,
-                        launching=360 / SPEED * jitter,
-                        actions=600 / SPEED if kind == "RECOVERY" else None,
-                        outcomes={sid: outcomes[k]},
-                        terminate_after=600 / SPEED,  # a drill is cleaned up well after launch
-                    ),
-                )
-            )
-            servers.append(ServerSpec(sid, jid))
-        execution_id = f"fleet-{n:03d}"
-        items.append(
-            execution_item(
-                ExecutionSpec(
-                    execution_id=execution_id,
-                    execution_type=kind,
-                    start_time=now,
-                    waves=(WaveSpec(name="wave-1", region=region, servers=tuple(servers)),),
-                )
-            )
-        )
-        expected[execution_id] = status
-    return items, expected
-
-
 @pytest.mark.slow
 async def test_fleet_of_200_executions_across_two_regions(live_world):
     world = live_world
-    items, expected = _seed(world)
-    for item in items:
-        await world.put(item)
+    fleet = seed_fleet(world, executions=EXECUTIONS, servers=SERVERS, speed=SPEED)
+    expected = fleet.expected
+    await fleet.write_all(world)
     daemon = DaemonProcess(
         daemon_env(
             stack=world.stack,
             table=world.table,
             log_level="WARNING",
-            interval_pending=45 / SPEED,
-            interval_started=15 / SPEED,
-            interval_in_progress=30 / SPEED,
-            interval_post_launch=30 / SPEED,
-            discovery_interval=30 / SPEED,
-            coalesce_window=2 / SPEED,
-            post_launch_grace=600 / SPEED,
-            heartbeat_interval=300 / SPEED,
-            overdue_after=1800 / SPEED,
-            max_execution_age=4 * 3600 / SPEED,
+            **compressed_settings(SPEED),
         )
     )
     # WARNING level: the start-up line is not logged, so find /metrics another way.
@@ -130,7 +62,7 @@ async def test_fleet_of_200_executions_across_two_regions(live_world):
     await daemon.start()
     try:
         # The longest scripted life is about 45 real minutes; allow twice that, plus start-up.
-        finals = await _wait_for_all(world, expected, deadline=started + 2 * 2700 / SPEED + 60)
+        finals = await wait_for_all(world, expected, deadline=started + 2 * 2700 / SPEED + 60)
         elapsed = world.clock.time() - started
         async with aiohttp.ClientSession() as http, http.get(f"{metrics_url}/metrics") as r:
             exposition = await r.text()
@@ -206,21 +138,3 @@ async def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def _wait_for_all(world, expected: dict[str, str], *, deadline: float) -> dict[str, Any]:
-    """Wait with one cheap count query a second (moto serves the daemon from this
-    process too), then read every item once."""
-    while world.clock.time() < deadline:
-        result = await world.ddb.query(
-            TableName=world.table,
-            IndexName="StatusIndex",
-            Select="COUNT",
-            KeyConditionExpression="#s = :p",
-            ExpressionAttributeNames={"#s": "Status"},
-            ExpressionAttributeValues={":p": {"S": "POLLING"}},
-        )
-        if result["Count"] == 0:
-            return {execution_id: await world.get(execution_id) for execution_id in expected}
-        await world.sleep(1.0)
-    raise AssertionError(f"{result['Count']} executions still POLLING at the deadline")
