@@ -1,12 +1,26 @@
-"""AWS clients: one per service and region, created once and reused."""
+"""AWS clients: one per service and region, created once and reused.
+
+Every JSON response is checked before botocore parses it. botocore turns a body that
+is not JSON into ``{"message": body}`` and returns it as an answer, and with one SDK
+attempt it never acts on DynamoDB's ``x-amz-crc32``: a truncated StatusIndex page
+would read as "no executions", a truncated DescribeJobs as "no such jobs". A damaged
+body raises :class:`DamagedResponseError` instead, which the caller retries.
+
+The same hook parses a DynamoDB Query page's ``Items`` with ``json.loads``: the wire
+format already is the attribute-value form botocore would produce (no binary in our
+items), and botocore's shape-driven parser spent five times as long on it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import zlib
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 
 if TYPE_CHECKING:
     import aioboto3
@@ -24,6 +38,52 @@ def client_config(settings: Settings, *, pool: int) -> Config:
         max_pool_connections=pool,
         user_agent_extra="drs-poller",
     )
+
+
+class DamagedResponseError(BotoCoreError):
+    """A 2xx response whose body is not what was sent: not JSON, or a checksum mismatch."""
+
+    fmt = "damaged response to {operation}: {problem}"
+
+
+_JSON_PROTOCOLS = frozenset({"json", "rest-json"})
+_BINARY_MARKERS = (b'"B":', b'"BS":')
+
+
+def check_response_body(
+    *,
+    operation_model: Any,
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    **_: Any,
+) -> None:
+    """``before-parse`` handler: reject a damaged body; take Query items as they are."""
+    if not 200 <= int(response_dict.get("status_code") or 0) < 300:
+        return
+    if operation_model.service_model.resolved_protocol not in _JSON_PROTOCOLS:
+        return
+    body = response_dict.get("body")
+    if not isinstance(body, bytes | bytearray):
+        return  # a streaming body: none of the operations we call
+    operation = f"{operation_model.service_model.service_name}:{operation_model.name}"
+    expected_crc = (response_dict.get("headers") or {}).get("x-amz-crc32")
+    if expected_crc is not None and str(zlib.crc32(body)) != str(expected_crc).strip():
+        raise DamagedResponseError(operation=operation, problem="x-amz-crc32 does not match")
+    if not body.strip():
+        return
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        raise DamagedResponseError(operation=operation, problem="body is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise DamagedResponseError(operation=operation, problem="body is not a JSON object")
+    if (
+        operation_model.name == "Query"
+        and isinstance(parsed.get("Items"), list)
+        and not any(marker in body for marker in _BINARY_MARKERS)
+    ):
+        customized_response_dict["Items"] = parsed.pop("Items")
+        response_dict["body"] = json.dumps(parsed).encode()
 
 
 class ClientPool:
@@ -53,7 +113,7 @@ class ClientPool:
                 pool = max(self._settings.max_concurrent_calls_per_region * 2, 10)
                 if service == "dynamodb":
                     pool = max(self._settings.max_concurrent_writes * 2, 10)
-                client = await self._stack.enter_async_context(
+                opened = await self._stack.enter_async_context(
                     self._session.client(
                         service,
                         region_name=region,
@@ -61,7 +121,8 @@ class ClientPool:
                         config=client_config(self._settings, pool=pool),
                     )
                 )
-                self._clients[(service, region)] = client
+                opened.meta.events.register("before-parse", check_response_body)
+                self._clients[(service, region)] = client = opened
         return client
 
     async def aclose(self) -> None:

@@ -23,6 +23,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from drs_poller.clients.aws import DamagedResponseError
 from drs_poller.core.backoff import BackoffPolicy, ErrorKind, classify
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ T = TypeVar("T")
 log = structlog.get_logger("drs_poller.calls")
 
 _TRANSPORT_ERRORS = (
+    DamagedResponseError,  # a body cut short or corrupted on the way: ask again
     asyncio.TimeoutError,
     ConnectTimeoutError,
     ReadTimeoutError,

@@ -932,17 +932,6 @@ async def test_an_unknown_job_status_is_reported_as_invalid_by_the_drs_adapter(
     assert batch.lookups[jobs[1]] is not JOB_NOT_FOUND
 
 
-TRUNCATED_200 = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a 200 whose JSON is cut short is not an error anywhere: botocore parses it into "
-        "{'message': <body>} (and, with one SDK attempt, ignores a stale x-amz-crc32), so "
-        "Caller returns it as a success with no members"
-    ),
-)
-
-
-@TRUNCATED_200
 async def test_a_truncated_dynamodb_answer_is_a_transient_error(calls, ddb_proxy, table):
     ddb_proxy.add(truncate(0.5, fix_crc32=False), operation="GetItem")
     with pytest.raises(AwsCallError) as raised:
@@ -950,7 +939,6 @@ async def test_a_truncated_dynamodb_answer_is_a_transient_error(calls, ddb_proxy
     assert raised.value.kind is ErrorKind.TRANSIENT
 
 
-@TRUNCATED_200
 async def test_a_truncated_describe_jobs_answer_is_not_read_as_unknown_jobs(
     calls, drs_proxy, double
 ):
@@ -963,7 +951,6 @@ async def test_a_truncated_describe_jobs_answer_is_not_read_as_unknown_jobs(
     assert raised.value.kind is ErrorKind.TRANSIENT
 
 
-@TRUNCATED_200
 async def test_a_truncated_status_index_page_does_not_make_discovery_forget_executions(world):
     sid = "s-00000000000000001"
     job = world.job([sid], [(0, "STARTED", {sid: ServerSnapshot("IN_PROGRESS")})])
