@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from drs_poller.clients.calling import AwsCallError
+from drs_poller.clients.paging import PagingError
 from drs_poller.core.deciding import (
     Decision,
     Policy,
@@ -47,6 +48,14 @@ log = structlog.get_logger("drs_poller.polling")
 
 # How long a recovery instance that DRS knows no EC2 instance for is left alone.
 UNRESOLVED_RETRY_SECONDS = 300.0
+
+
+def failure_kind(error: Exception) -> str:
+    if isinstance(error, AwsCallError):
+        return str(error.kind)
+    if isinstance(error, PagingError):
+        return "invalid_drs_data"  # a page token that repeats, or pages without end
+    return "unexpected"
 
 
 class Poller:
@@ -125,6 +134,7 @@ class Poller:
             try:
                 batch = await self.drs.describe_jobs(region, job_ids)
             except Exception as error:  # noqa: BLE001 - a failed region is reported and skipped
+                self.metrics.unobserved.labels("DescribeJobs", failure_kind(error)).inc()
                 log.warning(
                     "DescribeJobs failed; those jobs are not observed this poll",
                     region=region,
@@ -165,6 +175,9 @@ class Poller:
                 known = {ec2_id for ec2_id in ec2_ids.values() if ec2_id}
                 instances = await self.ec2.describe_instances(region, known) if known else {}
             except Exception as error:  # noqa: BLE001 - see above
+                self.metrics.unobserved.labels(
+                    "DescribeRecoveryInstances", failure_kind(error)
+                ).inc()
                 log.warning("recovery instance lookup failed", region=region, error=str(error))
                 return
             for rid in recovery_ids:

@@ -156,6 +156,14 @@ class Metrics:
             "(0 when it tracks none); take max() across replicas.",
             registry=reg,
         )
+        self.unobserved = Counter(
+            _PREFIX + "unobserved_calls_total",
+            "Batched DRS lookups of a poll that failed for good, so that nothing was concluded"
+            " from them this poll, by operation and kind (throttled, transient, permanent,"
+            " invalid_drs_data, unexpected).",
+            ["operation", "kind"],
+            registry=reg,
+        )
         self.lease_renewals = Counter(
             _PREFIX + "lease_renewals_total",
             "Renewals of this replica's lease: success, error; and released at shutdown.",

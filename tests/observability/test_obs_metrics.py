@@ -19,6 +19,7 @@ EXPECTED_FAMILIES = {
     "drs_poller_overdue_executions",
     "drs_poller_oldest_execution_age_seconds",
     "drs_poller_lease_renewals",
+    "drs_poller_unobserved_calls",
     "drs_poller_replicas",
     "drs_poller_ownership_changes",
     "drs_poller_execution_duration_seconds",
