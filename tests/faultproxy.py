@@ -369,6 +369,7 @@ class Record:
     upstream_status: int | None = None  # what the upstream answered, when it was asked
     client_gave_up: bool = False
     finished_at: float | None = None
+    request: ProxiedRequest | None = field(default=None, repr=False)  # when keep_requests
 
     @property
     def reached_upstream(self) -> bool:
@@ -391,8 +392,11 @@ class FaultProxy:
         host: str = LOOPBACK,
         port: int = 0,
         upstream_timeout: float = 30.0,
+        keep_requests: bool = False,
     ) -> None:
+        """``keep_requests``: keep each parsed request (body included) on its record."""
         self.upstream_url = upstream_url.rstrip("/")
+        self.keep_requests = keep_requests
         self.rng = random.Random(seed)
         self.rules: list[Rule] = []
         self.records: list[Record] = []
@@ -569,6 +573,7 @@ class FaultProxy:
             region=parsed.region,
             operation=parsed.operation,
             rule=rule,
+            request=parsed if self.keep_requests else None,
         )
         self.records.append(record)
         self._notify()

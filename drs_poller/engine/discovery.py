@@ -104,19 +104,23 @@ class Discoverer:
             state.queue.schedule(name, now)
         return False
 
+    async def tick(self) -> None:
+        """One discovery; a failure is counted and logged, and the next tick tries again."""
+        try:
+            await self.discover_once()
+        except AwsCallError as error:
+            self.metrics.discoveries.labels("error").inc()
+            log.error("discovery failed", error=str(error))  # noqa: TRY400 - message is complete
+        except Exception:
+            self.metrics.discoveries.labels("error").inc()
+            log.exception("discovery failed unexpectedly")
+
     async def run(self) -> None:
         """Discover every ``interval`` seconds, drift-corrected, until cancelled."""
         start = self.clock.monotonic()
         tick = 0
         while True:
-            try:
-                await self.discover_once()
-            except AwsCallError as error:
-                self.metrics.discoveries.labels("error").inc()
-                log.error("discovery failed", error=str(error))  # noqa: TRY400 - message is complete
-            except Exception:
-                self.metrics.discoveries.labels("error").inc()
-                log.exception("discovery failed unexpectedly")
+            await self.tick()
             tick += 1
             next_tick = start + tick * self.interval
             now = self.clock.monotonic()
