@@ -1,6 +1,6 @@
-"""Replicas as real processes sharing one table through leases: a stalled replica (its
-whole process stopped with SIGSTOP for twice the lease time) is taken over in time,
-and once woken it cannot move anything back."""
+"""Replicas as real processes sharing one table through leases, with the fault proxy
+where a fault needs timing: a stalled replica (SIGSTOP for twice the lease time), a
+lease holder killed mid-poll, SIGTERM mid-write, and a black-holed DRS endpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import asyncio
 import signal
 import time
 
+import aiohttp
+from faultproxy import FaultProxy, Outcome, black_hole, latency
 from fleet import compressed_settings, history_problems, seed_fleet, wait_for_all
 from harness import DaemonProcess, daemon_env
 
@@ -76,3 +78,152 @@ async def test_a_stalled_replica_is_taken_over_and_cannot_regress_anything(live_
     assert both in members_seen(a)[1:] or both in members_seen(b)[stalled_at:]
     for daemon in (a, b):
         assert not daemon.events("poll failed unexpectedly; retried on the next poll")
+
+
+async def _lease_entries(world, lease_table: str) -> dict[str, dict]:
+    result = await world.ddb.scan(TableName=lease_table, ConsistentRead=True)
+    return {item["ReplicaId"]["S"]: item for item in result["Items"]}
+
+
+async def test_the_lease_holder_killed_mid_poll_is_taken_over_in_time(live_world):
+    world = live_world
+    lease_table = await world.lease_table()
+    fleet = seed_fleet(world, executions=16, servers=2, speed=SPEED)
+    await fleet.write_all(world)
+    async with FaultProxy(world.stack.drs_url) as drs_proxy:
+        # a's DescribeJobs take a second: killing it now and then catches it mid-poll.
+        a = DaemonProcess(replica_env(world, lease_table, "replica-a"))
+        a.env["DRS_POLLER_DRS_ENDPOINT_URL"] = drs_proxy.url
+        b = DaemonProcess(replica_env(world, lease_table, "replica-b"))
+        await a.start()
+        await b.start()
+        try:
+            both = ["replica-a", "replica-b"]
+            await wait_until(lambda: both in members_seen(a) and both in members_seen(b), within=15)
+            drs_proxy.add(latency(1.0), operation="DescribeJobs")
+            await drs_proxy.wait_until(
+                lambda: any(r.outcome is None for r in drs_proxy.select("DescribeJobs")),
+                within=10,
+            )
+            a.proc.kill()  # SIGKILL while its DescribeJobs is in flight: no release, no goodbye
+            killed_at = len(b.events("replicas changed"))
+            took = await wait_until(
+                lambda: ["replica-b"] in members_seen(b)[killed_at:], within=4 * LEASE
+            )
+            finals = await wait_for_all(world, fleet.expected, deadline=world.clock.time() + 120)
+            assert await b.stop(signal.SIGTERM) == 0
+        finally:
+            await a.kill()
+            await b.kill()
+    # Crash: within the lease time plus one discovery interval (here 0.5 s) and a renewal.
+    assert took <= LEASE + 2 * LEASE / 3 + 0.5, took
+    wrong = {e: finals[e]["Status"] for e, s in fleet.expected.items() if finals[e]["Status"] != s}
+    assert not wrong, wrong
+    assert not history_problems(finals)
+    # No transition is missing: every launched server went through IN_PROGRESS first.
+    for item in finals.values():
+        for server in item["Waves"][0]["Servers"]:
+            statuses = [entry["status"] for entry in server["TransitionHistory"]]
+            if "LAUNCHED" in statuses:
+                assert statuses.index("IN_PROGRESS") < statuses.index("LAUNCHED"), statuses
+    entries = await _lease_entries(world, lease_table)
+    assert "Released" not in entries["replica-a"]  # it never said goodbye
+    assert entries["replica-b"]["Released"]["BOOL"] is True
+
+
+async def test_sigterm_mid_write_exits_in_grace_releases_the_lease_and_a_peer_continues(
+    live_world,
+):
+    world = live_world
+    lease_table = await world.lease_table()
+    fleet = seed_fleet(world, executions=16, servers=2, speed=SPEED)
+    await fleet.write_all(world)
+    async with FaultProxy(world.stack.moto_url) as ddb_proxy:
+        grace = 4.0
+        a = DaemonProcess(replica_env(world, lease_table, "replica-a", shutdown_grace=grace))
+        a.env["DRS_POLLER_DYNAMODB_ENDPOINT_URL"] = ddb_proxy.url
+        b = DaemonProcess(replica_env(world, lease_table, "replica-b"))
+        await a.start()
+        await b.start()
+        try:
+            both = ["replica-a", "replica-b"]
+            await wait_until(lambda: both in members_seen(a) and both in members_seen(b), within=15)
+            # a's writes to the execution table now take 1.5 s: SIGTERM lands mid-write.
+            slow = ddb_proxy.add(
+                latency(1.5),
+                operation="UpdateItem",
+                when=lambda request: request.json.get("TableName") == world.table,
+            )
+            await ddb_proxy.wait_until(
+                lambda: any(r.outcome is None for r in ddb_proxy.select("UpdateItem", rule=slow)),
+                within=15,
+            )
+            signalled = time.monotonic()
+            code = await a.stop(signal.SIGTERM, within=grace + 5)
+            stopped_in = time.monotonic() - signalled
+            released_at = len(b.events("replicas changed"))
+            took = await wait_until(
+                lambda: ["replica-b"] in members_seen(b)[released_at:], within=4 * LEASE
+            )
+            finals = await wait_for_all(world, fleet.expected, deadline=world.clock.time() + 120)
+            assert await b.stop(signal.SIGTERM) == 0
+        finally:
+            await a.kill()
+            await b.kill()
+    assert code == 0
+    assert stopped_in <= grace + 2.0, stopped_in
+    assert a.events("lease released")
+    # Graceful: the peer takes over at its next read (every renew interval, 1 s here).
+    assert took <= LEASE / 3 + 0.5, took
+    # The write in flight finished inside the grace period (it was not cancelled).
+    assert not a.events("cancelled polls still in flight after the grace period")
+    wrong = {e: finals[e]["Status"] for e, s in fleet.expected.items() if finals[e]["Status"] != s}
+    assert not wrong, wrong
+    assert not history_problems(finals)
+    assert (await _lease_entries(world, lease_table))["replica-a"]["Released"]["BOOL"] is True
+
+
+async def test_a_black_holed_drs_times_out_health_stays_true_and_shutdown_does_not_hang(
+    live_world,
+):
+    world = live_world
+    fleet = seed_fleet(world, executions=4, servers=1, speed=SPEED)
+    await fleet.write_all(world)
+    async with FaultProxy(world.stack.drs_url) as drs_proxy:
+        drs_proxy.add(black_hole(), operation="DescribeJobs")
+        daemon = DaemonProcess(
+            daemon_env(
+                stack=world.stack,
+                table=world.table,
+                read_timeout=0.5,
+                max_attempts=2,
+                backoff_base=0.05,
+                backoff_cap=0.1,
+                shutdown_grace=2,
+                **compressed_settings(SPEED),
+            )
+        )
+        daemon.env["DRS_POLLER_DRS_ENDPOINT_URL"] = drs_proxy.url
+        await daemon.start()
+        try:
+            started = await daemon.wait_for("drs-poller started", within=15)
+            url = started["metrics_url"]
+            await daemon.wait_for("DescribeJobs failed; those jobs are not observed this poll")
+            async with aiohttp.ClientSession() as http:
+                for _ in range(3):  # calls keep timing out, and the loop keeps turning
+                    async with http.get(f"{url}/healthz") as response:
+                        assert response.status == 200
+                    await asyncio.sleep(0.5)
+                async with http.get(f"{url}/metrics") as response:
+                    exposition = await response.text()
+            assert 'outcome="timeout"' in exposition
+            signalled = time.monotonic()
+            code = await daemon.stop(signal.SIGTERM, within=10)
+            stopped_in = time.monotonic() - signalled
+        finally:
+            await daemon.kill()
+    assert code == 0
+    assert stopped_in <= 2 + 1.5, stopped_in  # the grace period, then cancelled: no hang
+    assert drs_proxy.count("DescribeJobs", outcome=Outcome.BLACK_HOLED) >= 2
+    items = {e: await world.get(e) for e in fleet.expected}
+    assert all(item["Status"] == "POLLING" for item in items.values())  # nothing concluded
