@@ -153,6 +153,9 @@ class Stack:
                 return str(self.resolve(text)).split(delimiter)
             if key == "Fn::Sub":
                 return self._sub(arg)
+            if key == "Fn::FindInMap":
+                mapping, first, second = (self.resolve(part) for part in arg)
+                return self.template["Mappings"][mapping][first][second]
             if key.startswith("Fn::"):
                 raise NotImplementedError(f"{key} is not evaluated by these tests")
         resolved = {key: self.resolve(value) for key, value in node.items()}
@@ -299,6 +302,8 @@ def test_task_is_a_small_arm_fargate_task_running_read_only_as_non_root():
     assert task["RequiresCompatibilities"] == ["FARGATE"]
     assert task["NetworkMode"] == "awsvpc"
     assert (task["Cpu"], task["Memory"]) == ("256", "512")  # 0.25 vCPU, 0.5 GB
+    bigger = Stack(TaskSize="512-1024").properties("TaskDefinition")
+    assert (bigger["Cpu"], bigger["Memory"]) == ("512", "1024")
     assert task["RuntimePlatform"] == {"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"}
     assert (
         Stack(CpuArchitecture="X86_64").properties("TaskDefinition")["RuntimePlatform"][
