@@ -1,0 +1,153 @@
+"""The task role grants exactly what the daemon calls, on exactly the resources it uses.
+
+The daemon reads execution items through the StatusIndex (Query), reads one item and
+writes it back conditionally (GetItem, UpdateItem), keeps its replica lease (UpdateItem,
+Query on the lease table), and describes DRS jobs and instances and EC2 instances. It
+starts, stops and terminates nothing, and these tests hold the template to that.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+import pytest
+from test_cloudformation import Stack
+
+ACCOUNT_REGION = "arn:aws:dynamodb:us-east-1:123456789012"
+# Describe actions with no resource-level permissions: "*" is the only possible resource.
+UNSCOPABLE = {
+    "drs:DescribeJobs",
+    "drs:DescribeJobLogItems",
+    "drs:DescribeRecoveryInstances",
+    "ec2:DescribeInstances",
+}
+
+
+def expected_task_grants(*, table: str, index: str) -> set[tuple[str, str]]:
+    table_arn = f"{ACCOUNT_REGION}:table/{table}"
+    return {
+        ("dynamodb:Query", f"{table_arn}/index/{index}"),
+        ("dynamodb:GetItem", table_arn),
+        ("dynamodb:UpdateItem", table_arn),
+        ("dynamodb:Query", "{LeaseTable.Arn}"),
+        ("dynamodb:UpdateItem", "{LeaseTable.Arn}"),
+        *((action, "*") for action in UNSCOPABLE),
+    }
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def role_statements(stack: Stack, role: str) -> list[dict[str, Any]]:
+    """Every statement that grants the role anything: inline, attached, or managed."""
+    props = stack.properties(role)
+    assert "ManagedPolicyArns" not in props, f"{role}: AWS managed policies grant too much"
+    assert "PermissionsBoundary" not in props
+    statements = [
+        statement
+        for policy in props.get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
+        for logical_id, resource in stack.resources(kind).items():
+            attached = resource["Properties"]
+            targets = [*_as_list(attached.get("Roles", [])), attached.get("RoleName")]
+            if "{" + role + "}" in targets:
+                pytest.fail(f"{logical_id} attaches more permissions to {role}")
+    return statements
+
+
+def grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    pairs = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        assert set(statement) <= {"Sid", "Effect", "Action", "Resource"}, (
+            "no NotAction/NotResource/Condition/Principal tricks in an identity policy"
+        )
+        pairs |= set(
+            itertools.product(_as_list(statement["Action"]), _as_list(statement["Resource"]))
+        )
+    return pairs
+
+
+@pytest.mark.parametrize(
+    ("parameters", "table", "index"),
+    [
+        ({}, "drs-execution-history", "StatusIndex"),
+        (
+            {"AdoptExistingTable": "true", "TableName": "api-executions"},
+            "api-executions",
+            "StatusIndex",
+        ),
+        ({"TableName": "dr-history", "StatusIndex": "ByStatus"}, "dr-history", "ByStatus"),
+    ],
+)
+def test_task_role_grants_exactly_the_daemons_calls(parameters, table, index):
+    stack = Stack(**parameters)
+    assert grants(role_statements(stack, "TaskRole")) == expected_task_grants(
+        table=table, index=index
+    )
+
+
+def test_task_role_has_no_wildcard_actions_and_star_only_for_unscopable_describes():
+    for action, resource in grants(role_statements(Stack(), "TaskRole")):
+        assert "*" not in action
+        assert ":" in action
+        if resource == "*":
+            assert action in UNSCOPABLE
+        else:
+            assert "*" not in resource
+
+
+def test_task_role_cannot_start_stop_terminate_or_delete_anything():
+    """The selling point in the README, held as a rule over action names."""
+    forbidden = re.compile(r":(Start|Stop|Terminate|Run|Reboot|Delete|Create|Put|Batch|Scan)")
+    actions = {action for action, _ in grants(role_statements(Stack(), "TaskRole"))}
+    assert not {action for action in actions if forbidden.search(action)}
+    assert all(action.startswith("dynamodb:") or ":Describe" in action for action in actions)
+
+
+def test_lease_grants_point_at_the_lease_table_with_its_schema():
+    stack = Stack()
+    lease = stack.properties("LeaseTable")
+    assert [k["AttributeName"] for k in lease["KeySchema"]] == ["LeaseGroup", "ReplicaId"]
+    lease_actions = {a for a, r in grants(role_statements(stack, "TaskRole")) if "Lease" in r}
+    assert lease_actions == {"dynamodb:Query", "dynamodb:UpdateItem"}
+
+
+@pytest.mark.parametrize("role", ["TaskRole", "ExecutionRole"])
+def test_only_ecs_tasks_of_this_account_may_assume_the_role(role):
+    trust = Stack().properties(role)["AssumeRolePolicyDocument"]
+    (statement,) = trust["Statement"]
+    assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+
+
+def test_execution_role_writes_logs_and_pulls_the_image_only():
+    repository = "arn:aws:ecr:us-east-1:123456789012:repository/drs-poller"
+    private = grants(role_statements(Stack(EcrRepositoryArn=repository), "ExecutionRole"))
+    assert private == {
+        ("logs:CreateLogStream", "{LogGroup.Arn}"),
+        ("logs:PutLogEvents", "{LogGroup.Arn}"),
+        ("ecr:GetAuthorizationToken", "*"),  # names no repository: "*" is the only choice
+        ("ecr:BatchCheckLayerAvailability", repository),
+        ("ecr:GetDownloadUrlForLayer", repository),
+        ("ecr:BatchGetImage", repository),
+    }
+    public = grants(role_statements(Stack(), "ExecutionRole"))
+    assert public == {
+        ("logs:CreateLogStream", "{LogGroup.Arn}"),
+        ("logs:PutLogEvents", "{LogGroup.Arn}"),
+    }
+
+
+def test_the_task_uses_the_task_role_and_ecs_the_execution_role():
+    task = Stack().properties("TaskDefinition")
+    assert task["TaskRoleArn"] == "{TaskRole.Arn}"
+    assert task["ExecutionRoleArn"] == "{ExecutionRole.Arn}"
+    roles = Stack().resources("AWS::IAM::Role")
+    assert set(roles) == {"TaskRole", "ExecutionRole"}
