@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 BEHAVIOUR_TAG = "drs-sim:behaviour"
 PROFILE_TAG = "drs-sim:profile"
+# The share of PENDING spent taking snapshots; conversion takes the rest.
+SNAPSHOT_SHARE = 0.3
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -278,6 +280,13 @@ class Simulation:
             )
         scaled_job = job_durations.scaled(self.speed)
         return planned_timeline(plans, pending=scaled_job.pending, started=scaled_job.started)
+
+    def snapshot_seconds(self, profile: JobProfile | None) -> float:
+        """How long a new job's snapshots take (the rest of PENDING is conversion)."""
+        durations = self.scenario.durations
+        if profile is not None:
+            durations = profile.durations.over(durations)
+        return durations.scaled(self.speed).pending * SNAPSHOT_SHARE
 
     def profile(self, name: str | None) -> JobProfile | None:
         return None if name is None else self.scenario.profiles.get(name)

@@ -450,6 +450,7 @@ class DrsDouble:
             servers=tuple(ServerScript(source_server_id=sid) for sid in unique_ids),
             timeline=simulation.timeline(region, behaviours, is_drill=is_drill, profile=profile),
             tags=tags,
+            snapshot_seconds=simulation.snapshot_seconds(profile),
         )
         self._jobs[(region, script.job_id)] = script
         launching = {

@@ -132,6 +132,9 @@ class JobScript:
     account_id: str = DEFAULT_ACCOUNT_ID
     job_type: JobType = "LAUNCH"
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Set for simulated jobs: the PENDING phase is snapshots for this many seconds, then
+    # conversion, and the job log says so (see render_job_log).
+    snapshot_seconds: float | None = None
 
     def __post_init__(self) -> None:
         offsets = [snapshot.at for snapshot in self.timeline]
@@ -452,6 +455,8 @@ def render_job_log(script: JobScript, now: float) -> list[dict[str, Any]]:
     """``JobLog`` items derived from the snapshots reached by ``now``, oldest first."""
     if script.job_type == "TERMINATE":
         return _terminate_job_log(script, now)
+    if script.snapshot_seconds is not None:
+        return _staged_job_log(script, now, snapshot_seconds=script.snapshot_seconds)
     items: list[dict[str, Any]] = []
     job_started = job_ended = False
     ranks = {server.source_server_id: _RANK_PENDING for server in script.servers}
@@ -493,6 +498,54 @@ def _terminate_job_log(script: JobScript, now: float) -> list[dict[str, Any]]:
     if ended:
         items.append({"event": "JOB_END", "logDateTime": iso8601(script.created_at + ended[0].at)})
     return items
+
+
+def _staged_job_log(
+    script: JobScript, now: float, *, snapshot_seconds: float
+) -> list[dict[str, Any]]:
+    """The job log of a simulated job, where PENDING covers snapshot and conversion.
+
+    JOB_START and SNAPSHOT_START at creation; SNAPSHOT_END and CONVERSION_START after
+    ``snapshot_seconds``; CONVERSION_END when the job leaves PENDING (never, for a server
+    whose conversion stalls); LAUNCH_START when the server goes IN_PROGRESS;
+    LAUNCH_FAILED when it fails; JOB_END when the job completes.
+    """
+    events: list[tuple[float, int, dict[str, Any]]] = []
+
+    def log(at: float, event: str, **event_data: str) -> None:
+        if script.created_at + at <= now:
+            item: dict[str, Any] = {"event": event, "logDateTime": iso8601(script.created_at + at)}
+            if event_data:
+                item["eventData"] = event_data
+            events.append((at, len(events), item))
+
+    final = script.timeline[-1] if script.timeline else Snapshot(0.0, "PENDING")
+    left_pending = next((s.at for s in script.timeline if s.job_status != "PENDING"), None)
+    completed = next((s.at for s in script.timeline if s.job_status == "COMPLETED"), None)
+    log(0.0, "JOB_START")
+    for server in script.servers:
+        sid = server.source_server_id
+        conversion = _derived_instance_id(script.job_id, sid, "conversion")
+        log(0.0, "SNAPSHOT_START", sourceServerID=sid)
+        log(snapshot_seconds, "SNAPSHOT_END", sourceServerID=sid)
+        log(snapshot_seconds, "CONVERSION_START", sourceServerID=sid, conversionServerID=conversion)
+        stalls = final.server(sid).launch_status in {"PENDING", "IN_PROGRESS"}
+        if left_pending is not None and not stalls:
+            log(left_pending, "CONVERSION_END", sourceServerID=sid, conversionServerID=conversion)
+        launching = next(
+            (s.at for s in script.timeline if s.server(sid).launch_status != "PENDING"), None
+        )
+        if launching is not None and not stalls:
+            target = server.ec2_instance_id or _derived_instance_id(script.job_id, sid, "target")
+            log(launching, "LAUNCH_START", sourceServerID=sid, targetInstanceID=target)
+        failed = next(
+            (s.at for s in script.timeline if s.server(sid).launch_status == "FAILED"), None
+        )
+        if failed is not None:
+            log(failed, "LAUNCH_FAILED", sourceServerID=sid, rawError=LAUNCH_FAILED_RAW_ERROR)
+    if completed is not None:
+        log(completed, "JOB_END")
+    return [item for _, _, item in sorted(events, key=lambda entry: (entry[0], entry[1]))]
 
 
 def _log_server_stage(
