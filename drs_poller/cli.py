@@ -242,18 +242,21 @@ def _complain(command: str, text: str) -> None:
     sys.stderr.write(f"drs-poller {command}: {text}\n")
 
 
-def _local_session() -> Any:
-    """A session for the local-stack commands: AWS_REGION (default us-east-1), and fake
-    credentials when none are configured (moto and the simulator accept any)."""
+def _local_session(*, local_endpoint: bool) -> Any:
+    """A session for the local-stack commands: AWS_REGION (default us-east-1). Against a
+    local endpoint with no credentials configured, fake ones (moto and the simulator
+    accept any), so a fresh shell needs no AWS set-up."""
     import aioboto3  # noqa: PLC0415 - fast --help
 
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     options: dict[str, str] = {"region_name": region or LOCAL_DEFAULT_REGION}
-    session = aioboto3.Session(**options)
-    if session._session.get_credentials() is None:  # noqa: SLF001 - botocore's own lookup
+    configured = any(
+        os.environ.get(name)
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+    )
+    if local_endpoint and not configured:
         options |= {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        session = aioboto3.Session(**options)
-    return session
+    return aioboto3.Session(**options)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -313,7 +316,7 @@ def _init_table(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     async def create() -> int:
-        session = _local_session()
+        session = _local_session(local_endpoint=bool(args.endpoint_url))
         async with session.client("dynamodb", endpoint_url=args.endpoint_url) as dynamodb:
             try:
                 outcomes = await init_tables(
@@ -365,7 +368,9 @@ async def _initiate_async(args: argparse.Namespace, settings: Settings) -> int:
         executions=args.executions,
         rng=random.Random(args.seed),  # noqa: S311 - a reproducible mix
     )
-    session = _local_session()
+    session = _local_session(
+        local_endpoint=bool(settings.dynamodb_endpoint_url or settings.drs_endpoint_url)
+    )
     started = time.monotonic()
 
     def report(text: str) -> None:

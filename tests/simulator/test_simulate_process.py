@@ -97,7 +97,7 @@ async def test_simulate_serves_drs_and_stops_on_sigterm(moto_url):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return subprocess.run(  # noqa: S603 - our own command line, fixed arguments
         [sys.executable, "-m", "drs_poller", *args],
         capture_output=True,
         text=True,

@@ -152,7 +152,7 @@ async def test_behaviours_decide_each_servers_end(raw_post, clock):
     recovery = (
         await start(raw_post, [HEALTHY, LAUNCH_FAILS, ACTION_FAILS, NO_ACTIONS], is_drill=False)
     ).body
-    drill = (await start(raw_post, server_ids(1, seed=9) + [STALLS])).body
+    drill = (await start(raw_post, [*server_ids(1, seed=9), STALLS])).body
     at(clock, LAUNCHED_AT + ACTIONS + 1)
     jobs = {job["jobID"]: job for job in (await raw_post("DescribeJobs", {})).body["items"]}
     servers = {
@@ -228,7 +228,8 @@ async def test_quota_servers_per_job(raw_post, double):
     assert response.status == 402
     assert response.headers["x-amzn-errortype"] == "ServiceQuotaExceededException"
     assert error_violations("ServiceQuotaExceededException", response.body) == []
-    assert response.body["quotaCode"] and response.body["serviceCode"] == "drs"
+    assert response.body["quotaCode"]
+    assert response.body["serviceCode"] == "drs"
     assert (await start(raw_post, server_ids(100))).status == 202
 
 
