@@ -77,10 +77,16 @@ async def test_simulate_serves_drs_and_stops_on_sigterm(moto_url):
             # The launcher task creates the instance without being asked.
             launched = await read_until(proc, "recovery instance launched", lines)
             assert launched["job_id"] == job_id
-            jobs = await drs.describe_jobs(filters={"jobIDs": [job_id]})
-        (job,) = jobs["items"]
-        (server,) = job["participatingServers"]
+            # The instance exists up to a second before DRS reports the launch.
+            for _ in range(100):
+                jobs = await drs.describe_jobs(filters={"jobIDs": [job_id]})
+                (job,) = jobs["items"]
+                (server,) = job["participatingServers"]
+                if server["launchStatus"] == "LAUNCHED":
+                    break
+                await asyncio.sleep(0.05)
         assert server["launchStatus"] == "LAUNCHED"
+        assert server["recoveryInstanceID"] == launched["recovery_instance_id"]
         async with session.client("ec2", endpoint_url=moto_url) as ec2:
             found = await ec2.describe_instances(InstanceIds=[server["recoveryInstanceID"]])
         assert found["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
