@@ -1,9 +1,10 @@
-"""``drs-poller demo``: the real daemon, on an embedded local stack, on a seeded workload.
+"""``drs-poller demo``: the real daemon on an embedded local stack, on a seeded workload.
 
-moto server (DynamoDB, EC2) and the DRS double run on loopback; an initiator task
-starts executions the way the API that starts drills and recoveries would; the
-real :class:`~drs_poller.engine.daemon.Daemon` tracks them to a final status. Time
-is compressed: DRS timelines and the daemon's intervals run ``speed`` times faster.
+Everything ``docker compose`` runs as services, in one process on loopback: moto
+server (DynamoDB, EC2), the DRS simulator (``simulate``'s code, recovery instances
+created in moto), ``init-table``'s code, ``initiate``'s code (StartRecovery, then the
+POLLING item), and the real :class:`~drs_poller.engine.daemon.Daemon`. Time is
+compressed: DRS durations and the daemon's intervals run ``speed`` times faster.
 
 The demo only watches and reports. When an execution ends with another status than
 CONTRACT §2 says it must, that is the daemon's finding to report, not to paper over.
@@ -14,66 +15,73 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 import time
 import uuid
-from collections import Counter
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from drs_poller.clients.dynamodb import item_key, to_python, to_wire
+from drs_poller.clients.dynamodb import to_python
 from drs_poller.clients.paging import paginate
 from drs_poller.clock import SystemClock
-from drs_poller.core.models import FINAL_STATUSES, ExecutionStatus
+from drs_poller.core.models import FINAL_STATUSES
 from drs_poller.engine.daemon import Daemon
-from drs_poller.localstack.initiator import execution_item
-from drs_poller.localstack.scenarios import PRIMARY_REGION, Scenario, build_workload
-from drs_poller.localstack.stack import LOOPBACK, LocalStack, local_stack
-from drs_poller.localstack.table import create_table
+from drs_poller.localstack.initiate import Initiator, NotEnoughSourceServers
+from drs_poller.localstack.scenarios import PRIMARY_REGION, ExecutionPlan, plan_workload
+from drs_poller.localstack.stack import LOOPBACK, LocalStack, local_stack, moto_server
+from drs_poller.localstack.table import init_tables
+from drs_poller.localstack.view import LiveView, build_rows
 from drs_poller.observability.logs import configure_logging
 from drs_poller.settings import Settings, SettingsError, load_settings
+from drs_poller.simulator.instances import Ec2Instances
+from drs_poller.simulator.standalone import SimulatorOptions, build_double
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from types_aiobotocore_dynamodb.client import DynamoDBClient
 
+    from drs_poller.simulator.service import DrsDouble
+
 EXIT_OK = 0
 EXIT_UNEXPECTED_END = 1
 EXIT_BAD_OPTIONS = 2
 
-# An EC2 AMI moto accepts without registering one first.
-DEMO_AMI = "ami-12c6146b"
-DEMO_INSTANCE_TYPE = "t3.medium"
-# How often the demo reads the table: progress is printed every PROGRESS_EVERY seconds,
-# but the end is noticed within WATCH_TICK so the summary is not a second late.
+DEFAULT_SPEED = 60.0
+# How often the demo reads the table and redraws.
 WATCH_TICK = 0.25
-PROGRESS_EVERY = 1.0
-# "4x the longest scripted timeline, plus 30 s": generous, because a daemon that is
-# merely slow is not what the deadline catches; one that never finishes is.
-DEADLINE_FACTOR = 4.0
+# Patience: the longest real time an execution may need (two sequential waves of a
+# recovery with actions, plus the start spread), times a factor, plus slack. Generous,
+# because a daemon that is merely slow is not what the deadline catches.
+REAL_LONGEST_EXECUTION = 2 * (13.5 * 60 + 30 + 6 * 60 + 10 * 60) + 120
+DEADLINE_FACTOR = 3.0
 DEADLINE_SLACK = 30.0
 # Below this a poll interval only burns CPU (and moto's) without showing anything new.
 MIN_POLL_INTERVAL = 0.02
 REAL_POST_LAUNCH_GRACE = 600.0  # the daemon's default, scaled like every other duration
+# The simulator's inventory: enough servers of each behaviour that concurrent
+# executions never have to share one (sharing would only make them wait: one
+# active job per source server).
+SOURCE_SERVERS_PER_EXECUTION = 8
+MIN_SOURCE_SERVERS = 64
 METRIC_FAMILIES_SHOWN = ("drs_poller_executions_finalized_total", "drs_poller_polls_total")
 
 
 @dataclass(frozen=True)
 class DemoOptions:
     executions: int = 8
-    speed: float = 120.0
+    speed: float = DEFAULT_SPEED
     keep_running: bool = False
     seed: int = 7
+    tty: bool | None = None  # None: ask stdout
 
     def problems(self) -> list[str]:
         problems = []
-        if self.executions < 1:
-            problems.append(f"--executions must be at least 1 (got {self.executions})")
+        if not 1 <= self.executions <= 500:
+            problems.append(f"--executions must be between 1 and 500 (got {self.executions})")
         if not 1 <= self.speed <= 10_000:
             problems.append(f"--speed must be between 1 and 10000 (got {self.speed:g})")
         return problems
@@ -83,8 +91,9 @@ class DemoOptions:
 class ExecutionReport:
     """How one execution ended (or where it stood when the demo stopped waiting)."""
 
-    scenario: Scenario
+    plan: ExecutionPlan
     item: Mapping[str, Any] | None  # the last consistent read of its item; None: never written
+    drs_calls: int = 0
 
     @property
     def status(self) -> str | None:
@@ -97,7 +106,7 @@ class ExecutionReport:
 
     @property
     def as_expected(self) -> bool:
-        return self.finished and self.status == self.scenario.expected_status
+        return self.finished and self.status == self.plan.expected_status
 
     @property
     def duration(self) -> float | None:
@@ -116,6 +125,17 @@ class ExecutionReport:
             for server in wave.get("Servers") or []
         )
 
+    @property
+    def job_ids(self) -> set[str]:
+        if self.item is None:
+            return set()
+        return {
+            str(server["RecoveryJobId"])
+            for wave in self.item.get("Waves") or []
+            for server in wave.get("Servers") or []
+            if server.get("RecoveryJobId")
+        }
+
 
 @dataclass
 class DemoResult:
@@ -124,24 +144,7 @@ class DemoResult:
     region: str
     reports: list[ExecutionReport] = field(default_factory=list)
     daemon_exit_code: int | None = None
-
-
-class Console:
-    """Lines for the person watching. Resolves ``sys.stdout`` per line, so a capturing
-    test (or a redirected stream) sees everything."""
-
-    def __init__(self, started: float) -> None:
-        self.started = started
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def line(self, text: str = "") -> None:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-
-    def event(self, text: str) -> None:
-        self.line(f"[{self.elapsed():5.1f} s] {text}")
+    metrics_url: str | None = None
 
 
 def demo_settings(*, table_name: str, stack: LocalStack, speed: float, deadline: float) -> Settings:
@@ -176,115 +179,10 @@ def demo_settings(*, table_name: str, stack: LocalStack, speed: float, deadline:
         metrics_port=0,
         metrics_host=LOOPBACK,
         log_format="console",
-        log_level="WARNING",
+        # Overdue warnings are expected (a three-wave recovery outlasts OVERDUE_AFTER, as it
+        # would for real) and log lines would tear the live view; errors still show.
+        log_level="ERROR",
     )
-
-
-class DemoInitiator:
-    """Starts executions the way the API that starts drills and recoveries would.
-
-    Each execution: start its first DRS jobs, then write the POLLING item. A later
-    wave is started once the wave before it is final: its DRS job first, then its job
-    ids go into the item with a path-level conditional UpdateItem, so nothing the
-    daemon wrote is rewritten, and nothing is written once the execution left POLLING.
-    """
-
-    def __init__(
-        self,
-        *,
-        dynamodb: DynamoDBClient,
-        stack: LocalStack,
-        table_name: str,
-        instance_ids: Mapping[str, str],
-        watch_interval: float,
-        console: Console,
-    ) -> None:
-        self.dynamodb = dynamodb
-        self.stack = stack
-        self.table_name = table_name
-        self.instance_ids = instance_ids
-        self.watch_interval = watch_interval
-        self.console = console
-
-    async def run(self, scenarios: list[Scenario]) -> None:
-        await asyncio.gather(*(self.start_execution(scenario) for scenario in scenarios))
-
-    async def start_execution(self, scenario: Scenario) -> None:
-        spec = scenario.spec
-        await asyncio.sleep(max(0.0, spec.start_time - time.time()))
-        for wave in scenario.waves:
-            if wave.starts_with_execution:
-                self.stack.drs.add_job(
-                    wave.job_script(created_at=spec.start_time, instance_ids=self.instance_ids)
-                )
-        item = execution_item(spec)
-        await self.dynamodb.put_item(
-            TableName=self.table_name,
-            Item={name: to_wire(value) for name, value in item.items()},
-            ConditionExpression="attribute_not_exists(ExecutionId)",
-        )
-        for index in scenario.later_waves:
-            if not await self._wait_for_final_wave(scenario, index - 1):
-                return
-            await self.start_wave(scenario, index)
-
-    async def _wait_for_final_wave(self, scenario: Scenario, index: int) -> bool:
-        while True:
-            item = await self._read(scenario)
-            if item is None or item.get("Status") != ExecutionStatus.POLLING:
-                status = None if item is None else item.get("Status")
-                self.console.event(
-                    f"{scenario.execution_id} left POLLING ({status}) before wave "
-                    f"{index + 2} was started; the initiator leaves it alone"
-                )
-                return False
-            if item["Waves"][index].get("Status") in FINAL_STATUSES:
-                return True
-            await asyncio.sleep(self.watch_interval)
-
-    async def start_wave(self, scenario: Scenario, index: int) -> None:
-        wave = scenario.waves[index]
-        started_at = time.time()
-        self.stack.drs.add_job(
-            wave.job_script(created_at=started_at, instance_ids=self.instance_ids)
-        )
-        assignments = [f"Waves[{index}].#status = :in_progress", f"Waves[{index}].StartTime = :now"]
-        for position in range(len(wave.server_ids)):
-            server = f"Waves[{index}].Servers[{position}]"
-            assignments += [f"{server}.RecoveryJobId = :job", f"{server}.LaunchTime = :now"]
-        try:
-            await self.dynamodb.update_item(
-                TableName=self.table_name,
-                Key=_key(scenario),
-                UpdateExpression="SET " + ", ".join(assignments),
-                # Only while POLLING, and only once: a second start would re-point servers
-                # the daemon may already be tracking.
-                ConditionExpression=(
-                    f"#status = :polling AND attribute_not_exists(Waves[{index}].Servers[0]"
-                    ".RecoveryJobId)"
-                ),
-                ExpressionAttributeNames={"#status": "Status"},
-                ExpressionAttributeValues={
-                    ":polling": to_wire(ExecutionStatus.POLLING.value),
-                    ":in_progress": to_wire("IN_PROGRESS"),
-                    ":now": to_wire(Decimal(f"{started_at:.3f}")),
-                    ":job": to_wire(wave.job_id),
-                },
-            )
-        except self.dynamodb.exceptions.ConditionalCheckFailedException:
-            self.console.event(
-                f"{scenario.execution_id}: wave {index + 1} not started (the item left POLLING "
-                "or the wave was already started)"
-            )
-            return
-        self.console.event(f"{scenario.execution_id}: wave {index + 1} started ({wave.job_id})")
-
-    async def _read(self, scenario: Scenario) -> dict[str, Any] | None:
-        result = await self.dynamodb.get_item(
-            TableName=self.table_name, Key=_key(scenario), ConsistentRead=True
-        )
-        raw = result.get("Item")
-        return to_python(raw) if raw else None
 
 
 def _task_error(task: asyncio.Task[Any]) -> str | None:
@@ -292,36 +190,6 @@ def _task_error(task: asyncio.Task[Any]) -> str | None:
         return "cancelled"
     error = task.exception()
     return None if error is None else repr(error)
-
-
-def _key(scenario: Scenario) -> dict[str, Any]:
-    return item_key((scenario.execution_id, scenario.spec.plan_id))
-
-
-async def launch_instances(stack: LocalStack, scenarios: list[Scenario]) -> dict[str, str]:
-    """Real EC2 instances in moto for every server DRS will launch, in its wave's region.
-
-    Returns source server id -> instance id (the id doubles as the recovery instance
-    id: both match ``^i-[0-9a-f]{8,}$`` and fit in 19 characters).
-    """
-    wanted: dict[str, list[str]] = {}
-    for scenario in scenarios:
-        for wave in scenario.waves:
-            wanted.setdefault(wave.region, []).extend(wave.launching_server_ids)
-    instance_ids: dict[str, str] = {}
-    for region, server_ids in wanted.items():
-        if not server_ids:
-            continue
-        async with stack.session(region).client("ec2", endpoint_url=stack.moto_url) as ec2:
-            result = await ec2.run_instances(
-                ImageId=DEMO_AMI,
-                MinCount=len(server_ids),
-                MaxCount=len(server_ids),
-                InstanceType=DEMO_INSTANCE_TYPE,
-            )
-        launched = [instance["InstanceId"] for instance in result["Instances"]]
-        instance_ids.update(zip(server_ids, launched, strict=True))
-    return instance_ids
 
 
 async def read_table(dynamodb: DynamoDBClient, table_name: str) -> dict[str, dict[str, Any]]:
@@ -346,20 +214,19 @@ async def read_table(dynamodb: DynamoDBClient, table_name: str) -> dict[str, dic
     return items
 
 
-def progress_line(scenarios: list[Scenario], items: Mapping[str, Mapping[str, Any]]) -> str:
-    finished = 0
-    phases: Counter[str] = Counter()
-    for scenario in scenarios:
-        item = items.get(scenario.execution_id)
-        if item is None:
-            phases["not started"] += 1
-        elif item.get("Status") in FINAL_STATUSES:
-            finished += 1
-        else:
-            # No Phase yet: written, but the daemon has not polled it.
-            phases[str(item.get("Phase") or "awaiting first poll")] += 1
-    shown = ", ".join(f"{phase} {count}" for phase, count in sorted(phases.items()))
-    return f"{finished}/{len(scenarios)} finished" + (f" · phases: {shown}" if shown else "")
+def drs_calls_per_execution(
+    double: DrsDouble, reports_jobs: Mapping[str, set[str]]
+) -> dict[str, int]:
+    """Calls that asked about each execution's jobs; a batched call counts for each one."""
+    counts = dict.fromkeys(reports_jobs, 0)
+    for call in double.calls:
+        asked = set(call.job_ids)
+        if not asked:
+            continue
+        for execution_id, jobs in reports_jobs.items():
+            if asked & jobs:
+                counts[execution_id] += 1
+    return counts
 
 
 def summary_lines(reports: list[ExecutionReport], *, speed: float) -> list[str]:
@@ -372,28 +239,30 @@ def summary_lines(reports: list[ExecutionReport], *, speed: float) -> list[str]:
         "expected",
         "duration",
         "polls",
+        "DRS calls",
         "ok",
         "scenario",
     )
     rows = [header]
     for report in reports:
-        scenario = report.scenario
+        plan = report.plan
         duration = report.duration
         shown_duration = (
             "—" if duration is None else f"{duration:5.1f} s ≈ {duration * speed / 60:5.1f} min"
         )
         rows.append(
             (
-                scenario.execution_id,
-                scenario.execution_type,
-                "+".join(scenario.regions),
-                f"{len(scenario.waves)}/{scenario.server_count}",
+                plan.execution_id,
+                plan.execution_type,
+                "+".join(plan.regions),
+                f"{len(plan.waves)}/{plan.server_count}",
                 report.status or "(not written)",
-                scenario.expected_status,
+                plan.expected_status,
                 shown_duration,
                 str(report.polls),
+                str(report.drs_calls),
                 "✓" if report.as_expected else "✗",
-                scenario.kind.value,
+                plan.kind.value,
             )
         )
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
@@ -423,15 +292,9 @@ async def fetch_metric_lines(metrics_url: str) -> list[str]:
     ]
 
 
-def give_up_after(scenarios: list[Scenario], *, speed: float) -> float:
-    """Demo seconds from now the demo waits for every execution to finish."""
-    grace = REAL_POST_LAUNCH_GRACE / speed
-    now = time.time()
-    longest = max(
-        scenario.spec.start_time - now + scenario.scripted_seconds(post_launch_grace=grace)
-        for scenario in scenarios
-    )
-    return DEADLINE_FACTOR * longest + DEADLINE_SLACK
+def give_up_after(*, speed: float) -> float:
+    """Demo seconds the demo waits for every execution to finish."""
+    return DEADLINE_FACTOR * REAL_LONGEST_EXECUTION / speed + DEADLINE_SLACK
 
 
 class DemoRun:
@@ -444,65 +307,69 @@ class DemoRun:
         stack: LocalStack,
         dynamodb: DynamoDBClient,
         table_name: str,
-        console: Console,
-        rng: random.Random,
+        view: LiveView,
     ) -> None:
         self.options = options
         self.stack = stack
         self.dynamodb = dynamodb
         self.table_name = table_name
-        self.console = console
-        self.rng = rng
+        self.view = view
 
     async def run(self) -> DemoResult:
         options = self.options
         speed = options.speed
-        # One second of lead, so setup (EC2 instances, daemon start) does not eat into
-        # the first executions' timelines.
-        scenarios = build_workload(
-            executions=options.executions, speed=speed, rng=self.rng, start_time=time.time() + 1
-        )
-        instance_ids = await launch_instances(self.stack, scenarios)
-        deadline = give_up_after(scenarios, speed=speed)
+        rng = random.Random(options.seed)  # noqa: S311 - a reproducible workload
+        plans = plan_workload(executions=options.executions, rng=rng)
+        deadline = give_up_after(speed=speed)
         settings = demo_settings(
             table_name=self.table_name, stack=self.stack, speed=speed, deadline=deadline
         )
-        self._describe_workload(scenarios, deadline=deadline)
+        self._describe_workload(plans, deadline=deadline)
 
         daemon = Daemon(settings, session=self.stack.session())
         daemon_task = asyncio.create_task(daemon.run(handle_signals=False), name="demo daemon")
-        initiator = DemoInitiator(
-            dynamodb=self.dynamodb,
-            stack=self.stack,
-            table_name=self.table_name,
-            instance_ids=instance_ids,
-            watch_interval=settings.interval_pending,
-            console=self.console,
-        )
-        initiator_task = asyncio.create_task(initiator.run(scenarios), name="demo initiator")
         result = DemoResult(
             exit_code=EXIT_UNEXPECTED_END, table_name=self.table_name, region=self.stack.region
         )
-        try:
-            items = await self.watch(
-                scenarios,
-                deadline=self.console.elapsed() + deadline,
-                daemon_task=daemon_task,
-                initiator_task=initiator_task,
+        async with Initiator(
+            session=self.stack.session(),
+            drs_endpoint_url=self.stack.drs_url,
+            dynamodb=self.dynamodb,
+            table_name=self.table_name,
+            speed=speed,
+            report=self.view.event,
+            watch_interval=settings.interval_pending,
+        ) as initiator:
+            # Half a second of lead, so the daemon's start does not eat into the first
+            # executions' timelines.
+            initiator_task = asyncio.create_task(
+                initiator.run(plans, started_at=time.time() + 0.5), name="demo initiator"
             )
-            result.reports = [
-                ExecutionReport(scenario, items.get(scenario.execution_id))
-                for scenario in scenarios
-            ]
-            await self.report(result, daemon=daemon, daemon_task=daemon_task)
-            if options.keep_running and not daemon_task.done():
-                await self.keep_running(daemon)
-        finally:
-            initiator_task.cancel()
-            # Its failure, if any, was reported by watch(); here it only has to be gone.
-            await asyncio.gather(initiator_task, return_exceptions=True)
-            daemon.request_stop("demo finished")
-            result.daemon_exit_code = await self._daemon_exit_code(daemon_task)
+            try:
+                items = await self.watch(
+                    plans,
+                    deadline=self.view.elapsed() + deadline,
+                    daemon_task=daemon_task,
+                    initiator_task=initiator_task,
+                )
+                self.view.finish()
+                reports = [ExecutionReport(plan, items.get(plan.execution_id)) for plan in plans]
+                calls = drs_calls_per_execution(
+                    self.stack.drs, {r.plan.execution_id: r.job_ids for r in reports}
+                )
+                result.reports = [
+                    ExecutionReport(r.plan, r.item, calls[r.plan.execution_id]) for r in reports
+                ]
+                result.metrics_url = daemon.metrics_url
+                await self.report(result, daemon=daemon, daemon_task=daemon_task)
+                if options.keep_running and not daemon_task.done():
+                    await self.keep_running(daemon)
+            finally:
+                initiator_task.cancel()
+                # Its failure, if any, was reported by watch(); here it only has to be gone.
+                await asyncio.gather(initiator_task, return_exceptions=True)
+                daemon.request_stop("demo finished")
+                result.daemon_exit_code = await self._daemon_exit_code(daemon_task)
         if result.daemon_exit_code != 0:
             result.exit_code = EXIT_UNEXPECTED_END
         return result
@@ -511,105 +378,100 @@ class DemoRun:
         try:
             exit_code = await daemon_task
         except Exception as error:  # noqa: BLE001 - reported: this is what the demo is for
-            self.console.line(f"the daemon failed: {error!r}")
+            self.view.line(f"the daemon failed: {error!r}")
             return EXIT_UNEXPECTED_END
         if exit_code != 0:
-            self.console.line(f"the daemon exited with {exit_code}")
+            self.view.line(f"the daemon exited with {exit_code}")
         return exit_code
 
-    def _describe_workload(self, scenarios: list[Scenario], *, deadline: float) -> None:
-        servers = sum(scenario.server_count for scenario in scenarios)
-        self.console.line(
-            f"drs-poller demo: {len(scenarios)} executions ({servers} servers), "
+    def _describe_workload(self, plans: list[ExecutionPlan], *, deadline: float) -> None:
+        servers = sum(plan.server_count for plan in plans)
+        self.view.line(
+            f"drs-poller demo: {len(plans)} executions ({servers} servers), "
             f"speed x{self.options.speed:g}, seed {self.options.seed}, table {self.table_name}"
         )
-        self.console.line(
-            f"  moto (DynamoDB, EC2) {self.stack.moto_url} · DRS double {self.stack.drs_url} · "
+        self.view.line(
+            f"  moto (DynamoDB, EC2) {self.stack.moto_url} · DRS simulator {self.stack.drs_url} · "
             f"giving up after {deadline:.0f} s"
         )
 
     async def watch(
         self,
-        scenarios: list[Scenario],
+        plans: list[ExecutionPlan],
         *,
         deadline: float,
         daemon_task: asyncio.Task[int],
         initiator_task: asyncio.Task[None],
     ) -> dict[str, dict[str, Any]]:
         """Read the table until every execution is final, the deadline passes, or the
-        daemon or the initiator stops; print progress about once a second."""
-        last_progress = float("-inf")
+        daemon or the initiator stops; redraw the live view on every read."""
         while True:
             items = await read_table(self.dynamodb, self.table_name)
-            done = all(
-                items.get(s.execution_id, {}).get("Status") in FINAL_STATUSES for s in scenarios
-            )
-            now = self.console.elapsed()
-            if done or now - last_progress >= PROGRESS_EVERY:
-                self.console.event(progress_line(scenarios, items))
-                last_progress = now
+            done = all(items.get(p.execution_id, {}).get("Status") in FINAL_STATUSES for p in plans)
+            self.view.update(build_rows(plans, items, now=time.time()), force=done)
             if done:
                 return items
-            if now >= deadline:
-                self.console.event("deadline passed; not every execution finished")
+            if self.view.elapsed() >= deadline:
+                self.view.event("deadline passed; not every execution finished")
                 return items
             # The daemon never returns on its own; the initiator does, once everything
             # is started, and only its failure is worth stopping for.
             if daemon_task.done():
                 why = _task_error(daemon_task) or f"exit code {daemon_task.result()}"
-                self.console.event(f"the daemon stopped early: {why}")
+                self.view.event(f"the daemon stopped early: {why}")
                 return items
             if initiator_task.done() and _task_error(initiator_task) is not None:
-                self.console.event(f"the initiator failed: {_task_error(initiator_task)}")
+                self.view.event(f"the initiator failed: {_task_error(initiator_task)}")
+                self.view.update(build_rows(plans, items, now=time.time()), force=True)
                 return items
             await asyncio.sleep(WATCH_TICK)
 
     async def report(
         self, result: DemoResult, *, daemon: Daemon, daemon_task: asyncio.Task[int]
     ) -> None:
-        console = self.console
-        console.line()
+        view = self.view
+        view.line()
         for line in summary_lines(result.reports, speed=self.options.speed):
-            console.line(line)
-        console.line()
+            view.line(line)
+        view.line()
         drs = self.stack.drs
-        by_operation = Counter(call.operation for call in drs.calls)
-        shown = ", ".join(
-            f"{operation} {count}" for operation, count in sorted(by_operation.items())
-        )
-        console.line(
+        by_operation: dict[str, int] = {}
+        for call in drs.calls:
+            by_operation[call.operation] = by_operation.get(call.operation, 0) + 1
+        shown = ", ".join(f"{op} {count}" for op, count in sorted(by_operation.items()))
+        view.line(
             f"DRS calls: DescribeJobs {drs.count('DescribeJobs')} "
             f"(all operations {len(drs.calls)}: {shown or 'none'})"
         )
         if daemon.metrics_url is not None and not daemon_task.done():
-            console.line(f"metrics: {daemon.metrics_url}/metrics")
+            view.line(f"metrics were served at {daemon.metrics_url}/metrics")
             try:
                 for line in await fetch_metric_lines(daemon.metrics_url):
-                    console.line(f"  {line}")
+                    view.line(f"  {line}")
             except (aiohttp.ClientError, TimeoutError) as error:
-                console.line(f"  (could not read /metrics: {error!r})")
+                view.line(f"  (could not read /metrics: {error!r})")
         unexpected = [report for report in result.reports if not report.as_expected]
         if unexpected:
-            console.line()
-            console.line("not as expected:")
+            view.line()
+            view.line("not as expected:")
             for report in unexpected:
                 got = report.status or "never written"
-                console.line(
-                    f"  {report.scenario.execution_id} ({report.scenario.kind.value}): "
-                    f"{got}, expected {report.scenario.expected_status}"
+                view.line(
+                    f"  {report.plan.execution_id} ({report.plan.kind.value}): "
+                    f"{got}, expected {report.plan.expected_status}"
                 )
         else:
-            console.line(f"all {len(result.reports)} executions ended as expected")
+            view.line(f"all {len(result.reports)} executions ended as expected")
         result.exit_code = EXIT_UNEXPECTED_END if unexpected else EXIT_OK
 
     async def keep_running(self, daemon: Daemon) -> None:
-        self.console.line()
-        self.console.line(
+        self.view.line()
+        self.view.line(
             f"keeping the stack and the daemon running (metrics {daemon.metrics_url}/metrics, "
             f"DynamoDB/EC2 {self.stack.moto_url}, DRS {self.stack.drs_url}); Ctrl-C to stop"
         )
         await wait_for_interrupt()
-        self.console.line("stopping")
+        self.view.line("stopping")
 
 
 async def wait_for_interrupt() -> None:
@@ -633,41 +495,56 @@ async def wait_for_interrupt() -> None:
 async def execute_demo(options: DemoOptions, *, moto_url: str | None = None) -> DemoResult:
     """Run the demo and return how it went. ``moto_url`` reuses a running moto server
     (a test reads the table afterwards through it); otherwise one is started."""
-    console = Console(started=time.monotonic())
+    view = LiveView(speed=options.speed, started=time.monotonic(), tty=options.tty)
     problems = options.problems()
     if problems:
         for problem in problems:
-            console.line(f"drs-poller demo: {problem}")
+            view.line(f"drs-poller demo: {problem}")
         return DemoResult(exit_code=EXIT_BAD_OPTIONS, table_name="", region=PRIMARY_REGION)
-    # The daemon's INFO lines would drown the progress; warnings and errors still show.
-    configure_logging(fmt="console", level="WARNING")
+    # The daemon's INFO lines would drown the live view; errors still show.
+    configure_logging(fmt="console", level="ERROR")
     # A fresh name per run: moto keeps its state per process, and a reused moto server
     # may still hold an earlier run's table.
     table_name = f"drs-poller-demo-{uuid.uuid4().hex[:8]}"
-    async with local_stack(clock=SystemClock(), region=PRIMARY_REGION, moto_url=moto_url) as stack:
+    async with AsyncExitStack() as stack_scope:
+        if moto_url is None:
+            moto_url = await stack_scope.enter_async_context(moto_server())
+        # The simulator exactly as `drs-poller simulate` builds it, instances in moto's EC2.
+        double = build_double(
+            SimulatorOptions(
+                speed=options.speed,
+                seed=options.seed,
+                source_servers=max(
+                    MIN_SOURCE_SERVERS, SOURCE_SERVERS_PER_EXECUTION * options.executions
+                ),
+            ),
+            clock=SystemClock(),
+            instances=Ec2Instances(moto_url),
+        )
+        stack = await stack_scope.enter_async_context(
+            local_stack(clock=double.clock, region=PRIMARY_REGION, moto_url=moto_url, double=double)
+        )
         session = stack.session()
-        async with session.client("dynamodb", endpoint_url=stack.moto_url) as dynamodb:
-            await create_table(dynamodb, table_name)
-            run = DemoRun(
-                options=options,
-                stack=stack,
-                dynamodb=dynamodb,
-                table_name=table_name,
-                console=console,
-                rng=random.Random(options.seed),  # noqa: S311 - a reproducible workload
+        dynamodb = await stack_scope.enter_async_context(
+            session.client("dynamodb", endpoint_url=stack.moto_url)
+        )
+        await init_tables(dynamodb, table=table_name)  # what `drs-poller init-table` does
+        run = DemoRun(
+            options=options, stack=stack, dynamodb=dynamodb, table_name=table_name, view=view
+        )
+        try:
+            return await run.run()
+        except SettingsError as error:
+            view.line(f"drs-poller demo: {error}")
+            return DemoResult(
+                exit_code=EXIT_BAD_OPTIONS, table_name=table_name, region=stack.region
             )
-            try:
-                return await run.run()
-            except SettingsError as error:
-                console.line(f"drs-poller demo: {error}")
-                return DemoResult(
-                    exit_code=EXIT_BAD_OPTIONS, table_name=table_name, region=stack.region
-                )
-            except ClientError as error:
-                console.line(f"drs-poller demo: the local stack failed: {error}")
-                return DemoResult(
-                    exit_code=EXIT_UNEXPECTED_END, table_name=table_name, region=stack.region
-                )
+        except (ClientError, BotoCoreError, NotEnoughSourceServers) as error:
+            view.line(f"drs-poller demo: the local stack failed: {error}")
+            return DemoResult(
+                exit_code=EXIT_UNEXPECTED_END, table_name=table_name, region=stack.region
+            )
+    raise AssertionError("unreachable")  # pragma: no cover - the block always returns
 
 
 async def run_demo(*, executions: int, speed: float, keep_running: bool, seed: int) -> int:
@@ -678,10 +555,11 @@ async def run_demo(*, executions: int, speed: float, keep_running: bool, seed: i
 
 
 __all__ = [
-    "DemoInitiator",
+    "DEFAULT_SPEED",
     "DemoOptions",
     "DemoResult",
     "ExecutionReport",
+    "demo_settings",
     "execute_demo",
     "run_demo",
 ]

@@ -1,11 +1,10 @@
 """The demo's workload: a seeded mix of drills and recoveries, each with its expected end.
 
-Pure on purpose: a scenario is data (what the initiator writes, how DRS will behave,
-and what CONTRACT §2 says the execution must end as), so the same seed always gives
-the same workload and the expectation is stated before the daemon runs, not read
-back from what it did.
-
-Times are "demo seconds": real DRS durations divided by the demo's speed.
+Pure on purpose: a plan says which kinds of source servers each wave needs (by the
+``drs-sim:behaviour`` the simulator shows on them), and what CONTRACT §2 says the
+execution must end as, so the expectation is stated before anything runs, not read
+back from what the daemon did. The initiator binds the plan to real source servers
+from DescribeSourceServers and starts it through StartRecovery.
 """
 
 from __future__ import annotations
@@ -14,38 +13,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec
-from drs_poller.simulator.timelines import (
-    JobScript,
-    ServerOutcome,
-    ServerScript,
-    Snapshot,
-    new_job_id,
-    new_source_server_id,
-    standard_timeline,
-)
+from drs_poller.simulator.behaviour import Behaviour, server_succeeds
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Mapping
 
 PRIMARY_REGION = "us-east-1"
 SECOND_REGION = "us-west-2"
 PLAN_ID = "plan-demo"
-
-# How long real DRS takes, in real seconds (what the timelines are scaled from).
-REAL_PENDING = 13.5 * 60
-REAL_STARTED = 30.0
-REAL_LAUNCHING = 6 * 60
-REAL_POST_LAUNCH_ACTIONS = 10 * 60
+MAX_SERVERS_PER_WAVE = 4
 # Executions are started over about this many real seconds, so their StartTimes and
 # schedules differ instead of moving in lock step.
 REAL_START_SPREAD = 120.0
-# Each execution's DRS is this much slower or faster than the standard durations.
-JITTER = (0.8, 1.2)
-MAX_SERVERS_PER_WAVE = 4
-
-LAUNCHES: frozenset[ServerOutcome] = frozenset({"launched", "action_failed"})
+# What a healthy server is: no behaviour tag (the simulator launches it).
+HEALTHY: Behaviour | None = None
 
 
 class ScenarioKind(StrEnum):
@@ -57,102 +38,34 @@ class ScenarioKind(StrEnum):
     RECOVERY_ONE_ACTION_FAILS = "recovery, one post-launch action fails"
     DRILL_LATER_WAVE = "drill, wave 2 started after wave 1"
     RECOVERY_NO_ACTIONS = "recovery, no post-launch actions"
-    DRILL_WAVES_ACROSS_REGIONS = "drill, parallel waves in two regions"
+    RECOVERY_THREE_WAVES = "recovery, 3 waves in two regions, wave 3 later"
     DRILL_ALL_LAUNCHES_FAIL = "drill, every launch fails"
 
 
 @dataclass(frozen=True)
-class DrsDurations:
-    """One execution's DRS phase durations, in demo seconds."""
-
-    pending: float
-    started: float
-    launching: float
-    post_launch_actions: float
-
-    @classmethod
-    def scaled(cls, *, speed: float, jitter: float = 1.0) -> DrsDurations:
-        factor = jitter / speed
-        return cls(
-            pending=REAL_PENDING * factor,
-            started=REAL_STARTED * factor,
-            launching=REAL_LAUNCHING * factor,
-            post_launch_actions=REAL_POST_LAUNCH_ACTIONS * factor,
-        )
-
-
-@dataclass(frozen=True)
-class ScriptedWave:
-    """One wave: the servers the initiator lists, and the single DRS job that recovers them."""
-
+class WavePlan:
     name: str
     region: str
-    job_id: str
     is_drill: bool
-    outcomes: Mapping[str, ServerOutcome]  # every server of the wave, in order
-    timeline: tuple[Snapshot, ...]
+    needs: tuple[Behaviour | None, ...]  # one entry per server: the behaviour it must have
     # False: a later wave, started by the initiator once the wave before it is final.
     starts_with_execution: bool = True
 
-    @property
-    def server_ids(self) -> tuple[str, ...]:
-        return tuple(self.outcomes)
-
-    @property
-    def launching_server_ids(self) -> tuple[str, ...]:
-        """Servers DRS launches a recovery instance for (these need an EC2 instance)."""
-        return tuple(sid for sid, outcome in self.outcomes.items() if outcome in LAUNCHES)
-
-    @property
-    def scripted_seconds(self) -> float:
-        """When the job's last scripted change happens, counted from its creation."""
-        return self.timeline[-1].at
-
-    def spec(self) -> WaveSpec:
-        """The wave as the initiator first writes it (no job ids when it starts later)."""
-        job_id = self.job_id if self.starts_with_execution else None
-        return WaveSpec(
-            name=self.name,
-            region=self.region,
-            servers=tuple(ServerSpec(sid, job_id=job_id) for sid in self.server_ids),
-        )
-
-    def job_script(self, *, created_at: float, instance_ids: Mapping[str, str]) -> JobScript:
-        """The DRS job, created at ``created_at``; ``instance_ids`` maps launching servers
-        to the EC2 instance DRS reports for them (it doubles as the recovery instance id)."""
-        return JobScript(
-            job_id=self.job_id,
-            region=self.region,
-            is_drill=self.is_drill,
-            created_at=created_at,
-            servers=tuple(
-                ServerScript(
-                    source_server_id=sid,
-                    recovery_instance_id=instance_ids.get(sid),
-                    ec2_instance_id=instance_ids.get(sid),
-                )
-                for sid in self.server_ids
-            ),
-            timeline=self.timeline,
-        )
+    def succeeded(self) -> list[bool]:
+        return [server_succeeds(need, is_drill=self.is_drill) is True for need in self.needs]
 
 
 @dataclass(frozen=True)
-class Scenario:
+class ExecutionPlan:
     kind: ScenarioKind
-    spec: ExecutionSpec
-    waves: tuple[ScriptedWave, ...]
-    expected_status: str  # COMPLETED, PARTIAL or FAILED, by CONTRACT §2
-    # Whether the expected end waits for the post-launch grace period (no action runs).
-    waits_for_grace: bool = False
-
-    @property
-    def execution_id(self) -> str:
-        return self.spec.execution_id
+    execution_id: str
+    waves: tuple[WavePlan, ...]
+    start_offset: float  # real seconds after the workload starts
+    plan_id: str = PLAN_ID
 
     @property
     def execution_type(self) -> str:
-        return self.spec.execution_type or "DRILL"
+        return "DRILL" if all(wave.is_drill for wave in self.waves) else "RECOVERY"
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -160,179 +73,102 @@ class Scenario:
 
     @property
     def server_count(self) -> int:
-        return sum(len(wave.outcomes) for wave in self.waves)
+        return sum(len(wave.needs) for wave in self.waves)
 
     @property
     def later_waves(self) -> tuple[int, ...]:
         return tuple(i for i, wave in enumerate(self.waves) if not wave.starts_with_execution)
 
-    def scripted_seconds(self, *, post_launch_grace: float) -> float:
-        """Demo seconds from StartTime until DRS has scripted everything this execution
-        waits for: waves started together overlap, later waves follow the one before."""
-        total = 0.0
-        running = 0.0
-        for wave in self.waves:
-            length = wave.scripted_seconds + (post_launch_grace if self.waits_for_grace else 0.0)
-            if wave.starts_with_execution:
-                running = max(running, length)
-            else:
-                total += running
-                running = length
-        return total + running
+    @property
+    def expected_status(self) -> str:
+        """CONTRACT §2: COMPLETED if every server succeeds, FAILED if none, else PARTIAL."""
+        outcomes = [ok for wave in self.waves for ok in wave.succeeded()]
+        if all(outcomes):
+            return "COMPLETED"
+        return "PARTIAL" if any(outcomes) else "FAILED"
 
 
 class _Builder:
-    """Builds one scenario's waves; all randomness comes from the demo's seeded rng."""
-
-    def __init__(self, *, rng: random.Random, durations: DrsDurations) -> None:
+    def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        self.durations = durations
 
-    def servers(self, minimum: int = 1) -> list[str]:
-        count = self.rng.randint(minimum, MAX_SERVERS_PER_WAVE)
-        return [new_source_server_id(self.rng) for _ in range(count)]
+    def healthy(self, minimum: int = 1) -> list[Behaviour | None]:
+        return [HEALTHY] * self.rng.randint(minimum, MAX_SERVERS_PER_WAVE)
 
-    def all_launch(self, minimum: int = 1) -> dict[str, ServerOutcome]:
-        return dict.fromkeys(self.servers(minimum), "launched")
+    def one_of(self, failure: Behaviour) -> list[Behaviour | None]:
+        # At least one healthy server beside it, so the execution is PARTIAL, not FAILED.
+        needs = self.healthy(minimum=1)[: MAX_SERVERS_PER_WAVE - 1]
+        needs.insert(self.rng.randint(0, len(needs)), failure)
+        return needs
 
-    def one_fails(self, failure: ServerOutcome) -> dict[str, ServerOutcome]:
-        # At least two servers, so one failing leaves a success: PARTIAL, not FAILED.
-        outcomes = self.all_launch(minimum=2)
-        outcomes[self.rng.choice(list(outcomes))] = failure
-        return outcomes
+    def waves_for(self, kind: ScenarioKind, *, region: str) -> tuple[WavePlan, ...]:  # noqa: PLR0911 - one return per kind reads as a table
+        def wave(number: int, needs: list[Behaviour | None], **options: object) -> WavePlan:
+            return WavePlan(
+                name=f"wave-{number}",
+                region=str(options.get("region", region)),
+                is_drill=bool(options.get("is_drill", True)),
+                needs=tuple(needs),
+                starts_with_execution=bool(options.get("starts_with_execution", True)),
+            )
 
-    def wave(
-        self,
-        *,
-        number: int,
-        region: str,
-        outcomes: Mapping[str, ServerOutcome],
-        is_drill: bool = True,
-        with_actions: bool = False,
-        starts_with_execution: bool = True,
-    ) -> ScriptedWave:
-        durations = self.durations
-        timeline = standard_timeline(
-            list(outcomes),
-            pending=durations.pending,
-            started=durations.started,
-            launching=durations.launching,
-            actions=durations.post_launch_actions if with_actions else None,
-            outcomes={sid: o for sid, o in outcomes.items() if o != "launched"},
-        )
-        return ScriptedWave(
-            name=f"wave-{number}",
-            region=region,
-            job_id=new_job_id(self.rng),
-            is_drill=is_drill,
-            outcomes=dict(outcomes),
-            timeline=timeline,
-            starts_with_execution=starts_with_execution,
-        )
-
-    def waves_for(self, kind: ScenarioKind, *, region: str) -> tuple[ScriptedWave, ...]:
-        waves: tuple[ScriptedWave, ...]
         match kind:
             case ScenarioKind.DRILL_ALL_LAUNCHED:
-                waves = (self.wave(number=1, region=region, outcomes=self.all_launch()),)
+                return (wave(1, self.healthy()),)
             case ScenarioKind.RECOVERY_ACTIONS_SUCCEED:
-                waves = (
-                    self.wave(
-                        number=1,
-                        region=region,
-                        outcomes=self.all_launch(),
-                        is_drill=False,
-                        with_actions=True,
-                    ),
-                )
+                return (wave(1, self.healthy(), is_drill=False),)
             case ScenarioKind.DRILL_ONE_LAUNCH_FAILS:
-                outcomes = self.one_fails("launch_failed")
-                waves = (self.wave(number=1, region=region, outcomes=outcomes),)
+                return (wave(1, self.one_of(Behaviour.LAUNCH_FAILS)),)
             case ScenarioKind.RECOVERY_ONE_ACTION_FAILS:
-                waves = (
-                    self.wave(
-                        number=1,
-                        region=region,
-                        outcomes=self.one_fails("action_failed"),
-                        is_drill=False,
-                        with_actions=True,
-                    ),
-                )
+                return (wave(1, self.one_of(Behaviour.ACTION_FAILS), is_drill=False),)
             case ScenarioKind.DRILL_LATER_WAVE:
-                waves = (
-                    self.wave(number=1, region=region, outcomes=self.all_launch()),
-                    self.wave(
-                        number=2,
-                        region=region,
-                        outcomes=self.all_launch(),
-                        starts_with_execution=False,
-                    ),
+                return (
+                    wave(1, self.healthy()),
+                    wave(2, self.healthy(), starts_with_execution=False),
                 )
             case ScenarioKind.RECOVERY_NO_ACTIONS:
-                # No action runs at all: NOT_CONFIGURED once the grace period has passed.
-                waves = (
-                    self.wave(number=1, region=region, outcomes=self.all_launch(), is_drill=False),
-                )
-            case ScenarioKind.DRILL_WAVES_ACROSS_REGIONS:
-                regions = (PRIMARY_REGION, SECOND_REGION, PRIMARY_REGION)
-                waves = tuple(
-                    self.wave(number=n + 1, region=regions[n], outcomes=self.all_launch())
-                    for n in range(self.rng.randint(2, 3))
+                count = self.rng.randint(1, MAX_SERVERS_PER_WAVE)
+                return (wave(1, [Behaviour.NO_ACTIONS] * count, is_drill=False),)
+            case ScenarioKind.RECOVERY_THREE_WAVES:
+                other = SECOND_REGION if region == PRIMARY_REGION else PRIMARY_REGION
+                return (
+                    wave(1, self.healthy(), is_drill=False),
+                    wave(2, self.healthy(), is_drill=False, region=other),
+                    wave(3, self.healthy(), is_drill=False, starts_with_execution=False),
                 )
             case ScenarioKind.DRILL_ALL_LAUNCHES_FAIL:
-                failing: dict[str, ServerOutcome] = dict.fromkeys(self.servers(), "launch_failed")
-                waves = (self.wave(number=1, region=region, outcomes=failing),)
-        return waves
+                count = self.rng.randint(1, 2)
+                return (wave(1, [Behaviour.LAUNCH_FAILS] * count),)
+        raise AssertionError(kind)  # pragma: no cover - the match is exhaustive
 
 
-# What CONTRACT §2 says each kind must end as, stated before anything runs.
-EXPECTED_STATUS: Mapping[ScenarioKind, str] = {
-    ScenarioKind.DRILL_ALL_LAUNCHED: "COMPLETED",
-    ScenarioKind.RECOVERY_ACTIONS_SUCCEED: "COMPLETED",
-    ScenarioKind.DRILL_ONE_LAUNCH_FAILS: "PARTIAL",
-    ScenarioKind.RECOVERY_ONE_ACTION_FAILS: "PARTIAL",
-    ScenarioKind.DRILL_LATER_WAVE: "COMPLETED",
-    ScenarioKind.RECOVERY_NO_ACTIONS: "COMPLETED",
-    ScenarioKind.DRILL_WAVES_ACROSS_REGIONS: "COMPLETED",
-    ScenarioKind.DRILL_ALL_LAUNCHES_FAIL: "FAILED",
-}
-
-
-def build_workload(
-    *, executions: int, speed: float, rng: random.Random, start_time: float
-) -> list[Scenario]:
-    """``executions`` scenarios cycling through :class:`ScenarioKind`, so even a handful
-    shows variety. Every third execution (from the second on) runs in :data:`SECOND_REGION`.
-    StartTimes are ``start_time`` plus a staggered offset; the initiator starts each
-    execution then."""
+def plan_workload(*, executions: int, rng: random.Random) -> list[ExecutionPlan]:
+    """``executions`` plans cycling through :class:`ScenarioKind`, so even a handful shows
+    variety. Every third execution (from the second on) runs in :data:`SECOND_REGION`."""
     if executions < 1:
         raise ValueError("the workload needs at least one execution")
-    if speed <= 0:
-        raise ValueError("speed must be positive")
     kinds = list(ScenarioKind)
-    scenarios: list[Scenario] = []
+    plans = []
     for index in range(executions):
         kind = kinds[index % len(kinds)]
         region = SECOND_REGION if index % 3 == 1 else PRIMARY_REGION
-        durations = DrsDurations.scaled(speed=speed, jitter=rng.uniform(*JITTER))
-        builder = _Builder(rng=rng, durations=durations)
-        waves = builder.waves_for(kind, region=region)
-        offset = rng.uniform(0.0, REAL_START_SPREAD) / speed
-        execution_type = "DRILL" if all(wave.is_drill for wave in waves) else "RECOVERY"
-        spec = ExecutionSpec(
-            execution_id=f"demo-{index + 1:02d}-{rng.getrandbits(16):04x}",
-            plan_id=PLAN_ID,
-            execution_type=execution_type,
-            start_time=round(start_time + offset, 3),
-            waves=tuple(wave.spec() for wave in waves),
-        )
-        scenarios.append(
-            Scenario(
+        waves = _Builder(rng).waves_for(kind, region=region)
+        plans.append(
+            ExecutionPlan(
                 kind=kind,
-                spec=spec,
+                execution_id=f"demo-{index + 1:02d}-{rng.getrandbits(16):04x}",
                 waves=waves,
-                expected_status=EXPECTED_STATUS[kind],
-                waits_for_grace=kind is ScenarioKind.RECOVERY_NO_ACTIONS,
+                start_offset=0.0 if index == 0 else rng.uniform(0.0, REAL_START_SPREAD),
             )
         )
-    return scenarios
+    return plans
+
+
+__all__ = [
+    "PLAN_ID",
+    "PRIMARY_REGION",
+    "SECOND_REGION",
+    "ExecutionPlan",
+    "ScenarioKind",
+    "WavePlan",
+    "plan_workload",
+]

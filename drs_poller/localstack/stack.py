@@ -58,9 +58,14 @@ async def local_stack(
     faults: Faults | None = None,
     page_size: int | None = None,
     moto_url: str | None = None,
+    double: DrsDouble | None = None,
 ) -> AsyncIterator[LocalStack]:
-    """Start the DRS double (and moto server, unless ``moto_url`` names a running one)."""
-    double = DrsDouble(clock=clock, faults=faults, page_size=page_size)
+    """Start the DRS double (and moto server, unless ``moto_url`` names a running one).
+
+    ``double`` serves a double configured elsewhere (the demo's simulator); ``faults``
+    and ``page_size`` then do not apply.
+    """
+    double = double or DrsDouble(clock=clock, faults=faults, page_size=page_size)
     async with serve_drs_double(double, host=LOOPBACK, port=0) as drs_url:
         if moto_url is not None:
             yield LocalStack(moto_url=moto_url, drs_url=drs_url, drs=double, region=region)

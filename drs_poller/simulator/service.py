@@ -18,6 +18,26 @@ Choices where real DRS leaves room (kept deliberately, tests rely on them):
   future does not exist yet.
 * Request bodies are validated against the botocore model (lengths, patterns,
   ranges); unknown members are ignored.
+
+Beyond the describes, the double also *runs* DRS (what ``drs-poller simulate`` serves):
+
+* ``StartRecovery`` creates a job whose timeline comes from :class:`Simulation`
+  (durations, per-server behaviours, failure rates) and checks :class:`Quotas` first:
+  too many servers, active jobs or servers in active jobs is a 402
+  ServiceQuotaExceededException; a source server already in an active job is a 409
+  ConflictException. A source server the double does not know is accepted and treated
+  as untagged (the rates decide its end).
+* When a server launches, its recovery instance is created through the
+  :class:`~drs_poller.simulator.instances.InstanceBackend` (EC2 RunInstances against
+  moto, or made-up ids); that instance id is the recovery instance id, as in DRS.
+  Creation happens before any request is answered, up to :data:`LAUNCH_LOOKAHEAD`
+  seconds early, so no answer ever shows a launched server without its instance.
+* ``TerminateRecoveryInstances`` terminates the instances, returns a TERMINATE job,
+  marks the servers TERMINATED in a completed launch job, and drops the instances
+  from DescribeRecoveryInstances. An id it does not know is a ValidationException;
+  one whose launch job is still running is a ConflictException.
+* ``DescribeSourceServers`` lists the simulation's inventory of the request's region,
+  each server's scripted behaviour shown as the tag ``drs-sim:behaviour``.
 """
 
 from __future__ import annotations
@@ -26,21 +46,31 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import inspect
 import json
 import random
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from aiohttp import web
 
+from drs_poller.simulator.behaviour import PROFILE_TAG, Behaviour, Quotas, Simulation
 from drs_poller.simulator.conformance import drs_service_model, shape_violations
+from drs_poller.simulator.instances import DerivedInstances, InstanceBackend
 from drs_poller.simulator.timelines import (
+    DEFAULT_ACCOUNT_ID,
     JobScript,
     ServerScript,
+    ServerSnapshot,
+    Snapshot,
+    iso8601,
+    launched_at,
+    new_job_id,
     parse_iso8601,
     render_job,
     render_job_log,
@@ -51,6 +81,16 @@ if TYPE_CHECKING:
     from drs_poller.clock import Clock
 
 DEFAULT_MAX_RESULTS = 1000
+# Recovery instances are created this many seconds before their server shows LAUNCHED,
+# so that a request answered a moment after the check still finds the instance.
+LAUNCH_LOOKAHEAD = 1.0
+# Made-up quota codes in DRS's style; real DRS names its own in the Service Quotas console.
+QUOTA_CODES = {
+    "servers_per_job": "L-DRS-SERVERS-PER-JOB",
+    "concurrent_jobs": "L-DRS-CONCURRENT-JOBS",
+    "servers_in_jobs": "L-DRS-SERVERS-IN-ACTIVE-JOBS",
+}
+log = structlog.get_logger("drs_poller.simulator")
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/")
 
 
@@ -145,9 +185,32 @@ class CallRecord:
     # How many ids the request filtered on (jobIDs / recoveryInstanceIDs); None: no id filter.
     ids_count: int | None
     status: int
+    # The DRS jobs the request asked about (by job id, or through their recovery instances).
+    job_ids: tuple[str, ...] = ()
 
 
-Handler = Callable[["DrsDouble", str, dict[str, Any]], dict[str, Any]]
+Handler = Callable[["DrsDouble", str, dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
+
+
+def quota_exceeded(quota: str, message: str, *, resource_type: str) -> DrsError:
+    error = DrsError(
+        402,
+        "ServiceQuotaExceededException",
+        message,
+        quotaCode=QUOTA_CODES[quota],
+        serviceCode="drs",
+        resourceType=resource_type,
+    )
+    error.body["code"] = "SERVICE_QUOTA_EXCEEDED"  # a body member named like DrsError's own
+    return error
+
+
+def conflict(message: str, *, resource_id: str, resource_type: str) -> DrsError:
+    error = DrsError(
+        409, "ConflictException", message, resourceId=resource_id, resourceType=resource_type
+    )
+    error.body["code"] = "CONFLICT"
+    return error
 
 
 class DrsDouble:
@@ -157,14 +220,24 @@ class DrsDouble:
         clock: Clock,
         faults: Faults | None = None,
         page_size: int | None = None,
+        simulation: Simulation | None = None,
+        quotas: Quotas | None = Quotas(),  # noqa: B008 - frozen, so sharing it is safe
+        instances: InstanceBackend | None = None,
     ) -> None:
         self.clock = clock
         self.faults = faults or Faults()
         self.page_size = page_size
+        self.simulation = simulation or Simulation()
+        self.quotas = quotas  # None: no quotas (``simulate --no-quotas``)
+        self.instances: InstanceBackend = instances or DerivedInstances()
         self._jobs: dict[tuple[str, str], JobScript] = {}
         # Recovery instances outlive their job record, as in DRS, so they are kept apart.
         self._instances: dict[tuple[str, str], tuple[JobScript, ServerScript]] = {}
         self._calls: list[CallRecord] = []
+        # StartRecovery jobs' servers that will launch and have no instance yet.
+        self._awaiting_instances: dict[tuple[str, str], set[str]] = {}
+        self._launch_lock = asyncio.Lock()
+        self._job_ids = random.Random(f"job-ids/{self.simulation.seed}")  # noqa: S311 - ids
 
     # ------------------------------------------------------------ state
 
@@ -183,6 +256,98 @@ class DrsDouble:
 
     def remove_recovery_instance(self, region: str, recovery_instance_id: str) -> None:
         del self._instances[(region, recovery_instance_id)]
+
+    def active_jobs(self, region: str, now: float) -> list[JobScript]:
+        """Jobs that exist and have not COMPLETED: what DRS's quotas count."""
+        return [
+            script
+            for script in self.jobs(region)
+            if script.created_at <= now and script.state_at(now).job_status != "COMPLETED"
+        ]
+
+    def recovery_instance_ids(self, region: str) -> list[str]:
+        return sorted(instance for (where, instance) in self._instances if where == region)
+
+    def job_ids_asked(self, operation: str, region: str | None, body: Any) -> tuple[str, ...]:
+        """The jobs a request is about, for per-execution call counts."""
+        if not isinstance(body, dict):
+            return ()
+        raw_filters = body.get("filters")
+        filters: dict[str, Any] = raw_filters if isinstance(raw_filters, dict) else {}
+        if operation == "DescribeJobs" and isinstance(filters.get("jobIDs"), list):
+            return tuple(str(job) for job in filters["jobIDs"])
+        if operation == "DescribeJobLogItems" and isinstance(body.get("jobID"), str):
+            return (body["jobID"],)
+        if operation == "DescribeRecoveryInstances" and isinstance(
+            filters.get("recoveryInstanceIDs"), list
+        ):
+            found = (
+                self._instances.get((region or "", str(instance)))
+                for instance in filters["recoveryInstanceIDs"]
+            )
+            return tuple(dict.fromkeys(entry[0].job_id for entry in found if entry is not None))
+        return ()
+
+    # ------------------------------------------------------------ recovery instances
+
+    async def create_due_instances(self) -> int:
+        """Create the recovery instances of servers that launch by now (plus the lookahead).
+
+        Returns how many were created. Serialised: two requests arriving together must
+        not launch the same server's instance twice.
+        """
+        if not self._awaiting_instances:
+            return 0
+        created = 0
+        async with self._launch_lock:
+            soon = self.clock.time() + LAUNCH_LOOKAHEAD
+            due: dict[str, list[tuple[tuple[str, str], str]]] = {}
+            for key, waiting in list(self._awaiting_instances.items()):
+                script = self._jobs.get(key)
+                if script is None:
+                    del self._awaiting_instances[key]
+                    continue
+                for server in script.servers:
+                    sid = server.source_server_id
+                    if sid in waiting and launched_at(script, server, soon) is not None:
+                        due.setdefault(key[0], []).append((key, sid))
+            for region, entries in due.items():
+                try:
+                    instance_ids = await self.instances.launch(region, len(entries))
+                except Exception as error:  # noqa: BLE001 - retried on the next request
+                    log.warning("recovery instances not created", region=region, error=repr(error))
+                    continue
+                for (key, sid), instance_id in zip(entries, instance_ids, strict=True):
+                    self._assign_instance(key, sid, instance_id)
+                    created += 1
+        return created
+
+    def _assign_instance(self, key: tuple[str, str], sid: str, instance_id: str) -> None:
+        script = self._jobs[key]
+        servers = tuple(
+            replace(server, recovery_instance_id=instance_id, ec2_instance_id=instance_id)
+            if server.source_server_id == sid
+            else server
+            for server in script.servers
+        )
+        updated = replace(script, servers=servers)
+        self._jobs[key] = updated
+        for server in updated.servers:
+            instance = (updated.region, server.recovery_instance_id or "")
+            # Existing entries follow the new script; the new instance joins them.
+            if instance in self._instances or server.source_server_id == sid:
+                self._instances[instance] = (updated, server)
+        waiting = self._awaiting_instances[key]
+        waiting.discard(sid)
+        if not waiting:
+            del self._awaiting_instances[key]
+        log.info(
+            "recovery instance launched",
+            region=script.region,
+            job_id=script.job_id,
+            source_server_id=sid,
+            recovery_instance_id=instance_id,
+        )
 
     def jobs(self, region: str) -> list[JobScript]:
         return sorted(
@@ -267,6 +432,184 @@ class DrsDouble:
         items = render_job_log(script, now) if script and script.created_at <= now else []
         return self.page(items, body=body, operation="DescribeJobLogItems")
 
+    def start_recovery(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock.time()
+        server_ids = [entry["sourceServerID"] for entry in body["sourceServers"]]
+        unique_ids = list(dict.fromkeys(server_ids))
+        self._check_quotas(region, unique_ids, now)
+        is_drill = bool(body.get("isDrill", False))
+        tags = {str(k): str(v) for k, v in (body.get("tags") or {}).items()}
+        simulation = self.simulation
+        profile = simulation.profile(tags.get(PROFILE_TAG))
+        behaviours = simulation.behaviours(region, unique_ids, profile=profile)
+        script = JobScript(
+            job_id=new_job_id(self._job_ids),
+            region=region,
+            is_drill=is_drill,
+            created_at=now,
+            servers=tuple(ServerScript(source_server_id=sid) for sid in unique_ids),
+            timeline=simulation.timeline(region, behaviours, is_drill=is_drill, profile=profile),
+            tags=tags,
+            snapshot_seconds=simulation.snapshot_seconds(profile),
+        )
+        self._jobs[(region, script.job_id)] = script
+        launching = {
+            sid
+            for sid, behaviour in behaviours.items()
+            if behaviour not in {Behaviour.LAUNCH_FAILS, Behaviour.CONVERSION_STALLS}
+        }
+        if launching:
+            self._awaiting_instances[(region, script.job_id)] = launching
+        log.info(
+            "job started",
+            region=region,
+            job_id=script.job_id,
+            is_drill=is_drill,
+            servers={sid: behaviour.value for sid, behaviour in behaviours.items()},
+        )
+        return {"job": render_job(script, now)}
+
+    def _check_quotas(self, region: str, server_ids: list[str], now: float) -> None:
+        quotas = self.quotas
+        if quotas is None:
+            return
+        if len(server_ids) > quotas.max_servers_per_job:
+            raise quota_exceeded(
+                "servers_per_job",
+                f"A job may recover at most {quotas.max_servers_per_job} source servers "
+                f"(asked for {len(server_ids)})",
+                resource_type="SOURCE_SERVER",
+            )
+        active = self.active_jobs(region, now)
+        if len(active) >= quotas.max_concurrent_jobs:
+            raise quota_exceeded(
+                "concurrent_jobs",
+                f"At most {quotas.max_concurrent_jobs} jobs may be active at once "
+                f"({len(active)} are)",
+                resource_type="JOB",
+            )
+        busy = {server.source_server_id: script for script in active for server in script.servers}
+        for sid in server_ids:
+            if sid in busy:
+                raise conflict(
+                    f"Source server {sid} is already part of active job {busy[sid].job_id}",
+                    resource_id=sid,
+                    resource_type="SOURCE_SERVER",
+                )
+        in_jobs = sum(len(script.servers) for script in active)
+        if in_jobs + len(server_ids) > quotas.max_servers_in_active_jobs:
+            raise quota_exceeded(
+                "servers_in_jobs",
+                f"At most {quotas.max_servers_in_active_jobs} source servers may be in active "
+                f"jobs at once ({in_jobs} are, {len(server_ids)} asked for)",
+                resource_type="SOURCE_SERVER",
+            )
+
+    async def terminate_recovery_instances(
+        self, region: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        now = self.clock.time()
+        wanted = list(dict.fromkeys(body["recoveryInstanceIDs"]))
+        unknown = [instance for instance in wanted if (region, instance) not in self._instances]
+        if unknown:
+            raise validation_error(
+                f"Unknown recovery instances: {', '.join(unknown)}",
+                reason="other",
+                fields=["recoveryInstanceIDs"],
+            )
+        targets = [self._instances[(region, instance)] for instance in wanted]
+        for script, _ in targets:
+            current = self._jobs.get((region, script.job_id), script)
+            if current.state_at(now).job_status != "COMPLETED":
+                raise conflict(
+                    f"Job {script.job_id} that launched these instances is still running",
+                    resource_id=script.job_id,
+                    resource_type="JOB",
+                )
+        await self.instances.terminate(region, wanted)
+        for instance, (script, server) in zip(wanted, targets, strict=True):
+            del self._instances[(region, instance)]
+            self._mark_terminated(region, script.job_id, server.source_server_id, now)
+        servers = tuple(server for _, server in targets)
+        ends = now + self.simulation.terminate_seconds()
+        terminate_job = JobScript(
+            job_id=new_job_id(self._job_ids),
+            region=region,
+            is_drill=all(script.is_drill for script, _ in targets),
+            created_at=now,
+            servers=servers,
+            timeline=(
+                Snapshot(0.0, "PENDING"),
+                Snapshot(
+                    ends - now,
+                    "COMPLETED",
+                    {s.source_server_id: ServerSnapshot("TERMINATED") for s in servers},
+                ),
+            ),
+            job_type="TERMINATE",
+        )
+        # Stored directly: add_job would index the terminated instances again.
+        self._jobs[(region, terminate_job.job_id)] = terminate_job
+        log.info(
+            "recovery instances terminated",
+            region=region,
+            job_id=terminate_job.job_id,
+            recovery_instance_ids=wanted,
+        )
+        return {"job": render_job(terminate_job, now)}
+
+    def _mark_terminated(self, region: str, job_id: str, sid: str, now: float) -> None:
+        """The launch job shows the server TERMINATED from now on (its timeline is done)."""
+        script = self._jobs.get((region, job_id))
+        if script is None:
+            return
+        current = script.state_at(now)
+        servers = dict(current.servers)
+        servers[sid] = ServerSnapshot("TERMINATED", current.server(sid).runs)
+        at = max(now - script.created_at, script.timeline[-1].at if script.timeline else 0.0)
+        self._jobs[(region, job_id)] = replace(
+            script, timeline=(*script.timeline, Snapshot(at, current.job_status, servers))
+        )
+
+    def describe_source_servers(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
+        now = self.clock.time()
+        filters = body.get("filters", {})
+        wanted = set(filters["sourceServerIDs"]) if filters.get("sourceServerIDs") else None
+        last_jobs: dict[str, JobScript] = {}
+        for script in self.jobs(region):
+            if script.job_type == "LAUNCH" and script.created_at <= now:
+                for server in script.servers:
+                    last_jobs[server.source_server_id] = script
+        items = []
+        for source in self.simulation.source_servers(region):
+            sid = source.source_server_id
+            if wanted is not None and sid not in wanted:
+                continue
+            rendered: dict[str, Any] = {
+                "sourceServerID": sid,
+                "arn": f"arn:aws:drs:{region}:{DEFAULT_ACCOUNT_ID}:source-server/{sid}",
+                "tags": source.visible_tags(),
+                "lastLaunchResult": _last_launch_result(last_jobs.get(sid), sid, now),
+                "lifeCycle": {"addedToServiceDateTime": iso8601(now - 30 * 86_400)},
+                "dataReplicationInfo": {"dataReplicationState": "CONTINUOUS"},
+                "replicationDirection": "FAILOVER",
+                "sourceProperties": {
+                    "identificationHints": {"hostname": source.hostname},
+                    "recommendedInstanceType": "m5.large",
+                },
+            }
+            items.append(rendered)
+        return self.page(items, body=body, operation="DescribeSourceServers")
+
+
+def _last_launch_result(script: JobScript | None, sid: str, now: float) -> str:
+    if script is None:
+        return "NOT_STARTED"
+    status = script.state_at(now).server(sid).launch_status
+    if status in {"LAUNCHED", "TERMINATED"}:
+        return "SUCCEEDED"
+    return "FAILED" if status == "FAILED" else "PENDING"
+
 
 # The dispatch table: later operations (StartRecovery, TerminateRecoveryInstances,
 # DescribeSourceServers, ...) are one method and one line here.
@@ -274,6 +617,9 @@ OPERATIONS: dict[str, Handler] = {
     "DescribeJobs": DrsDouble.describe_jobs,
     "DescribeRecoveryInstances": DrsDouble.describe_recovery_instances,
     "DescribeJobLogItems": DrsDouble.describe_job_log_items,
+    "DescribeSourceServers": DrsDouble.describe_source_servers,
+    "StartRecovery": DrsDouble.start_recovery,
+    "TerminateRecoveryInstances": DrsDouble.terminate_recovery_instances,
 }
 
 
@@ -370,7 +716,7 @@ def build_app(double: DrsDouble) -> web.Application:
         raw_body = _parse_body(await request.read())
         request_id = str(uuid.uuid4())
         try:
-            response = _handle(request.method, operation, region, raw_body)
+            response = await _handle(request.method, operation, region, raw_body)
         except DrsError as error:
             response = _error_response(error, request_id)
         else:
@@ -382,13 +728,16 @@ def build_app(double: DrsDouble) -> web.Application:
                 at=double.clock.time(),
                 ids_count=_ids_count(raw_body),
                 status=response.status,
+                job_ids=double.job_ids_asked(operation, region, raw_body),
             )
         )
         if double.faults.latency > 0:
             await asyncio.sleep(double.faults.latency)
         return response
 
-    def _handle(method: str, operation: str, region: str | None, raw_body: Any) -> web.Response:
+    async def _handle(
+        method: str, operation: str, region: str | None, raw_body: Any
+    ) -> web.Response:
         handler = OPERATIONS.get(operation)
         if method != "POST" or handler is None:
             raise DrsError(404, "UnknownOperationException", f"Unknown operation {operation!r}")
@@ -400,7 +749,12 @@ def build_app(double: DrsDouble) -> web.Application:
         if fault is not None:
             raise fault
         body = _validate_request(operation, raw_body)
-        return web.json_response(handler(double, region, body))
+        await double.create_due_instances()
+        result = handler(double, region, body)
+        if inspect.isawaitable(result):
+            result = await result
+        status = drs_service_model().operation_model(operation).http.get("responseCode", 200)
+        return web.json_response(result, status=status)
 
     app = web.Application()
     app.router.add_route("*", "/{operation:.*}", dispatch)
@@ -427,6 +781,7 @@ async def serve_drs_double(
 
 __all__ = [
     "DEFAULT_MAX_RESULTS",
+    "LAUNCH_LOOKAHEAD",
     "OPERATIONS",
     "CallRecord",
     "DrsDouble",

@@ -29,7 +29,10 @@ RunStatus = Literal["IN_PROGRESS", "SUCCEEDED", "FAILED"]
 Ec2InstanceState = Literal[
     "PENDING", "RUNNING", "STOPPING", "STOPPED", "SHUTTING-DOWN", "TERMINATED", "NOT_FOUND"
 ]
-ServerOutcome = Literal["launched", "launch_failed", "action_failed", "terminated_after_launch"]
+ServerOutcome = Literal[
+    "launched", "launch_failed", "action_failed", "terminated_after_launch", "conversion_stalled"
+]
+JobType = Literal["LAUNCH", "TERMINATE"]
 
 DEFAULT_ACCOUNT_ID = "123456789012"
 LAUNCH_FAILED_RAW_ERROR = "Failed to launch recovery instance: InsufficientInstanceCapacity"
@@ -127,6 +130,11 @@ class JobScript:
     servers: tuple[ServerScript, ...]
     timeline: tuple[Snapshot, ...]
     account_id: str = DEFAULT_ACCOUNT_ID
+    job_type: JobType = "LAUNCH"
+    tags: Mapping[str, str] = field(default_factory=dict)
+    # Set for simulated jobs: the PENDING phase is snapshots for this many seconds, then
+    # conversion, and the job log says so (see render_job_log).
+    snapshot_seconds: float | None = None
 
     def __post_init__(self) -> None:
         offsets = [snapshot.at for snapshot in self.timeline]
@@ -251,6 +259,70 @@ def standard_timeline(
     return tuple(snapshots)
 
 
+@dataclass(frozen=True)
+class ServerPlan:
+    """How one server of a simulated job behaves, in seconds (already divided by the speed).
+
+    ``launching``: from conversion start to the launch result. ``actions``: how long its
+    post-launch actions run after launch; None when it has none (a drill, or a server
+    with no actions configured).
+    """
+
+    outcome: ServerOutcome = "launched"
+    launching: float = 6 * 60
+    actions: float | None = None
+    action_names: tuple[str, ...] = ("Validate recovery",)
+
+
+def planned_timeline(
+    plans: Mapping[str, ServerPlan], *, pending: float, started: float
+) -> tuple[Snapshot, ...]:
+    """Snapshots for a job whose servers each follow their own :class:`ServerPlan`.
+
+    The job is PENDING for ``pending`` s (snapshots), STARTED for ``started`` s with its
+    servers PENDING, then each server converts (IN_PROGRESS) for its ``launching`` s and
+    ends LAUNCHED or FAILED; its post-launch actions run ``actions`` s after that. The
+    job is COMPLETED once every server's launch ended; a ``conversion_stalled`` server
+    stays IN_PROGRESS for ever, and so its job stays STARTED.
+    """
+    converting_from = pending + started
+    launch_ends: dict[str, float] = {}
+    action_ends: dict[str, float] = {}
+    for sid, plan in plans.items():
+        if plan.outcome == "conversion_stalled":
+            continue
+        launch_ends[sid] = converting_from + plan.launching
+        if plan.actions is not None and plan.outcome != "launch_failed":
+            action_ends[sid] = launch_ends[sid] + plan.actions
+    stalled = len(launch_ends) < len(plans)
+    job_done = None if stalled or not launch_ends else max(launch_ends.values())
+    moments = sorted({0.0, pending, converting_from, *launch_ends.values(), *action_ends.values()})
+
+    def server_at(sid: str, plan: ServerPlan, moment: float) -> ServerSnapshot:
+        if moment < converting_from:
+            return PENDING_SERVER
+        if sid not in launch_ends or moment < launch_ends[sid]:
+            return ServerSnapshot("IN_PROGRESS")
+        outcome = plan.outcome if plan.actions is not None else _without_actions(plan.outcome)
+        shape = _ServerPlan(outcome, plan.actions is not None, plan.action_names)
+        running = sid in action_ends and moment < action_ends[sid]
+        return shape.after_launch("IN_PROGRESS" if running else "SUCCEEDED")
+
+    snapshots = []
+    for moment in moments:
+        job_status: JobStatus = "PENDING" if moment < pending else "STARTED"
+        if job_done is not None and moment >= job_done:
+            job_status = "COMPLETED"
+        servers = {sid: server_at(sid, plan, moment) for sid, plan in plans.items()}
+        snapshots.append(Snapshot(moment, job_status, servers))
+    return tuple(snapshots)
+
+
+def _without_actions(outcome: ServerOutcome) -> ServerOutcome:
+    # An action cannot fail where no action runs (a drill, or none configured).
+    return "launched" if outcome == "action_failed" else outcome
+
+
 # ---------------------------------------------------------------- wire rendering
 
 _LAUNCHED_OR_AFTER: frozenset[LaunchStatus] = frozenset({"LAUNCHED", "TERMINATED"})
@@ -281,6 +353,12 @@ def _render_run(script: JobScript, server_id: str, index: int, run: RunSnapshot)
     return rendered
 
 
+def _initiated_by(script: JobScript) -> str:
+    if script.job_type == "TERMINATE":
+        return "TERMINATE_RECOVERY_INSTANCES"
+    return "START_DRILL" if script.is_drill else "START_RECOVERY"
+
+
 def render_job(script: JobScript, now: float) -> dict[str, Any]:
     """One ``Job`` exactly as DescribeJobs returns it."""
     state = script.state_at(now)
@@ -304,12 +382,12 @@ def render_job(script: JobScript, now: float) -> dict[str, Any]:
     job: dict[str, Any] = {
         "jobID": script.job_id,
         "arn": script.arn,
-        "type": "LAUNCH",
-        "initiatedBy": "START_DRILL" if script.is_drill else "START_RECOVERY",
+        "type": script.job_type,
+        "initiatedBy": _initiated_by(script),
         "creationDateTime": iso8601(script.created_at),
         "status": state.job_status,
         "participatingServers": servers,
-        "tags": {},
+        "tags": dict(script.tags),
     }
     completed_at = script.completed_at(now)
     if completed_at is not None:
@@ -375,6 +453,10 @@ def _server_rank(job_status: JobStatus, launch_status: LaunchStatus) -> int:
 
 def render_job_log(script: JobScript, now: float) -> list[dict[str, Any]]:
     """``JobLog`` items derived from the snapshots reached by ``now``, oldest first."""
+    if script.job_type == "TERMINATE":
+        return _terminate_job_log(script, now)
+    if script.snapshot_seconds is not None:
+        return _staged_job_log(script, now, snapshot_seconds=script.snapshot_seconds)
     items: list[dict[str, Any]] = []
     job_started = job_ended = False
     ranks = {server.source_server_id: _RANK_PENDING for server in script.servers}
@@ -401,6 +483,69 @@ def render_job_log(script: JobScript, now: float) -> list[dict[str, Any]]:
             job_ended = True
             log("JOB_END", at)
     return items
+
+
+def _terminate_job_log(script: JobScript, now: float) -> list[dict[str, Any]]:
+    """A terminate job converts nothing: it only starts and ends."""
+    items: list[dict[str, Any]] = []
+    reached = script.reached(now)
+    started = [s for s in reached if s.job_status != "PENDING"]
+    if started:
+        items.append(
+            {"event": "JOB_START", "logDateTime": iso8601(script.created_at + started[0].at)}
+        )
+    ended = [s for s in reached if s.job_status == "COMPLETED"]
+    if ended:
+        items.append({"event": "JOB_END", "logDateTime": iso8601(script.created_at + ended[0].at)})
+    return items
+
+
+def _staged_job_log(
+    script: JobScript, now: float, *, snapshot_seconds: float
+) -> list[dict[str, Any]]:
+    """The job log of a simulated job, where PENDING covers snapshot and conversion.
+
+    JOB_START and SNAPSHOT_START at creation; SNAPSHOT_END and CONVERSION_START after
+    ``snapshot_seconds``; CONVERSION_END when the job leaves PENDING (never, for a server
+    whose conversion stalls); LAUNCH_START when the server goes IN_PROGRESS;
+    LAUNCH_FAILED when it fails; JOB_END when the job completes.
+    """
+    events: list[tuple[float, int, dict[str, Any]]] = []
+
+    def log(at: float, event: str, **event_data: str) -> None:
+        if script.created_at + at <= now:
+            item: dict[str, Any] = {"event": event, "logDateTime": iso8601(script.created_at + at)}
+            if event_data:
+                item["eventData"] = event_data
+            events.append((at, len(events), item))
+
+    final = script.timeline[-1] if script.timeline else Snapshot(0.0, "PENDING")
+    left_pending = next((s.at for s in script.timeline if s.job_status != "PENDING"), None)
+    completed = next((s.at for s in script.timeline if s.job_status == "COMPLETED"), None)
+    log(0.0, "JOB_START")
+    for server in script.servers:
+        sid = server.source_server_id
+        conversion = _derived_instance_id(script.job_id, sid, "conversion")
+        log(0.0, "SNAPSHOT_START", sourceServerID=sid)
+        log(snapshot_seconds, "SNAPSHOT_END", sourceServerID=sid)
+        log(snapshot_seconds, "CONVERSION_START", sourceServerID=sid, conversionServerID=conversion)
+        stalls = final.server(sid).launch_status in {"PENDING", "IN_PROGRESS"}
+        if left_pending is not None and not stalls:
+            log(left_pending, "CONVERSION_END", sourceServerID=sid, conversionServerID=conversion)
+        launching = next(
+            (s.at for s in script.timeline if s.server(sid).launch_status != "PENDING"), None
+        )
+        if launching is not None and not stalls:
+            target = server.ec2_instance_id or _derived_instance_id(script.job_id, sid, "target")
+            log(launching, "LAUNCH_START", sourceServerID=sid, targetInstanceID=target)
+        failed = next(
+            (s.at for s in script.timeline if s.server(sid).launch_status == "FAILED"), None
+        )
+        if failed is not None:
+            log(failed, "LAUNCH_FAILED", sourceServerID=sid, rawError=LAUNCH_FAILED_RAW_ERROR)
+    if completed is not None:
+        log(completed, "JOB_END")
+    return [item for _, _, item in sorted(events, key=lambda entry: (entry[0], entry[1]))]
 
 
 def _log_server_stage(

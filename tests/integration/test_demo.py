@@ -1,10 +1,11 @@
-"""``drs-poller demo`` end to end: the real daemon on the embedded stack, in-process and as
-the command line runs it. The table is read back independently of the demo's own report."""
+"""``drs-poller demo`` end to end: moto, the simulator, init-table, the initiator (through
+StartRecovery) and the real daemon, in-process and as the command line runs it. The table
+and moto's EC2 are read back independently of the demo's own report."""
 
 from __future__ import annotations
 
+import io
 import logging
-import random
 import subprocess
 import sys
 
@@ -13,12 +14,11 @@ import pytest
 import structlog
 
 from drs_poller.clients.dynamodb import to_python
-from drs_poller.localstack import scenarios
 from drs_poller.localstack.demo import DemoOptions, execute_demo, run_demo
-from drs_poller.localstack.scenarios import ScenarioKind, build_workload
+from drs_poller.localstack.scenarios import ExecutionPlan, ScenarioKind, WavePlan
 from drs_poller.localstack.stack import FAKE_CREDENTIALS
-
-START = 1_800_000_000.0
+from drs_poller.localstack.view import LiveView, build_rows, progress_line, render_rows
+from drs_poller.simulator.behaviour import Behaviour
 
 
 @pytest.fixture(autouse=True)
@@ -42,82 +42,95 @@ async def scan(moto_url: str, table: str, region: str) -> dict[str, dict]:
     return {item["ExecutionId"]: item for item in map(to_python, page["Items"])}
 
 
-def workload(executions: int, seed: int = 3):
-    rng = random.Random(seed)
-    return build_workload(executions=executions, speed=120, rng=rng, start_time=START)
-
-
-def test_workload_cycles_through_kinds_and_is_reproducible():
-    four = workload(4)
-    assert [s.kind for s in four] == list(ScenarioKind)[:4]
-    assert {s.expected_status for s in four} == {"COMPLETED", "PARTIAL"}
-    assert any("us-west-2" in s.regions for s in four)
-
-    again = workload(4)
-    assert [s.spec for s in again] == [s.spec for s in four]
-
-    eight = workload(8)
-    later = [s for s in eight if s.later_waves]
-    assert [s.kind for s in later] == [ScenarioKind.DRILL_LATER_WAVE]
-    # The later wave is written without job ids: the initiator adds them when it starts it.
-    assert all(server.job_id is None for server in later[0].spec.waves[1].servers)
-    for scenario in eight:
-        assert 1 <= len(scenario.waves) <= 3
-        assert all(1 <= len(wave.server_ids) <= 4 for wave in scenario.waves)
-        assert scenario.spec.start_time >= START
+async def ec2_states(moto_url: str, region: str, instance_ids: list[str]) -> dict[str, str]:
+    session = aioboto3.Session(**FAKE_CREDENTIALS, region_name=region)
+    async with session.client("ec2", endpoint_url=moto_url) as ec2:
+        found = await ec2.describe_instances(InstanceIds=instance_ids)
+    return {
+        instance["InstanceId"]: instance["State"]["Name"]
+        for reservation in found["Reservations"]
+        for instance in reservation["Instances"]
+    }
 
 
 async def test_demo_ends_every_execution_as_expected(moto_url, capsys):
     result = await execute_demo(
-        DemoOptions(executions=6, speed=600, keep_running=False, seed=3), moto_url=moto_url
+        DemoOptions(executions=8, speed=600, seed=3, tty=False), moto_url=moto_url
     )
     out = capsys.readouterr().out
 
     assert result.exit_code == 0, out
     assert result.daemon_exit_code == 0
-    assert len(result.reports) == 6
-    assert "all 6 executions ended as expected" in out
+    assert len(result.reports) == 8
+    assert "all 8 executions ended as expected" in out
+    assert f"metrics were served at {result.metrics_url}/metrics" in out
+    assert result.metrics_url.startswith("http://127.0.0.1:")
+    assert "\x1b[" not in out  # not a terminal: plain progress lines, no escapes
+    assert "8/8 finished" in out
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("demo-")}
     items = await scan(moto_url, result.table_name, result.region)
+    kinds = set()
     for report in result.reports:
-        scenario = report.scenario
-        expected = scenario.expected_status
-        assert expected in rows[scenario.execution_id].split()
-        assert "✓" in rows[scenario.execution_id]
+        plan = report.plan
+        kinds.add(plan.kind)
+        row = rows[plan.execution_id].split()
+        assert plan.expected_status in row
+        assert "✓" in row
+        assert str(report.polls) in row
+        assert str(report.drs_calls) in row
+        assert report.drs_calls > 0
 
-        item = items[scenario.execution_id]
-        assert item["Status"] == expected, item
+        item = items[plan.execution_id]
+        assert item["Status"] == plan.expected_status, item
         assert item["EndTime"] >= item["StartTime"]
-        for wave, scripted in zip(item["Waves"], scenario.waves, strict=True):
+        assert item["ExecutionType"] == plan.execution_type
+        for wave, planned in zip(item["Waves"], plan.waves, strict=True):
             assert wave["Status"] in {"COMPLETED", "PARTIAL", "FAILED"}
-            assert {s["RecoveryJobId"] for s in wave["Servers"]} == {scripted.job_id}
+            assert wave["Region"] == planned.region
+            # One StartRecovery job per wave, tracked to the end.
+            assert len({s["RecoveryJobId"] for s in wave["Servers"]}) == 1
+            launched = [s for s in wave["Servers"] if s["Status"] == "LAUNCHED"]
+            if launched:
+                # The daemon found the simulator's recovery instances in moto's EC2.
+                ids = [s["InstanceId"] for s in launched]
+                states = await ec2_states(moto_url, planned.region, ids)
+                assert set(states.values()) == {"running"}, states
         servers = [server for wave in item["Waves"] for server in wave["Servers"]]
-        if scenario.kind is ScenarioKind.RECOVERY_NO_ACTIONS:
+        if plan.kind is ScenarioKind.RECOVERY_NO_ACTIONS:
             assert {s["PostLaunchActionsStatus"] for s in servers} == {"NOT_CONFIGURED"}
-        if scenario.kind is ScenarioKind.DRILL_LATER_WAVE:
-            # Started after wave 1 ended, and tracked to the end like the first wave.
-            first, second = item["Waves"]
-            assert second["StartTime"] >= first["EndTime"]
-            assert {s["Status"] for s in second["Servers"]} == {"LAUNCHED"}
-            assert all(s.get("InstanceId", "").startswith("i-") for s in second["Servers"])
+        if plan.kind is ScenarioKind.RECOVERY_ONE_ACTION_FAILS:
+            assert sorted(s["PostLaunchActionsStatus"] for s in servers).count("FAILED") == 1
+        if plan.kind is ScenarioKind.DRILL_ONE_LAUNCH_FAILS:
+            (failed,) = [s for s in servers if s["Status"] == "FAILED"]
+            assert "InsufficientInstanceCapacity" in failed["Error"]
+        if plan.later_waves:
+            # Started after the wave before it ended, and tracked to the end like the first.
+            later = plan.later_waves[0]
+            before, after = item["Waves"][later - 1], item["Waves"][later]
+            assert after["StartTime"] >= before["EndTime"]
+            assert {s["Status"] for s in after["Servers"]} == {"LAUNCHED"}
+    assert kinds == set(ScenarioKind)
 
 
 async def test_demo_fails_when_an_execution_ends_otherwise(moto_url, capsys, monkeypatch):
     # A wrong expectation stands in for a daemon that ends an execution wrongly.
-    monkeypatch.setitem(scenarios.EXPECTED_STATUS, ScenarioKind.DRILL_ALL_LAUNCHED, "PARTIAL")
+    monkeypatch.setattr(ExecutionPlan, "expected_status", property(lambda _: "PARTIAL"))
     result = await execute_demo(
-        DemoOptions(executions=1, speed=900, keep_running=False, seed=3), moto_url=moto_url
+        DemoOptions(executions=1, speed=900, seed=3, tty=False), moto_url=moto_url
     )
     out = capsys.readouterr().out
 
     assert result.exit_code == 1
     assert "not as expected:" in out
-    assert f"{result.reports[0].scenario.execution_id} (drill, all launched): COMPLETED" in out
+    assert f"{result.reports[0].plan.execution_id} (drill, all launched): COMPLETED" in out
+    assert "✗" in out
 
 
 async def test_demo_rejects_bad_options(capsys):
     assert await run_demo(executions=0, speed=120, keep_running=False, seed=7) == 2
-    assert "--executions must be at least 1" in capsys.readouterr().out
+    assert "--executions must be between 1 and 500" in capsys.readouterr().out
+    assert await run_demo(executions=1, speed=0.5, keep_running=False, seed=7) == 2
+    assert "--speed must be between 1 and 10000" in capsys.readouterr().out
 
 
 def test_demo_command_line():
@@ -132,3 +145,72 @@ def test_demo_command_line():
     assert "all 3 executions ended as expected" in completed.stdout
     assert completed.stdout.count("✓") == 3
     assert "DRS calls: DescribeJobs" in completed.stdout
+    assert "StartRecovery 3" in completed.stdout
+
+
+# ---------------------------------------------------------------- the live view
+
+PLAN = ExecutionPlan(
+    kind=ScenarioKind.DRILL_ONE_LAUNCH_FAILS,
+    execution_id="demo-01-abcd",
+    waves=(WavePlan("wave-1", "us-east-1", True, (None, Behaviour.LAUNCH_FAILS)),),
+    start_offset=0.0,
+)
+OTHER = ExecutionPlan(
+    kind=ScenarioKind.DRILL_ALL_LAUNCHED,
+    execution_id="demo-02-ef01",
+    waves=(WavePlan("wave-1", "us-east-1", True, (None,)),),
+    start_offset=0.0,
+)
+
+
+def item(status: str, *, phase: str | None = None, launched: int = 0, end: float | None = None):
+    servers = [{"LaunchedTime": 5} for _ in range(launched)] + [{}]
+    found = {"Status": status, "StartTime": 100, "Waves": [{"Servers": servers}]}
+    if phase:
+        found["Phase"] = phase
+    if end is not None:
+        found["EndTime"] = end
+    return found
+
+
+def test_rows_show_phase_launched_elapsed_and_status():
+    rows = build_rows(
+        [PLAN, OTHER], {"demo-01-abcd": item("PARTIAL", launched=1, end=112.5)}, now=130
+    )
+    assert [(r.phase, r.launched, r.servers, r.elapsed, r.status) for r in rows] == [
+        ("done", 1, 2, 12.5, "PARTIAL"),
+        ("not started", 0, 1, None, ""),
+    ]
+    running = build_rows([OTHER], {"demo-02-ef01": item("POLLING", phase="IN_PROGRESS")}, now=130)
+    assert (running[0].phase, running[0].elapsed, running[0].status) == ("IN_PROGRESS", 30, "")
+    lines = render_rows(rows, speed=60)
+    assert lines[0].split() == ["execution", "phase", "launched", "elapsed", "status", "scenario"]
+    assert "12.5 s ≈ 12.5 min" in lines[1]
+    assert progress_line(rows) == "1/2 finished, 1/3 servers launched · running: not started 1"
+
+
+def test_a_terminal_gets_the_view_redrawn_in_place():
+    stream = io.StringIO()
+    view = LiveView(speed=60, started=0.0, stream=stream, tty=True)
+    rows = build_rows([PLAN, OTHER], {}, now=0)
+    view.update(rows)
+    view.event("demo-01-abcd started")
+    view.update(build_rows([PLAN, OTHER], {"demo-01-abcd": item("PARTIAL", end=110)}, now=0))
+    frames = stream.getvalue().split("\x1b[")
+    assert "4F" in stream.getvalue()  # the second frame starts 4 lines up: over the first
+    assert any(part.startswith("2K") for part in frames)
+    assert "demo-01-abcd PARTIAL (as expected)" in stream.getvalue()
+
+
+def test_plain_output_prints_progress_and_each_end_once():
+    stream = io.StringIO()
+    view = LiveView(speed=60, started=0.0, stream=stream, tty=False)
+    finished = {"demo-01-abcd": item("PARTIAL", end=110)}
+    view.update(build_rows([PLAN, OTHER], {}, now=0))
+    view.update(build_rows([PLAN, OTHER], finished, now=0))
+    view.update(build_rows([PLAN, OTHER], finished, now=0))
+    text = stream.getvalue()
+    assert "\x1b[" not in text
+    assert text.count("demo-01-abcd PARTIAL (as expected)") == 1
+    assert text.count("finished,") == 2  # the third update changed nothing: no new line
