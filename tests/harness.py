@@ -24,7 +24,7 @@ from drs_poller.clock import ManualClock, SystemClock
 from drs_poller.engine.daemon import Daemon
 from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
 from drs_poller.localstack.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack
-from drs_poller.localstack.table import create_table
+from drs_poller.localstack.table import create_table, lease_table_definition
 from drs_poller.observability.metrics import Metrics
 from drs_poller.settings import load_settings
 from drs_poller.simulator.timelines import (
@@ -277,21 +277,6 @@ async def world(clock, moto_url):
             finally:
                 await w.close()
                 await ddb.delete_table(TableName=table)
-
-
-def lease_table_definition(name: str) -> dict[str, Any]:
-    return {
-        "TableName": name,
-        "KeySchema": [
-            {"AttributeName": "LeaseGroup", "KeyType": "HASH"},
-            {"AttributeName": "ReplicaId", "KeyType": "RANGE"},
-        ],
-        "AttributeDefinitions": [
-            {"AttributeName": "LeaseGroup", "AttributeType": "S"},
-            {"AttributeName": "ReplicaId", "AttributeType": "S"},
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-    }
 
 
 def servers_of(item: dict[str, Any], wave: int = 0) -> list[dict[str, Any]]:
