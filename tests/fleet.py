@@ -53,11 +53,13 @@ def seed_fleet(
     speed: float,
     prefix: str = "fleet",
     spread: float = 0.0,
+    first: int = 0,
 ) -> Fleet:
     """Add every execution's jobs to the DRS double and return the items to write.
 
     ``spread`` (real seconds): execution ``n`` starts ``n / executions * spread`` after
-    now, so that they do not all start at once. Each server gets its own job.
+    now, so that they do not all start at once. Each server gets its own job. ``first``
+    numbers the servers and jobs, so that two fleets in one DRS double do not collide.
     """
     fleet = Fleet()
     now = world.clock.time()
@@ -74,15 +76,15 @@ def seed_fleet(
         start = now + spread * n / executions
         specs = []
         for k in range(servers):
-            sid = f"s-{n:012d}{k:05d}"
-            jid = f"drsjob-{n:012d}{k:05d}"
+            sid = f"s-{first + n:012d}{k:05d}"
+            jid = f"drsjob-{first + n:012d}{k:05d}"
             world.drs.add_job(
                 JobScript(
                     job_id=jid,
                     region=region,
                     is_drill=kind == "DRILL",
                     created_at=start,
-                    servers=(ServerScript(sid, recovery_instance_id=f"i-{n:012d}{k:05d}"),),
+                    servers=(ServerScript(sid, recovery_instance_id=f"i-{first + n:012d}{k:05d}"),),
                     timeline=standard_timeline(
                         [sid],
                         pending=810 / speed * jitter,
