@@ -68,7 +68,8 @@ class Settings(BaseSettings):
         le=3600,
         description=(
             "Seconds a replica's lease counter may stand still, as a peer observes it,"
-            " before the peer takes over its executions; renewed every third of it."
+            " before the peer takes over its executions. Renewed every third of it (or"
+            " every half DISCOVERY_INTERVAL, if shorter)."
         ),
     )
     replica_id: str | None = Field(

@@ -185,6 +185,7 @@ class Daemon:
                 clock=self.clock,
                 replica_id=settings.replica_id or default_replica_id(),
                 lease_time=settings.lease_time,
+                discovery_interval=settings.discovery_interval,
             )
             self.state.me = self.leases.replica_id
             self.state.members = ()  # nothing is ours before the first renewal

@@ -8,8 +8,9 @@ once its counter stood still for ``lease_time`` on our clock; one that shut down
 released its entry and is dropped at the next read. Take-over needs no write:
 the executions' items are already in memory from the last discovery.
 
-Reads come right after each renewal, so a crash is taken over within
-``lease_time`` plus two renew intervals, and a release within one renew interval.
+Reads come right after each renewal (every third of the lease time, or half a
+discovery interval if that is shorter), so a crash is taken over within the lease
+time plus two ticks (at most one discovery interval), and a release within one tick.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class LeaseKeeper:
         clock: Clock,
         replica_id: str,
         lease_time: float,
+        discovery_interval: float,
     ) -> None:
         self.table = table
         self.state = state
@@ -58,7 +60,10 @@ class LeaseKeeper:
         self.clock = clock
         self.replica_id = replica_id
         self.lease_time = lease_time
-        self.renew_interval = lease_time / 3
+        # A tick renews and reads. A third of the lease leaves two renewals of slack
+        # before our own lease lapses; at most half a discovery interval keeps a crash's
+        # take-over (a lease time plus two ticks) within a lease time plus one interval.
+        self.renew_interval = min(lease_time / 3, discovery_interval / 2)
         self.membership = Membership(me=replica_id, lease_time=lease_time)
         self._info = f"host={socket.gethostname()} pid={os.getpid()}"
         self._released = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from datetime import datetime
 
 import aiohttp
 from faultproxy import FaultProxy, Outcome, black_hole, latency
@@ -14,7 +15,8 @@ from fleet import compressed_settings, history_problems, seed_fleet, wait_for_al
 from harness import DaemonProcess, daemon_env
 
 SPEED = 60.0
-LEASE = 3.0  # the smallest lease time the settings allow; renewed every second
+LEASE = 3.0  # the smallest lease time the settings allow
+DISCOVERY = 30 / SPEED  # renewals and lease reads every half of it
 
 
 def replica_env(world, lease_table: str, name: str, **settings) -> dict[str, str]:
@@ -59,8 +61,10 @@ async def test_a_stalled_replica_is_taken_over_and_cannot_regress_anything(live_
         took = await wait_until(
             lambda: ["replica-b"] in members_seen(b)[stalled_at:], within=4 * LEASE
         )
-        # Not before a lease time; within it plus two renew intervals (and a poll of slack).
-        assert LEASE - 0.5 <= took <= LEASE + 2 * LEASE / 3 + 1.0, took
+        print(f"\nFAILOVER stall (SIGSTOP): {took:.2f} s at LEASE_TIME {LEASE} s")  # noqa: T201
+        # Not before a lease time (counted from a's last renewal, up to one tick before the
+        # stop); within it plus one discovery interval, plus slack for scheduling.
+        assert LEASE - DISCOVERY / 2 <= took <= LEASE + DISCOVERY + 0.5, took
         await asyncio.sleep(max(0.0, 2 * LEASE - took))
         a.proc.send_signal(signal.SIGCONT)
         finals = await wait_for_all(world, fleet.expected, deadline=world.clock.time() + 120)
@@ -78,6 +82,10 @@ async def test_a_stalled_replica_is_taken_over_and_cannot_regress_anything(live_
     assert both in members_seen(a)[1:] or both in members_seen(b)[stalled_at:]
     for daemon in (a, b):
         assert not daemon.events("poll failed unexpectedly; retried on the next poll")
+
+
+def _logged_at(line: dict) -> float:
+    return datetime.fromisoformat(line["timestamp"]).timestamp()
 
 
 async def _lease_entries(world, lease_table: str) -> dict[str, dict]:
@@ -115,8 +123,10 @@ async def test_the_lease_holder_killed_mid_poll_is_taken_over_in_time(live_world
         finally:
             await a.kill()
             await b.kill()
-    # Crash: within the lease time plus one discovery interval (here 0.5 s) and a renewal.
-    assert took <= LEASE + 2 * LEASE / 3 + 0.5, took
+    print(f"\nFAILOVER crash (SIGKILL mid-poll): {took:.2f} s at LEASE_TIME {LEASE} s")  # noqa: T201
+    # Crash: within the lease time plus one discovery interval (0.5 s here), plus slack for
+    # this loaded machine's scheduling.
+    assert took <= LEASE + DISCOVERY + 0.5, took
     wrong = {e: finals[e]["Status"] for e, s in fleet.expected.items() if finals[e]["Status"] != s}
     assert not wrong, wrong
     assert not history_problems(finals)
@@ -158,23 +168,33 @@ async def test_sigterm_mid_write_exits_in_grace_releases_the_lease_and_a_peer_co
                 lambda: any(r.outcome is None for r in ddb_proxy.select("UpdateItem", rule=slow)),
                 within=15,
             )
+            before = len(b.events("replicas changed"))
             signalled = time.monotonic()
             code = await a.stop(signal.SIGTERM, within=grace + 5)
             stopped_in = time.monotonic() - signalled
-            released_at = len(b.events("replicas changed"))
-            took = await wait_until(
-                lambda: ["replica-b"] in members_seen(b)[released_at:], within=4 * LEASE
+            await wait_until(lambda: ["replica-b"] in members_seen(b)[before:], within=4 * LEASE)
+            # From a's release to b's take-over, by their log timestamps (one host, one clock).
+            released = _logged_at(a.events("lease released")[0])
+            taken = next(
+                _logged_at(line)
+                for line in b.events("replicas changed")[before:]
+                if line["members"] == ["replica-b"]
             )
+            took = taken - released
             finals = await wait_for_all(world, fleet.expected, deadline=world.clock.time() + 120)
             assert await b.stop(signal.SIGTERM) == 0
         finally:
             await a.kill()
             await b.kill()
+    print(  # noqa: T201 - the measured figure, quoted in docs/reliability.md
+        f"\nFAILOVER graceful (SIGTERM mid-write): exit in {stopped_in:.2f} s,"
+        f" taken over {took:.2f} s after the release, at LEASE_TIME {LEASE} s"
+    )
     assert code == 0
     assert stopped_in <= grace + 2.0, stopped_in
     assert a.events("lease released")
-    # Graceful: the peer takes over at its next read (every renew interval, 1 s here).
-    assert took <= LEASE / 3 + 0.5, took
+    # Graceful: the peer takes over at its next read, within a discovery interval.
+    assert took <= DISCOVERY + 0.25, took
     # The write in flight finished inside the grace period (it was not cancelled).
     assert not a.events("cancelled polls still in flight after the grace period")
     wrong = {e: finals[e]["Status"] for e, s in fleet.expected.items() if finals[e]["Status"] != s}
