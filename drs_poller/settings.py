@@ -72,6 +72,16 @@ class Settings(BaseSettings):
             " every half DISCOVERY_INTERVAL, if shorter)."
         ),
     )
+    shard_jobs: int = Field(
+        default=1000,
+        ge=1,
+        le=1000,
+        description=(
+            "Jobs per work shard. Replicas share work by shard: a region's executions form"
+            " one shard, or one per this many jobs, so that a shard's due jobs fit one"
+            " DescribeJobs call (1000 ids) and sharing never splits a call."
+        ),
+    )
     replica_id: str | None = Field(
         default=None,
         min_length=1,

@@ -6,21 +6,27 @@ its own monotonic clock, when it first saw each counter value, and holds a repli
 dead once that value has stood still for a whole lease time (the Kinesis Client
 Library's rule). A replica that released its entry on shutdown is gone at once.
 
-Ownership is computed, never claimed: each execution belongs to the live replica
-with the highest rendezvous score for it. Replicas that see the same members agree
-without writing anything; when a member joins or dies, only the executions it wins
-or held move. Views differ for at most one lease read, which costs duplicated or
-delayed polls, never a wrong status: correctness comes from conditional writes.
+Ownership is computed, never claimed, and it is by *work shard*, not by execution.
+One DescribeJobs call serves every due job of a region (up to 1000 ids), so
+splitting a region's executions over replicas would split that call: three
+replicas would make three calls where one replica makes one. A region's executions
+therefore form one shard, or, once they hold more jobs than one call takes, as many
+shards as calls are needed (a power of two, so that the count changes rarely).
+Each shard belongs to the live replica with the highest rendezvous score for it.
+Replicas that see the same members and shards agree without writing anything; when
+a member joins or dies, only the shards it wins or held move. Views differ for at
+most one lease read or discovery, which costs duplicated or delayed polls, never a
+wrong status: correctness comes from conditional writes.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 # A replica stops polling once this share of the lease time has passed since it
 # sent its last successful renewal: peers cannot have taken over before a whole
@@ -55,6 +61,45 @@ def owner_of(name: str, members: Iterable[str]) -> str | None:
         if best is None or candidate > best:
             best = candidate
     return None if best is None else best[1]
+
+
+def home_region(item: Mapping[str, Any]) -> str:
+    """The Region of an item's first wave ("" when it has none): the region of its shard."""
+    waves = item.get("Waves")
+    if isinstance(waves, list) and waves and isinstance(waves[0], dict):
+        region = waves[0].get("Region")
+        if isinstance(region, str):
+            return region
+    return ""
+
+
+def job_count(item: Mapping[str, Any]) -> int:
+    """Distinct DRS jobs an item refers to (what its polls put in DescribeJobs)."""
+    jobs: set[str] = set()
+    for wave in item.get("Waves") or ():
+        for server in (wave.get("Servers") or ()) if isinstance(wave, dict) else ():
+            job = server.get("RecoveryJobId") if isinstance(server, dict) else None
+            if isinstance(job, str):
+                jobs.add(job)
+    return len(jobs)
+
+
+def shard_counts(jobs_per_region: Mapping[str, int], *, jobs_per_shard: int) -> dict[str, int]:
+    """Shards per region: enough for each to fit ``jobs_per_shard`` jobs, rounded up to
+    a power of two. Regions with one shard are left out (one is the default)."""
+    counts = {}
+    for region, jobs in jobs_per_region.items():
+        needed = -(-jobs // jobs_per_shard)
+        if needed > 1:
+            counts[region] = 1 << (needed - 1).bit_length()
+    return counts
+
+
+def work_shard(name: str, region: str, shards: Mapping[str, int]) -> str:
+    """The shard an execution belongs to: its region, and a slot within it by hash."""
+    count = shards.get(region, 1)
+    slot = rendezvous_score("shard", name) % count if count > 1 else 0
+    return f"{region}#{slot}"
 
 
 class Membership:

@@ -196,6 +196,7 @@ class Daemon:
             health=self.health,
             clock=self.clock,
             interval=settings.discovery_interval,
+            jobs_per_shard=settings.shard_jobs,
         )
         self.dispatcher = Dispatcher(
             state=self.state,

@@ -4,11 +4,13 @@ the schedule, refreshes cached items, and forgets those that left POLLING."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from drs_poller.clients.calling import AwsCallError
+from drs_poller.core.ownership import home_region, job_count, shard_counts
 from drs_poller.engine.tracking import key_of, queue_key
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ class Discoverer:
         health: Health,
         clock: Clock,
         interval: float,
+        jobs_per_shard: int = 1000,
     ) -> None:
         self.store = store
         self.state = state
@@ -38,12 +41,14 @@ class Discoverer:
         self.health = health
         self.clock = clock
         self.interval = interval
+        self.jobs_per_shard = jobs_per_shard
 
     async def discover_once(self) -> int:
         """One full, paged StatusIndex query. Returns how many POLLING items it saw."""
         state, now = self.state, self.clock.monotonic()
         seen: set[str] = set()
         others: dict[str, dict[str, Any]] = {}
+        jobs: Counter[str] = Counter()
         added = 0
         async for page in self.store.query_polling():
             for item in page:
@@ -56,8 +61,15 @@ class Discoverer:
                     continue
                 name = queue_key(*key)
                 seen.add(name)
+                jobs[home_region(item)] += job_count(item)
                 added += self._take(key, item, others=others, now=now)
         state.others = others
+        if state.members is not None:
+            # The shards follow the jobs: re-route everything if a region's count changed.
+            shards = shard_counts(jobs, jobs_per_shard=self.jobs_per_shard)
+            taken, handed = state.rebalance(state.members, shards=shards, now=now)
+            if taken or handed:
+                log.info("shards changed", shards=shards, taken_over=taken, handed_over=handed)
         for name in [name for name in state.tracked if name not in seen]:
             tracked = state.tracked[name]
             if tracked.in_flight:
@@ -92,7 +104,7 @@ class Discoverer:
         if state.recently_finished(name, now=now):
             return False
         tracked = state.tracked.get(name)
-        if not state.owns(name):
+        if not state.owns(name, item):
             others[name] = item
             if tracked is not None and not tracked.in_flight:
                 state.hand_over(tracked)

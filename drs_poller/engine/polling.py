@@ -379,7 +379,7 @@ class Poller:
         tracked.in_flight = False
         if tracked.dropped:
             return
-        if not self.state.owns(tracked.name):
+        if not self.state.owns(tracked.name, tracked.item):
             self.state.hand_over(tracked)
             return
         if tracked.newer_item is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from drs_poller.core.deciding import Policy, is_overdue
-from drs_poller.core.ownership import owner_of
+from drs_poller.core.ownership import home_region, owner_of, work_shard
 from drs_poller.core.scheduling import PollQueue
 from drs_poller.engine.tracking import Tracked, key_of
 
@@ -28,16 +28,19 @@ class EngineState:
     finished: dict[str, float] = field(default_factory=dict)  # name -> monotonic expiry
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Replicas sharing the work (None: no lease table, this replica owns everything),
-    # and the POLLING items discovery saw that belong to another replica, kept so
-    # that a take-over starts at once instead of at the next discovery.
+    # the shards per region (regions not listed have one), and the POLLING items
+    # discovery saw that belong to another replica, kept so that a take-over starts
+    # at once instead of at the next discovery.
     me: str = ""
     members: tuple[str, ...] | None = None
+    shards: dict[str, int] = field(default_factory=dict)
     others: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def owns(self, name: str) -> bool:
+    def owns(self, name: str, item: dict[str, Any]) -> bool:
         if self.members is None:
             return True
-        return owner_of(name, self.members) == self.me
+        shard = work_shard(name, home_region(item), self.shards)
+        return owner_of(shard, self.members) == self.me
 
     def track(self, key: tuple[str, str], item: dict[str, Any], *, now: float) -> None:
         tracked = Tracked(key=key, item=item)
@@ -50,20 +53,31 @@ class EngineState:
         self.forget(tracked.name)
         self.others[tracked.name] = tracked.newer_item or tracked.item
 
-    def rebalance(self, members: tuple[str, ...] | None, *, now: float) -> tuple[int, int]:
-        """Apply a new member list: returns (executions taken over, handed over)."""
-        if members == self.members:
+    def rebalance(
+        self,
+        members: tuple[str, ...] | None,
+        *,
+        now: float,
+        shards: dict[str, int] | None = None,
+    ) -> tuple[int, int]:
+        """Apply new members (and shard counts): returns (taken over, handed over)."""
+        shards = self.shards if shards is None else shards
+        if members == self.members and shards == self.shards:
             return (0, 0)
-        self.members = members
+        self.members, self.shards = members, shards
         handed = 0
         for tracked in list(self.tracked.values()):
-            if not self.owns(tracked.name) and not tracked.in_flight:
+            if not tracked.in_flight and not self.owns(tracked.name, tracked.item):
                 self.hand_over(tracked)
                 handed += 1
         taken = 0
         for name, item in list(self.others.items()):
             key = key_of(item)
-            if key is not None and self.owns(name) and not self.recently_finished(name, now=now):
+            if (
+                key is not None
+                and self.owns(name, item)
+                and not self.recently_finished(name, now=now)
+            ):
                 self.track(key, item, now=now)
                 taken += 1
         if taken:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from harness import REGION, ServerSnapshot, launched, metric, server_id, servers_of
+from harness import OTHER_REGION, REGION, ServerSnapshot, launched, metric, server_id, servers_of
 
 from drs_poller.localstack.initiator import ServerSpec
 
@@ -44,8 +44,13 @@ async def _executions(world, count: int, *, seconds: float = 3600.0) -> list[str
 
 
 async def _replica(world, lease_table: str, name: str, **overrides):
+    """A replica sharing work by execution: one job per shard, as in a region with far
+    more jobs than one DescribeJobs call takes (tests below use the default too)."""
     return await world.daemon(
-        lease_table_name=lease_table, replica_id=name, lease_time=LEASE, **overrides
+        lease_table_name=lease_table,
+        replica_id=name,
+        lease_time=LEASE,
+        **{"shard_jobs": 1, **overrides},
     )
 
 
@@ -85,6 +90,46 @@ async def test_two_replicas_split_the_work_with_one_poller_per_execution(world):
     )
     # 60 s at a 45 s PENDING interval: each execution polled once or twice, by one replica.
     assert 40 <= polls <= 80
+
+
+async def test_by_default_a_regions_executions_stay_together_so_no_call_is_split(world):
+    # Two regions, each with far fewer jobs than one DescribeJobs call takes: each region
+    # is one shard, polled by one replica, so two replicas make the calls of one.
+    names = []
+    for n in range(20):
+        sid = server_id(2000 + n)
+        region = REGION if n % 2 else OTHER_REGION
+        job = world.job([sid], [(0, "PENDING", {})], region=region)
+        await world.put_spec(world.spec(f"ex-{n:03d}", [(region, [ServerSpec(sid, job)])]))
+        names.append(f"ex-{n:03d}")
+    solo = await world.daemon()
+    await _turn(world, solo)
+    world.drs.reset_calls()
+    for _ in range(4):
+        await _turn(world, solo, seconds=45)
+    solo_calls = world.drs.count("DescribeJobs")
+
+    table = await world.lease_table()
+    a = await _replica(world, table, "replica-a", shard_jobs=1000)
+    b = await _replica(world, table, "replica-b", shard_jobs=1000)
+    await _turn(world, a, b)
+    await _turn(world, a, b, seconds=RENEW)
+    by_region = {
+        region: {
+            daemon.settings.replica_id
+            for daemon in (a, b)
+            for tracked in daemon.state.tracked.values()
+            if tracked.execution.waves[0].region == region
+        }
+        for region in (REGION, OTHER_REGION)
+    }
+    assert all(len(owners) == 1 for owners in by_region.values()), by_region
+    assert _owned(a) | _owned(b) == set(names)
+    assert _owned(a).isdisjoint(_owned(b))
+    world.drs.reset_calls()
+    for _ in range(4):
+        await _turn(world, a, b, seconds=45)
+    assert world.drs.count("DescribeJobs") == solo_calls
 
 
 async def test_a_replica_without_a_lease_table_polls_everything(world):

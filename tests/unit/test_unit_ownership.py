@@ -6,7 +6,16 @@ from collections import Counter
 
 import pytest
 
-from drs_poller.core.ownership import SELF_VALIDITY, LeaseEntry, Membership, owner_of
+from drs_poller.core.ownership import (
+    SELF_VALIDITY,
+    LeaseEntry,
+    Membership,
+    home_region,
+    job_count,
+    owner_of,
+    shard_counts,
+    work_shard,
+)
 
 LEASE = 30.0
 
@@ -121,3 +130,61 @@ def test_everyone_agrees_without_talking():
     members = ("b", "a", "c")
     assert [owner_of(n, members) for n in NAMES] == [owner_of(n, sorted(members)) for n in NAMES]
     assert owner_of("x", ()) is None
+
+
+@pytest.mark.parametrize(
+    ("jobs", "per_shard", "expected"),
+    [
+        ({"us-east-1": 0}, 1000, {}),
+        ({"us-east-1": 1000}, 1000, {}),  # one call's worth: one shard (the default)
+        ({"us-east-1": 1001}, 1000, {"us-east-1": 2}),
+        ({"us-east-1": 2500}, 1000, {"us-east-1": 4}),  # 3 calls: rounded up to a power of 2
+        ({"us-east-1": 100_000}, 1000, {"us-east-1": 128}),
+        ({"us-east-1": 40, "eu-west-1": 3}, 1, {"us-east-1": 64, "eu-west-1": 4}),
+    ],
+)
+def test_a_region_gets_as_many_shards_as_describe_jobs_calls_it_needs(jobs, per_shard, expected):
+    assert shard_counts(jobs, jobs_per_shard=per_shard) == expected
+
+
+def test_a_regions_executions_share_a_shard_until_it_needs_more():
+    one = {work_shard(name, "us-east-1", {}) for name in NAMES}
+    assert one == {"us-east-1#0"}
+    four = Counter(work_shard(name, "us-east-1", {"us-east-1": 4}) for name in NAMES)
+    assert set(four) == {f"us-east-1#{n}" for n in range(4)}
+    assert min(four.values()) > 600
+    # Doubling the shards moves each execution to its own slot or the one 'count' above.
+    for name in NAMES[:200]:
+        before = int(work_shard(name, "r", {"r": 4}).split("#")[1])
+        after = int(work_shard(name, "r", {"r": 8}).split("#")[1])
+        assert after in {before, before + 4}
+
+
+@pytest.mark.parametrize(
+    ("item", "region", "jobs"),
+    [
+        ({}, "", 0),
+        ({"Waves": []}, "", 0),
+        ({"Waves": "garbage"}, "", 0),
+        (
+            {
+                "Waves": [
+                    {
+                        "Region": "eu-west-1",
+                        "Servers": [
+                            {"RecoveryJobId": "drsjob-1"},
+                            {"RecoveryJobId": "drsjob-1"},  # a job shared by two servers
+                            {"SourceServerId": "s-2"},  # not started yet
+                        ],
+                    },
+                    {"Region": "us-east-1", "Servers": [{"RecoveryJobId": "drsjob-2"}]},
+                ]
+            },
+            "eu-west-1",
+            2,
+        ),
+    ],
+)
+def test_an_items_home_region_and_jobs_are_read_safely(item, region, jobs):
+    assert home_region(item) == region
+    assert job_count(item) == jobs
