@@ -10,16 +10,21 @@ with a live view).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drs_poller.settings import Settings, SettingsError, load_settings
+# Only light standard modules at import time: `drs-poller run` must catch SIGTERM before
+# the heavy imports (asyncio, pydantic, botocore) that the commands need.
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Coroutine, Sequence
+    from types import FrameType
+
+    from drs_poller.engine.daemon import Daemon
+    from drs_poller.settings import Settings
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -30,6 +35,8 @@ REAL_WAIT_LIMIT = 3 * 3600.0
 
 
 def _settings_help() -> str:
+    from drs_poller.settings import Settings  # noqa: PLC0415 - see the imports above
+
     lines = ["settings (environment variables):"]
     for name, field in Settings.model_fields.items():
         default = "required" if field.is_required() else f"default {field.default!r}"
@@ -209,14 +216,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Signals that arrived before the daemon's own handlers were installed.
+_early_signals: list[str] = []
+
+
+def _note_early_signal(signum: int, _frame: FrameType | None) -> None:
+    _early_signals.append(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["run"]:
+        # A SIGTERM while Python is still importing would take the default action
+        # (exit 143); note it, and the daemon stops cleanly as soon as it can.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _note_early_signal)
+    args = build_parser().parse_args(arguments)
     if args.command == "run":
         return _run()
     if args.command == "demo":
         from drs_poller.localstack.demo import run_demo  # noqa: PLC0415 - needs the [local] extra
 
-        return asyncio.run(
+        return _run_coroutine(
             run_demo(
                 executions=args.executions,
                 speed=args.speed,
@@ -303,7 +324,7 @@ def _simulate(args: argparse.Namespace) -> int:
         except ScenarioFileError as error:
             _complain("simulate", f"bad --scenario: {error}")
             return EXIT_CONFIG
-    return asyncio.run(serve_simulator(options))
+    return _run_coroutine(serve_simulator(options))
 
 
 def _init_table(args: argparse.Namespace) -> int:
@@ -331,13 +352,15 @@ def _init_table(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     try:
-        return asyncio.run(create())
+        return _run_coroutine(create())
     except (BotoCoreError, ClientError) as error:
         _complain("init-table", f"DynamoDB failed: {error}")
         return EXIT_UNEXPECTED
 
 
 def _initiate(args: argparse.Namespace) -> int:
+    from drs_poller.settings import SettingsError, load_settings  # noqa: PLC0415
+
     if not 1 <= args.executions <= 500:
         _complain("initiate", f"--executions must be between 1 and 500 (got {args.executions})")
         return EXIT_CONFIG
@@ -351,7 +374,7 @@ def _initiate(args: argparse.Namespace) -> int:
     from drs_poller.localstack.initiate import NotEnoughSourceServers  # noqa: PLC0415
 
     try:
-        return asyncio.run(_initiate_async(args, settings))
+        return _run_coroutine(_initiate_async(args, settings))
     except (BotoCoreError, ClientError, NotEnoughSourceServers) as error:
         _complain("initiate", str(error))
         return EXIT_UNEXPECTED
@@ -417,6 +440,7 @@ async def _initiate_async(args: argparse.Namespace, settings: Settings) -> int:
 def _run() -> int:
     from drs_poller.engine.daemon import Daemon, StartupError  # noqa: PLC0415 - fast --help
     from drs_poller.observability.logs import configure_logging  # noqa: PLC0415
+    from drs_poller.settings import SettingsError, load_settings  # noqa: PLC0415
 
     try:
         settings = load_settings()
@@ -429,10 +453,26 @@ def _run() -> int:
     # CONTRACT §4 names AWS_REGION; botocore reads only AWS_DEFAULT_REGION and profiles.
     session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
     try:
-        return asyncio.run(Daemon(settings, session=session).run())
+        return _run_coroutine(_run_daemon(Daemon(settings, session=session)))
     except StartupError as error:
         print(f"drs-poller: {error}", file=sys.stderr)  # noqa: T201 - a start-up message
         return EXIT_CONFIG
+
+
+def _run_coroutine(coroutine: Coroutine[Any, Any, int]) -> int:
+    import asyncio  # noqa: PLC0415 - see the imports above
+
+    return asyncio.run(coroutine)
+
+
+async def _run_daemon(daemon: Daemon) -> int:
+    import asyncio  # noqa: PLC0415 - see the imports above
+
+    run = asyncio.create_task(daemon.run())
+    await asyncio.sleep(0)  # run() installs its signal handlers before its first await
+    if _early_signals:
+        daemon.request_stop(_early_signals[0])
+    return await run
 
 
 if __name__ == "__main__":  # pragma: no cover

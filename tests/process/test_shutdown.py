@@ -114,3 +114,21 @@ async def test_a_metrics_port_in_use_stops_start_up_naming_the_variable(live_wor
     assert code == 2
     assert any("DRS_POLLER_METRICS_PORT" in line and "in use" in line for line in daemon.raw)
     assert daemon.events("drs-poller stopped")[0]["exit_code"] == 2
+
+
+@pytest.mark.parametrize("after", [0.05, 0.3])
+async def test_sigterm_while_still_starting_up_exits_0(live_world, after):
+    # An orchestrator may stop a task that has only just started (a quick rollback, the
+    # chaos run): the signal arrives while Python is still importing.
+    lease_table = await live_world.lease_table()
+    daemon = DaemonProcess(
+        daemon_env(stack=live_world.stack, table=live_world.table, lease_table_name=lease_table)
+    )
+    await daemon.start()
+    try:
+        await live_world.sleep(after)
+        code = await daemon.stop(signal.SIGTERM, within=20)
+    finally:
+        await daemon.kill()
+    assert code == 0, "\n".join(daemon.raw)
+    assert daemon.events("stop requested; no new polls will start")[0]["reason"] == "SIGTERM"
