@@ -53,6 +53,30 @@ def to_wire(value: Any) -> dict[str, Any]:
     return wire
 
 
+async def query_pages(
+    *, caller: Caller, client: Any, region: str, request: dict[str, Any], what: str
+) -> AsyncIterator[dict[str, Any]]:
+    """Every page of a DynamoDB Query, through the retrying caller."""
+
+    async def fetch(params: dict[str, Any]) -> dict[str, Any]:
+        page: dict[str, Any] = await caller.call(
+            service="dynamodb",
+            operation="Query",
+            region=region,
+            send=functools.partial(client.query, **params),
+        )
+        return page
+
+    async for page in paginate(
+        fetch,
+        request,
+        what=what,
+        resume_with="ExclusiveStartKey",
+        resume_from="LastEvaluatedKey",
+    ):
+        yield page
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     applied: bool
@@ -83,17 +107,6 @@ class ExecutionStore:
 
     async def query_polling(self) -> AsyncIterator[list[dict[str, Any]]]:
         """Every item with ``Status = POLLING``, page by page, from the GSI (never a scan)."""
-        client = await self._client()
-
-        async def fetch(request: dict[str, Any]) -> dict[str, Any]:
-            page: dict[str, Any] = await self._caller.call(
-                service="dynamodb",
-                operation="Query",
-                region=self._region,
-                send=functools.partial(client.query, **request),
-            )
-            return page
-
         request: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": self._index,
@@ -103,12 +116,12 @@ class ExecutionStore:
         }
         if self._page_size:
             request["Limit"] = self._page_size
-        async for page in paginate(
-            fetch,
-            request,
+        async for page in query_pages(
+            caller=self._caller,
+            client=await self._client(),
+            region=self._region,
+            request=request,
             what=f"Query {self._index}",
-            resume_with="ExclusiveStartKey",
-            resume_from="LastEvaluatedKey",
         ):
             yield [to_python(item) for item in page.get("Items") or []]
 

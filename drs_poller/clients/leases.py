@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from drs_poller.clients.paging import paginate
+from drs_poller.clients.dynamodb import query_pages
 from drs_poller.core.ownership import LeaseEntry
 
 if TYPE_CHECKING:
@@ -97,17 +97,6 @@ class LeaseTable:
 
     async def entries(self) -> list[LeaseEntry]:
         """Every entry of our group (a consistent Query, paged)."""
-        client = await self._clients.get("dynamodb", self._region)
-
-        async def fetch(request: dict[str, Any]) -> dict[str, Any]:
-            page: dict[str, Any] = await self._caller.call(
-                service="dynamodb",
-                operation="Query",
-                region=self._region,
-                send=functools.partial(client.query, **request),
-            )
-            return page
-
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "#group = :group",
@@ -116,12 +105,12 @@ class LeaseTable:
             "ConsistentRead": True,
         }
         found: list[LeaseEntry] = []
-        async for page in paginate(
-            fetch,
-            request,
+        async for page in query_pages(
+            caller=self._caller,
+            client=await self._clients.get("dynamodb", self._region),
+            region=self._region,
+            request=request,
             what=f"Query {self._table}",
-            resume_with="ExclusiveStartKey",
-            resume_from="LastEvaluatedKey",
         ):
             for item in page.get("Items") or []:
                 replica = item.get(REPLICA, {}).get("S")
