@@ -14,25 +14,26 @@ write had landed and counts as a success.
 
 from __future__ import annotations
 
+import base64
 import functools
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeSerializer
 from botocore.exceptions import ClientError
 
 from drs_poller.clients.paging import paginate
 from drs_poller.core.models import ExecutionStatus
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     from drs_poller.clients.aws import ClientPool
     from drs_poller.clients.calling import Caller
 
 _serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 WRITE_ID = "PollerWriteId"
 REVISION = "PollerRevision"
@@ -40,7 +41,40 @@ CONDITION_FAILED = frozenset({"ConditionalCheckFailedException"})
 
 
 def to_python(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+    """An item from its wire form, as boto3's ``TypeDeserializer`` gives it (numbers as
+    ``Decimal``, binary as ``Binary``), about three times faster: discovery turns every
+    POLLING item into Python on every pass."""
+    return {name: _from_wire(value) for name, value in item.items()}
+
+
+def _from_wire(value: Mapping[str, Any]) -> Any:
+    ((kind, data),) = value.items()
+    if kind in {"S", "BOOL"}:
+        return data
+    if kind == "N":
+        return Decimal(data)
+    if kind == "M":
+        return {name: _from_wire(member) for name, member in data.items()}
+    if kind == "L":
+        return [_from_wire(member) for member in data]
+    convert = _RARE_TYPES.get(kind)
+    if convert is None:
+        raise ValueError(f"unknown DynamoDB attribute type {kind!r}")
+    return convert(data)
+
+
+def _binary(data: bytes | str) -> Binary:
+    # botocore decodes base64 for its parsed responses; the fast Query path does not.
+    return Binary(data if isinstance(data, bytes | bytearray) else base64.b64decode(data))
+
+
+_RARE_TYPES: dict[str, Callable[[Any], Any]] = {
+    "NULL": lambda _: None,
+    "SS": set,
+    "NS": lambda numbers: {Decimal(number) for number in numbers},
+    "B": _binary,
+    "BS": lambda members: {_binary(member) for member in members},
+}
 
 
 def item_key(key: tuple[str, str]) -> dict[str, Any]:
