@@ -48,6 +48,7 @@ log = structlog.get_logger("drs_poller.polling")
 
 # How long a recovery instance that DRS knows no EC2 instance for is left alone.
 UNRESOLVED_RETRY_SECONDS = 300.0
+UNRESOLVED_SWEEP_SIZE = 1000
 
 
 def failure_kind(error: Exception) -> str:
@@ -159,12 +160,13 @@ class Poller:
         self, members: list[Tracked], jobs: dict[str, JobLookup]
     ) -> dict[str, InstanceDetails]:
         now = self.clock.monotonic()
-        self._unresolved = {rid: t for rid, t in self._unresolved.items() if t > now}
+        if len(self._unresolved) > UNRESOLVED_SWEEP_SIZE:  # an O(n) sweep, only when it pays
+            self._unresolved = {rid: t for rid, t in self._unresolved.items() if t > now}
         wanted: dict[str, set[str]] = defaultdict(set)
         for tracked in members:
             if tracked.execution is not None:
                 for region, ids in instances_to_describe(tracked.execution, jobs).items():
-                    wanted[region] |= ids - self._unresolved.keys()
+                    wanted[region] |= {rid for rid in ids if self._unresolved.get(rid, 0.0) <= now}
         details: dict[str, InstanceDetails] = {}
 
         async def one_region(region: str, recovery_ids: set[str]) -> None:
