@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import sys
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -47,9 +48,15 @@ def to_python(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _from_wire(value) for name, value in item.items()}
 
 
+_INTERNED_LENGTH = 32
+
+
 def _from_wire(value: Mapping[str, Any]) -> Any:
     ((kind, data),) = value.items()
-    if kind in {"S", "BOOL"}:
+    if kind == "S":
+        # Statuses, regions and names repeat across every item held in memory.
+        return sys.intern(data) if len(data) <= _INTERNED_LENGTH else data
+    if kind == "BOOL":
         return data
     if kind == "N":
         return Decimal(data)
