@@ -96,6 +96,10 @@ class Baseline:
         self.throttled_invocations = 0
         self.peak_concurrency = 0
         self.running = 0
+        # Invocations that started while another one for the same execution still ran:
+        # the old design has no fence, so the later-finishing one overwrites Waves.
+        self.in_flight: dict[str, int] = {}
+        self.overlapping_invocations = 0
 
     async def open(self) -> None:
         self.dynamodb = await self.stack.enter_async_context(
@@ -165,6 +169,16 @@ class Baseline:
     # ------------------------------------------------------------------ poller
 
     async def poller(self, item: dict[str, Any]) -> None:
+        execution_id = item["ExecutionId"]
+        if self.in_flight.get(execution_id):
+            self.overlapping_invocations += 1
+        self.in_flight[execution_id] = self.in_flight.get(execution_id, 0) + 1
+        try:
+            await self._invocation(item)
+        finally:
+            self.in_flight[execution_id] -= 1
+
+    async def _invocation(self, item: dict[str, Any]) -> None:
         async with self.slots:
             self.running += 1
             self.peak_concurrency = max(self.peak_concurrency, self.running)
@@ -262,6 +276,7 @@ class Baseline:
             "poller_duration_p99": _quantile(self.poller_durations, 0.99),
             "peak_concurrency": self.peak_concurrency,
             "invocations_over_concurrency": self.throttled_invocations,
+            "overlapping_invocations": self.overlapping_invocations,
         }
 
 

@@ -290,7 +290,14 @@ async def serve_dynamodb_proxy(moto_url: str, recorder: DynamoRecorder) -> Async
                     if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"
                 }
             ended = time.time()
-            response_body: dict[str, Any] = json.loads(payload) if payload else {}
+            try:
+                response_body: dict[str, Any] = json.loads(payload) if payload else {}
+            except ValueError:
+                # moto answered something that is not JSON (an HTML 500 under load):
+                # the tracker gets it as it came, and it is counted, unpriced.
+                recorder.unpriced[f"{operation} (status {status}, not JSON)"] += 1
+                recorder.calls.append(DynamoCall(started, ended, operation, status, 0.0, 0, 0))
+                return web.Response(body=payload, status=status, headers=reply_headers)
             units = recorder.price(operation, body, status, response_body)
             recorder.calls.append(DynamoCall(started, ended, operation, status, *units))
             if operation == "UpdateItem" and status == 200:

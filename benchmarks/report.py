@@ -253,6 +253,7 @@ def render(results: dict[str, dict[str, Any]], made: list[str]) -> str:
             " edit those scripts, not this file. -->"
         ),
         "",
+        *_summary(results),
         (ROOT / "benchmarks" / "METHOD.md").read_text().strip(),
         "",
     ]
@@ -324,6 +325,34 @@ def render(results: dict[str, dict[str, Any]], made: list[str]) -> str:
     if analysis.exists():
         lines += ["", analysis.read_text().strip(), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _summary(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "## At a glance",
+        "",
+        (
+            "| workload | speed | DescribeJobs, baseline / drs-poller | write units, baseline / "
+            "drs-poller | drs-poller lateness p99 | drs-poller detection p99 beyond interval | "
+            "drs-poller CPU | drs-poller peak RSS | final statuses |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, result in results.items():
+        figures = figures_of(result)
+        mine = result["trackers"].get("drs-poller")
+        if not mine:
+            continue
+        statuses = "; ".join(f"{t}: {_final(f, result)}" for t, f in result["trackers"].items())
+        dj = figures.get("ratio_describe_jobs")
+        wu = figures.get("ratio_write_units")
+        lines.append(
+            f"| {name} | {result['speed']:g}× | {'–' if dj is None else f'{dj:.0f}×'} | "
+            f"{'–' if wu is None else f'{wu:.1f}×'} | {_s(figures['lateness_p99'])} | "
+            f"{_s(figures['excess_p99'])} | {mine['cpu_percent_of_core']:.0f} % of a core | "
+            f"{mine['peak_rss_mb']:.0f} MB | {statuses} |"
+        )
+    return [*lines, ""]
 
 
 def _cost_section(results: dict[str, dict[str, Any]]) -> list[str]:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pickle
 import platform
 import signal
 import socket
@@ -106,7 +107,11 @@ async def moto_process() -> Any:
         yield url, proc
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # moto server holding gigabytes of table history can be slow to go
+            proc.wait(10)
 
 
 def tracker_command(
@@ -320,6 +325,21 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         await ddb.delete_table(TableName=table)
 
     elapsed = ended - start
+    # The raw records, to re-analyse a run without rerunning it (git ignores logs/).
+    with (scratch / f"{table}-records.pickle").open("wb") as raw:
+        pickle.dump(
+            {
+                "workload": workload.name,
+                "speed": speed,
+                "seed": seed,
+                "start": start,
+                "ended": ended,
+                "drs_calls": drs_recorder.calls,
+                "dynamodb_calls": dynamo_recorder.calls,
+                "writes": dynamo_recorder.writes,
+            },
+            raw,
+        )
     measured = window_bounds or (start, ended)
     measured_seconds = measured[1] - measured[0] if window_bounds else elapsed
     if window_bounds is not None and window_cpu is not None:
@@ -335,7 +355,11 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     dynamo_calls = [c for c in dynamo_recorder.calls if in_measured(c.started)]
     real_hours = measured_seconds * speed / 3600
     wrong = {
-        execution_id: {"expected": status, "got": finals.get(execution_id, {}).get("Status")}
+        execution_id: {
+            "expected": status,
+            "got": finals.get(execution_id, {}).get("Status"),
+            "error": finals.get(execution_id, {}).get("ErrorMessage"),
+        }
         for execution_id, status in seeded.expected.items()
         if finals.get(execution_id, {}).get("Status") not in (status, "POLLING")
         or (window_bounds is None and finals.get(execution_id, {}).get("Status") != status)
@@ -453,6 +477,7 @@ async def run_workload(
         "machine": machine(),
         "trackers": {},
     }
+    path = out / f"{name}.json"
     async with moto_process() as (moto_url, moto):
         for tracker in trackers:
             result["trackers"][tracker] = await run_tracker(
@@ -468,7 +493,6 @@ async def run_workload(
                 moto_pid=moto.pid,
                 profile=out / "profiles" if profile else None,
             )
-    path = out / f"{name}.json"
-    path.write_text(json.dumps(result, indent=1))
+            path.write_text(json.dumps(result, indent=1))  # each tracker's figures, at once
     log(f"wrote {path}")
     return result
