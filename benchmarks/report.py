@@ -158,7 +158,7 @@ def _tracker_rows(result: dict[str, Any]) -> list[str]:
         lambda t: _s(t["detection_real_s"]["excess_over_interval"]["p99"]),
     )
     row("state changes detected / missed", _detected)
-    row("tracker CPU seconds (wall run)", lambda t: _num(t["cpu_seconds"], 1))
+    row("tracker CPU seconds (measured period)", lambda t: _num(t["cpu_seconds"], 1))
     row("tracker CPU, % of one core", lambda t: _num(t["cpu_percent_of_core"], 1))
     row("tracker peak RSS", lambda t: f"{t['peak_rss_mb']:.0f} MB")
     row("wall time measured", lambda t: f"{t['measured_wall_s']:.0f} s")
