@@ -1,0 +1,123 @@
+"""``python -m benchmarks`` (``./dev bench``): drs-poller against the Lambda design it
+replaces, side by side on the same workload. See benchmarks/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+from pathlib import Path
+
+from benchmarks.run import TRACKERS, run_workload
+from benchmarks.workloads import WORKLOADS
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# Speeds a workload runs at unless --speed says otherwise (see README: why these).
+DEFAULT_SPEEDS = {"W50": 20.0, "W1k": 4.0, "W10k": 1.0}
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="./dev bench",
+        description="Run drs-poller and the Lambda finder/poller baseline on one workload, "
+        "write benchmarks/results/<workload>.json, and regenerate docs/benchmarks.md.",
+    )
+    p.add_argument(
+        "--workload",
+        choices=[*WORKLOADS, "all"],
+        default="W50",
+        help="W50, W1k or W10k (default W50); 'all' runs the three in turn.",
+    )
+    p.add_argument(
+        "--speed",
+        type=_positive,
+        help="time compression factor for DRS and both trackers' intervals "
+        "(default: W50 20, W1k 4, W10k 1).",
+    )
+    p.add_argument(
+        "--trackers",
+        default=None,
+        help="comma-separated subset of drs-poller,baseline "
+        "(default: both; W10k runs drs-poller alone).",
+    )
+    p.add_argument("--seed", type=int, default=7, help="workload seed (default 7).")
+    p.add_argument(
+        "--warmup",
+        type=_positive,
+        default=None,
+        help="seconds before the steady-state window starts (default: W10k 180; "
+        "others run to completion).",
+    )
+    p.add_argument(
+        "--window",
+        type=_positive,
+        default=None,
+        help="seconds of steady state to measure, then stop (default: W10k 300).",
+    )
+    p.add_argument(
+        "--out", type=Path, default=RESULTS, help="results directory (default benchmarks/results)."
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="record py-spy profiles (collapsed stacks) of the tracker, moto server and the "
+        "benchmark process over the measured period, into <out>/profiles/ "
+        "(needs py-spy: .venv/bin/pip install py-spy).",
+    )
+    p.add_argument(
+        "--no-report", action="store_true", help="do not regenerate docs/benchmarks.md and plots."
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    command = "./dev bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+    for name in names:
+        trackers: tuple[str, ...]
+        if args.trackers:
+            trackers = tuple(t.strip() for t in args.trackers.split(",") if t.strip())
+            unknown = set(trackers) - set(TRACKERS)
+            if unknown or not trackers:
+                parser().error(f"--trackers: unknown tracker(s) {sorted(unknown)}; use {TRACKERS}")
+        else:
+            trackers = ("drs-poller",) if name == "W10k" else TRACKERS
+        steady = name == "W10k"
+        warmup = args.warmup or (180.0 if steady else None)
+        window = args.window or (300.0 if steady else None)
+        args.out.mkdir(parents=True, exist_ok=True)
+        asyncio.run(
+            run_workload(
+                name,
+                speed=args.speed or DEFAULT_SPEEDS[name],
+                seed=args.seed,
+                trackers=trackers,
+                out=args.out,
+                warmup=warmup if window else None,
+                window=window,
+                command=command,
+                profile=args.profile,
+                log=lambda text: print(text, flush=True),  # noqa: T201 - progress for the user
+            )
+        )
+    if not args.no_report:
+        from benchmarks.report import write_report  # noqa: PLC0415 - matplotlib is optional
+
+        write_report(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""What the benchmark sees of each tracker: every DRS call at the DRS double, and every
+DynamoDB request and response through a recording proxy in front of moto server.
+
+The proxy prices each request in request units from real item sizes (``sizes``):
+reads from the items a response returns; writes from the larger of the item before
+and after (DynamoDB's rule for UpdateItem), plus the StatusIndex writes that the
+table write causes (projection ALL: any change to an indexed item rewrites its index
+entry; a Status change is a delete of the old entry and a put of the new one). To
+know the item after an UpdateItem without changing what the tracker receives, the
+proxy asks moto for ``ReturnValues=ALL_NEW`` when the tracker asked for nothing, and
+strips the returned attributes from the response it hands back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import defaultdict
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from benchmarks.sizes import item_size, read_units, write_units
+from drs_poller.simulator import service
+from drs_poller.simulator.service import DrsDouble, build_app
+from drs_poller.simulator.timelines import render_job, render_recovery_instance
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from drs_poller.simulator.timelines import JobScript
+
+LOOPBACK = "127.0.0.1"
+
+# --------------------------------------------------------------------------- DRS
+
+
+class IndexedDrsDouble(DrsDouble):
+    """The project's double, with DescribeJobs by job id and DescribeRecoveryInstances by
+    instance id served from an index.
+
+    The stock double sorts and scans every job (every recovery instance) of the region
+    on each call; with 100,000 scripted jobs (W10k), or the baseline's one
+    DescribeRecoveryInstances per launched server (W1k: 76 % of this process's samples
+    went there before the index), that alone saturates the benchmark's process. Answers
+    are identical (same order, same filters, same paging).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._by_id: dict[tuple[str, str], JobScript] = {}
+
+    def add_job(self, script: JobScript) -> None:
+        super().add_job(script)
+        self._by_id[(script.region, script.job_id)] = script
+
+    def describe_jobs(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
+        filters = body.get("filters") or {}
+        ids = filters.get("jobIDs")
+        if not ids or "fromDate" in filters or "toDate" in filters:
+            return super().describe_jobs(region, body)
+        now = self.clock.time()
+        scripts = sorted(
+            (
+                script
+                for job_id in set(ids)
+                if (script := self._by_id.get((region, job_id))) is not None
+                and script.created_at <= now
+            ),
+            key=lambda script: (script.created_at, script.job_id),
+        )
+        items = [render_job(script, now) for script in scripts]
+        return self.page(items, body=body, operation="DescribeJobs")
+
+    def describe_recovery_instances(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
+        filters = body.get("filters") or {}
+        ids = filters.get("recoveryInstanceIDs")
+        if not ids or filters.get("sourceServerIDs"):
+            return super().describe_recovery_instances(region, body)
+        now = self.clock.time()
+        items = []
+        for instance_id in sorted(set(ids)):
+            found = self._instances.get((region, instance_id))
+            if found is not None and (rendered := render_recovery_instance(*found, now)):
+                items.append(rendered)
+        return self.page(items, body=body, operation="DescribeRecoveryInstances")
+
+
+# The stock dispatch table holds the base class's function; dispatch on the instance
+# instead, so the subclass's index serves DescribeJobs (same answers, this process only).
+service.OPERATIONS["DescribeJobs"] = lambda double, region, body: double.describe_jobs(region, body)
+service.OPERATIONS["DescribeRecoveryInstances"] = lambda double, region, body: (
+    double.describe_recovery_instances(region, body)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DrsCall:
+    at: float
+    operation: str
+    region: str | None
+    job_ids: tuple[str, ...]
+
+
+@dataclass
+class DrsRecorder:
+    calls: list[DrsCall] = field(default_factory=list)
+
+    def count(self, operation: str | None = None) -> int:
+        return sum(1 for c in self.calls if operation is None or c.operation == operation)
+
+
+_REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/")
+
+
+@asynccontextmanager
+async def serve_recorded_drs(double: DrsDouble, recorder: DrsRecorder) -> AsyncIterator[str]:
+    """The DRS double over HTTP, every call recorded with the job ids it asked about."""
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        at = time.time()
+        raw = await request.read()
+        operation = request.path.strip("/")
+        job_ids: tuple[str, ...] = ()
+        if operation == "DescribeJobs" and raw:
+            try:
+                job_ids = tuple((json.loads(raw).get("filters") or {}).get("jobIDs") or ())
+            except ValueError:
+                job_ids = ()
+        match = _REGION.search(request.headers.get("Authorization", ""))
+        response: web.StreamResponse = await handler(request)
+        recorder.calls.append(
+            DrsCall(at, operation, match.group("region") if match else None, job_ids)
+        )
+        return response
+
+    app = build_app(double)
+    app.middlewares.append(record)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, LOOPBACK, 0, backlog=1024)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+# ---------------------------------------------------------------------- DynamoDB
+
+
+@dataclass(frozen=True, slots=True)
+class DynamoCall:
+    started: float
+    ended: float
+    operation: str
+    status: int
+    read_units: float
+    table_write_units: int
+    index_write_units: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemWrite:
+    """An UpdateItem that landed: when the table showed it, and the server statuses
+    (and the execution Status, if it was set) it carried."""
+
+    at: float
+    execution_id: str
+    servers: tuple[tuple[str, str], ...]
+    status: str | None
+
+
+@dataclass(slots=True)
+class _Shadow:
+    size: int
+    status: str | None
+    indexed: bool
+
+
+def _indexed(item: dict[str, Any]) -> bool:
+    return "Status" in item and "StartTime" in item
+
+
+def _status(item: dict[str, Any]) -> str | None:
+    value = item.get("Status")
+    return value.get("S") if isinstance(value, dict) else None
+
+
+@dataclass
+class DynamoRecorder:
+    calls: list[DynamoCall] = field(default_factory=list)
+    writes: list[ItemWrite] = field(default_factory=list)
+    unpriced: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _items: dict[tuple[str, str], _Shadow] = field(default_factory=dict)
+
+    @staticmethod
+    def key_of(key: dict[str, Any]) -> tuple[str, str]:
+        return key["ExecutionId"]["S"], key["PlanId"]["S"]
+
+    def know(self, item: dict[str, Any]) -> None:
+        """Register an item's current size (seeded items; items a read returned)."""
+        key = (item["ExecutionId"]["S"], item["PlanId"]["S"])
+        self._items[key] = _Shadow(item_size(item), _status(item), _indexed(item))
+
+    def price(  # noqa: C901 - one branch per DynamoDB operation
+        self, operation: str, request: dict[str, Any], status: int, response: dict[str, Any]
+    ) -> tuple[float, int, int]:
+        if operation in ("Query", "Scan"):
+            items = response.get("Items") or []
+            for item in items:
+                if "ExecutionId" in item and "PlanId" in item:
+                    self.know(item)
+            total = sum(item_size(item) for item in items)
+            consistent = bool(request.get("ConsistentRead")) and "IndexName" not in request
+            return read_units(total, consistent=consistent), 0, 0
+        if operation == "GetItem":
+            item = response.get("Item") or {}
+            if item:
+                self.know(item)
+            return read_units(item_size(item), consistent=bool(request.get("ConsistentRead"))), 0, 0
+        if operation in ("UpdateItem", "PutItem"):
+            key = self.key_of(request["Key"] if operation == "UpdateItem" else request["Item"])
+            old = self._items.get(key)
+            old_size = old.size if old else 0
+            if status != 200:
+                # A failed condition still costs the existing item's size in write units.
+                failed = response.get("__type", "").endswith("ConditionalCheckFailedException")
+                return 0.0, write_units(old_size) if failed else 0, 0
+            new = response.get("Attributes") if operation == "UpdateItem" else request["Item"]
+            new = new or {}
+            new_size = item_size(new)
+            table = write_units(max(old_size, new_size))
+            index = 0
+            was, now = bool(old and old.indexed), _indexed(new)
+            if was and now:
+                changed = old is not None and old.status != _status(new)
+                index = (write_units(old_size) if changed else 0) + write_units(new_size)
+            elif now:
+                index = write_units(new_size)
+            elif was:
+                index = write_units(old_size)
+            self._items[key] = _Shadow(new_size, _status(new), now)
+            return 0.0, table, index
+        self.unpriced[operation] += 1
+        return 0.0, 0, 0
+
+    def note_write(self, at: float, request: dict[str, Any]) -> None:
+        """Which server statuses (and execution Status) a landed UpdateItem carried."""
+        names = request.get("ExpressionAttributeNames") or {}
+        values = request.get("ExpressionAttributeValues") or {}
+        expression = request.get("UpdateExpression") or ""
+        assigned: dict[str, Any] = {}
+        for target, placeholder in re.findall(r"([#\w]+)\s*=\s*(:\w+)", expression):
+            assigned[names.get(target, target)] = values.get(placeholder)
+        waves = assigned.get("Waves")
+        servers: list[tuple[str, str]] = []
+        if isinstance(waves, dict):
+            for wave in waves.get("L", []):
+                for server in wave.get("M", {}).get("Servers", {}).get("L", []):
+                    fields = server.get("M", {})
+                    sid = fields.get("SourceServerId", {}).get("S")
+                    status = fields.get("Status", {}).get("S")
+                    if sid and status:
+                        servers.append((sid, status))
+        status_value = assigned.get("Status")
+        self.writes.append(
+            ItemWrite(
+                at=at,
+                execution_id=request["Key"]["ExecutionId"]["S"],
+                servers=tuple(servers),
+                status=status_value.get("S") if isinstance(status_value, dict) else None,
+            )
+        )
+
+
+_HOP_BY_HOP = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+
+
+@asynccontextmanager
+async def serve_dynamodb_proxy(moto_url: str, recorder: DynamoRecorder) -> AsyncIterator[str]:
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as upstream:
+
+        async def forward(request: web.Request) -> web.Response:
+            started = time.time()
+            raw = await request.read()
+            operation = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+            body: dict[str, Any] = json.loads(raw) if raw else {}
+            strip = operation == "UpdateItem" and body.get("ReturnValues", "NONE") == "NONE"
+            if strip:
+                body["ReturnValues"] = "ALL_NEW"
+                raw = json.dumps(body).encode()
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+            async with upstream.request(
+                request.method, moto_url + request.path_qs, data=raw, headers=headers
+            ) as reply:
+                payload = await reply.read()
+                status = reply.status
+                reply_headers = {
+                    k: v
+                    for k, v in reply.headers.items()
+                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"
+                }
+            ended = time.time()
+            try:
+                response_body: dict[str, Any] = json.loads(payload) if payload else {}
+            except ValueError:
+                # moto answered something that is not JSON (an HTML 500 under load):
+                # the tracker gets it as it came, and it is counted, unpriced.
+                recorder.unpriced[f"{operation} (status {status}, not JSON)"] += 1
+                recorder.calls.append(DynamoCall(started, ended, operation, status, 0.0, 0, 0))
+                return web.Response(body=payload, status=status, headers=reply_headers)
+            units = recorder.price(operation, body, status, response_body)
+            recorder.calls.append(DynamoCall(started, ended, operation, status, *units))
+            if operation == "UpdateItem" and status == 200:
+                recorder.note_write(ended, body)
+            if strip and status == 200:
+                response_body.pop("Attributes", None)
+                payload = json.dumps(response_body).encode()
+                reply_headers.pop("x-amz-crc32", None)
+                reply_headers.pop("X-Amz-Crc32", None)
+            return web.Response(body=payload, status=status, headers=reply_headers)
+
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", forward)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, LOOPBACK, 0, backlog=1024)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            yield f"http://{host}:{port}"
+        finally:
+            await runner.cleanup()

@@ -1,0 +1,394 @@
+# ruff: noqa: RUF001 - the document is typeset: its multiplication signs and dashes are meant
+"""docs/benchmarks.md and its plots, regenerated from benchmarks/results/*.json.
+
+matplotlib is optional: without it the document is written and the plots are skipped
+(the smoke test and CI never need it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+PLOTS = ROOT / "docs" / "benchmarks"
+ORDER = ("W50", "W1k", "W10k")
+HOURS_PER_MONTH = 730
+
+# List prices, us-east-1, on-demand, looked up 2026-11-25; free tiers ignored.
+PRICES = {
+    "lambda_request": 0.20 / 1e6,  # aws.amazon.com/lambda/pricing
+    "lambda_gb_second": 0.0000166667,  # x86, first tier; aws.amazon.com/lambda/pricing
+    "lambda_memory_gb": 0.125,  # 128 MB, the smallest (cheapest) Lambda
+    "eventbridge_invocation": 1.00 / 1e6,  # EventBridge Scheduler, per invocation
+    "fargate_arm_vcpu_hour": 0.03238,  # aws.amazon.com/fargate/pricing, Linux/ARM
+    "fargate_arm_gb_hour": 0.00356,
+    "dynamodb_write_unit": 0.625 / 1e6,  # on-demand, since the Nov 2024 price cut
+    "dynamodb_read_unit": 0.125 / 1e6,
+}
+
+TARGETS = {
+    "W1k": [
+        ("DescribeJobs calls, baseline / drs-poller", "ratio_describe_jobs", ">=", 100),
+        ("DynamoDB write units, baseline / drs-poller", "ratio_write_units", ">=", 4),
+        ("drs-poller poll lateness p99 (s, real scale)", "lateness_p99", "<=", 0.1),
+        ("drs-poller detection p99 beyond the phase interval (s)", "excess_p99", "<=", 1.0),
+    ],
+    "W10k": [
+        ("drs-poller poll lateness p99 (s, real time)", "lateness_p99", "<=", 1.0),
+        ("drs-poller peak RSS (MB)", "peak_rss_mb", "<=", 300),
+        ("drs-poller CPU (% of one core)", "cpu_percent", "<=", 25),
+    ],
+}
+
+
+def load(results: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for name in ORDER:
+        path = results / f"{name}.json"
+        if path.exists():
+            found[name] = json.loads(path.read_text())
+    return found
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def _s(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if abs(value) < 1:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.1f} s"
+
+
+def figures_of(result: dict[str, Any]) -> dict[str, Any]:
+    trackers = result["trackers"]
+    mine, base = trackers.get("drs-poller"), trackers.get("baseline")
+    out: dict[str, Any] = {}
+    if mine:
+        out["lateness_p99"] = mine["lateness_real_s"]["p99"]
+        out["excess_p99"] = mine["detection_real_s"]["excess_over_interval"]["p99"]
+        out["peak_rss_mb"] = mine["peak_rss_mb"]
+        out["cpu_percent"] = mine["cpu_percent_of_core"]
+    if mine and base:
+        out["ratio_describe_jobs"] = base["drs_calls"]["describe_jobs"] / max(
+            1, mine["drs_calls"]["describe_jobs"]
+        )
+        out["ratio_write_units"] = base["dynamodb"]["write_units"] / max(
+            1, mine["dynamodb"]["write_units"]
+        )
+        out["ratio_drs_calls"] = base["drs_calls"]["all"] / max(1, mine["drs_calls"]["all"])
+    return out
+
+
+def monthly_cost(tracker: dict[str, Any]) -> dict[str, float]:
+    hours = tracker["measured_real_scale_h"]
+    per_hour = tracker["per_real_hour"]
+    dynamodb = HOURS_PER_MONTH * (
+        per_hour["read_units"] * PRICES["dynamodb_read_unit"]
+        + per_hour["write_units"] * PRICES["dynamodb_write_unit"]
+    )
+    cost = {"dynamodb": dynamodb}
+    if tracker["tracker"] == "baseline":
+        lam = tracker.get("lambda", {})
+        invocations = lam.get("finder_invocations", 0) + lam.get("poller_invocations", 0)
+        seconds = lam.get("finder_seconds", 0) + lam.get("poller_seconds", 0)
+        cost["lambda_requests"] = HOURS_PER_MONTH * invocations / hours * PRICES["lambda_request"]
+        cost["lambda_duration"] = (
+            HOURS_PER_MONTH
+            * seconds
+            / hours
+            * PRICES["lambda_memory_gb"]
+            * PRICES["lambda_gb_second"]
+        )
+        cost["eventbridge"] = HOURS_PER_MONTH * 60 * PRICES["eventbridge_invocation"]
+    else:
+        cost["fargate"] = HOURS_PER_MONTH * (
+            0.25 * PRICES["fargate_arm_vcpu_hour"] + 0.5 * PRICES["fargate_arm_gb_hour"]
+        )
+    cost["total"] = sum(cost.values())
+    return cost
+
+
+def _tracker_rows(result: dict[str, Any]) -> list[str]:
+    rows = [
+        "| figure | " + " | ".join(result["trackers"]) + " |",
+        "|---|" + "---|" * len(result["trackers"]),
+    ]
+    trackers = list(result["trackers"].values())
+
+    def row(label: str, fn: Any) -> None:
+        rows.append(f"| {label} | " + " | ".join(fn(t) for t in trackers) + " |")
+
+    row("final statuses correct", lambda t: _final(t, result))
+    row("DescribeJobs calls", lambda t: _num(t["drs_calls"]["describe_jobs"]))
+    row("all DRS calls", lambda t: _num(t["drs_calls"]["all"]))
+    row("polls (executions × polls)", lambda t: _num(t.get("polls")))
+    row("DynamoDB requests", lambda t: _requests(t["dynamodb"]["requests"]))
+    row("DynamoDB read units", lambda t: _num(t["dynamodb"]["read_units"], 1))
+    row(
+        "DynamoDB write units (table + StatusIndex)",
+        lambda t: (
+            f"{_num(t['dynamodb']['write_units'])} "
+            f"({_num(t['dynamodb']['table_write_units'])} + "
+            f"{_num(t['dynamodb']['index_write_units'])})"
+        ),
+    )
+    row("DescribeJobs per real hour", lambda t: _num(t["per_real_hour"]["describe_jobs"]))
+    row("DRS calls per real hour", lambda t: _num(t["per_real_hour"]["drs_calls"]))
+    row("write units per real hour", lambda t: _num(t["per_real_hour"]["write_units"]))
+    row("read units per real hour", lambda t: _num(t["per_real_hour"]["read_units"]))
+    for q in ("p50", "p99", "max"):
+        row(f"poll lateness {q} (real scale)", lambda t, q=q: _s(t["lateness_real_s"][q]))
+    for q in ("p50", "p99"):
+        row(
+            f"detection latency {q} (real scale)",
+            lambda t, q=q: _s(t["detection_real_s"]["latency"][q]),
+        )
+    row(
+        "detection p99 beyond the phase interval",
+        lambda t: _s(t["detection_real_s"]["excess_over_interval"]["p99"]),
+    )
+    row("state changes detected / missed", _detected)
+    row("tracker CPU seconds (measured period)", lambda t: _num(t["cpu_seconds"], 1))
+    row("tracker CPU, % of one core", lambda t: _num(t["cpu_percent_of_core"], 1))
+    row("tracker peak RSS", lambda t: f"{t['peak_rss_mb']:.0f} MB")
+    row("wall time measured", lambda t: f"{t['measured_wall_s']:.0f} s")
+    return rows
+
+
+def _final(tracker: dict[str, Any], result: dict[str, Any]) -> str:
+    total = result["shape"]["executions"]
+    wrong = len(tracker["wrong_final_statuses"])
+    if tracker.get("window"):
+        return f"{tracker['finished_executions'] - wrong} finished in the run, {wrong} wrong"
+    return f"{total - wrong}/{total}" + (" **VOID**" if wrong else "")
+
+
+def _detected(tracker: dict[str, Any]) -> str:
+    d = tracker["detection_real_s"]
+    return f"{d['latency']['count']:,} / {d['missed']}"
+
+
+def _requests(requests: dict[str, int]) -> str:
+    return ", ".join(f"{op} {count:,}" for op, count in sorted(requests.items()))
+
+
+def _target_lines(name: str, result: dict[str, Any]) -> list[str]:
+    figures = figures_of(result)
+    lines = []
+    for label, key, op, bound in TARGETS.get(name, []):
+        value = figures.get(key)
+        if value is None:
+            lines.append(f"- {label}: not measured")
+            continue
+        met = value >= bound if op == ">=" else value <= bound
+        shown = f"{value:.1f}×" if key.startswith("ratio") else f"{value:.3g}"
+        lines.append(f"- {label}: **{shown}** (target {op} {bound}) — {'met' if met else 'MISSED'}")
+    return lines
+
+
+def plots(results: dict[str, dict[str, Any]]) -> list[str]:
+    try:
+        import matplotlib as mpl  # noqa: PLC0415 - optional
+
+        mpl.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return []
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, result in results.items():
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for tracker, figures in result["trackers"].items():
+            points = figures["lateness_real_s"]["percentiles"]
+            if not points:
+                continue
+            qs = [q / 100 for q in range(101)] + [0.999]
+            ax.plot(points, sorted(qs)[: len(points)], label=tracker)
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("poll lateness, seconds on the real DRS time scale (symlog)")
+        ax.set_ylabel("fraction of polls")
+        ax.set_title(f"{name}: poll lateness (speed {result['speed']:g}×)")
+        ax.grid(visible=True, alpha=0.3)
+        ax.legend()
+        path = PLOTS / f"{name}-lateness.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path.name)
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for tracker, figures in result["trackers"].items():
+            series = figures["series"]["drs_calls_per_real_minute"]
+            ax.plot(range(len(series)), series, label=f"{tracker}: all DRS calls")
+        ax.set_yscale("symlog", linthresh=10)
+        ax.set_xlabel("minutes since start (real DRS time scale)")
+        ax.set_ylabel("DRS calls per minute (symlog)")
+        ax.set_title(f"{name}: DRS calls over time (speed {result['speed']:g}×)")
+        ax.grid(visible=True, alpha=0.3)
+        ax.legend()
+        path = PLOTS / f"{name}-drs-calls.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path.name)
+    return made
+
+
+def render(results: dict[str, dict[str, Any]], made: list[str]) -> str:
+    lines = [
+        "# Benchmarks: drs-poller against the Lambda finder/poller design",
+        "",
+        (
+            "<!-- Generated by `./dev bench` (benchmarks/report.py) from benchmarks/results/*.json;"
+            " edit those scripts, not this file. -->"
+        ),
+        "",
+        *_summary(results),
+        (ROOT / "benchmarks" / "METHOD.md").read_text().strip(),
+        "",
+    ]
+    for name, result in results.items():
+        m = result["machine"]
+        load = ", ".join(f"{x:.2f}" for x in m["load_average_at_start"])
+        shape = result["shape"]
+        lines += [
+            (
+                f"## {name}: {shape['executions']:,} executions × "
+                f"{shape['waves'] * shape['servers_per_wave']} servers "
+                f"({shape['waves']} waves, {shape['jobs']:,} jobs), speed {result['speed']:g}×"
+            ),
+            "",
+            (
+                f"Measured {result['measured_at']} with `{result['command']}` on "
+                f"{m['nproc']} cores ({m['cpu_model']}), {m['memory_gb']} GB, "
+                f"Python {m['python']}; load average at start {load}. "
+                "The machine was shared with other agents' work while this ran."
+            ),
+            "",
+        ]
+        any_tracker = next(iter(result["trackers"].values()))
+        if any_tracker.get("window"):
+            w = any_tracker["window"]
+            lines += [
+                (
+                    f"Steady state: executions started over the previous "
+                    f"{shape['started_over_real_s'] / 60:.0f} real minutes, so every phase is "
+                    f"present at once; figures cover a {w['window_s']:.0f} s window after "
+                    f"{w['warmup_s']:.0f} s of warm-up, not the whole timeline."
+                ),
+                "",
+            ]
+        lines += _tracker_rows(result)
+        lines.append("")
+        targets = _target_lines(name, result)
+        if targets:
+            lines += ["Targets:", "", *targets, ""]
+        figures = figures_of(result)
+        if "ratio_drs_calls" in figures:
+            lines += [
+                (
+                    "Ratios, baseline / drs-poller: DescribeJobs "
+                    f"{figures['ratio_describe_jobs']:.0f}×,"
+                    f" all DRS calls {figures['ratio_drs_calls']:.0f}×, DynamoDB write units "
+                    f"{figures['ratio_write_units']:.1f}×."
+                ),
+                "",
+            ]
+        base = result["trackers"].get("baseline", {}).get("lambda")
+        if base:
+            lines += [
+                (
+                    f"Baseline Lambda: {base['finder_invocations']:,} finder and "
+                    f"{base['poller_invocations']:,} poller invocations, "
+                    f"{base['finder_seconds'] + base['poller_seconds']:,.0f} s of invocation time "
+                    f"(wall clock, loopback calls; poller p50 {_s(base['poller_duration_p50'])},"
+                    f" p99 {_s(base['poller_duration_p99'])}), peak concurrency "
+                    f"{base['peak_concurrency']}, {base['poller_errors']} failed invocations."
+                ),
+                "",
+            ]
+        for plot in made:
+            if plot.startswith(name + "-"):
+                lines += [f"![{plot}](benchmarks/{plot})", ""]
+    lines += _cost_section(results)
+    analysis = ROOT / "benchmarks" / "FINDINGS.md"
+    if analysis.exists():
+        lines += ["", analysis.read_text().strip(), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _summary(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "## At a glance",
+        "",
+        (
+            "| workload | speed | DescribeJobs, baseline / drs-poller | write units, baseline / "
+            "drs-poller | drs-poller lateness p99 | drs-poller detection p99 beyond interval | "
+            "drs-poller CPU | drs-poller peak RSS | final statuses |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, result in results.items():
+        figures = figures_of(result)
+        mine = result["trackers"].get("drs-poller")
+        if not mine:
+            continue
+        statuses = "; ".join(f"{t}: {_final(f, result)}" for t, f in result["trackers"].items())
+        dj = figures.get("ratio_describe_jobs")
+        wu = figures.get("ratio_write_units")
+        lines.append(
+            f"| {name} | {result['speed']:g}× | {'–' if dj is None else f'{dj:.0f}×'} | "
+            f"{'–' if wu is None else f'{wu:.1f}×'} | {_s(figures['lateness_p99'])} | "
+            f"{_s(figures['excess_p99'])} | {mine['cpu_percent_of_core']:.0f} % of a core | "
+            f"{mine['peak_rss_mb']:.0f} MB | {statuses} |"
+        )
+    return [*lines, ""]
+
+
+def _cost_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        (ROOT / "benchmarks" / "PRICES.md").read_text().strip(),
+        "",
+        "| workload | tracker | compute | DynamoDB | total / month |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("W50", "W1k"):
+        result = results.get(name)
+        if not result:
+            continue
+        for tracker, figures in result["trackers"].items():
+            cost = monthly_cost(figures)
+            if tracker == "baseline":
+                compute = (
+                    f"Lambda requests ${cost['lambda_requests']:.2f} + duration "
+                    f"${cost['lambda_duration']:.2f} + EventBridge ${cost['eventbridge']:.2f}"
+                )
+            else:
+                compute = f"Fargate ARM ${cost['fargate']:.2f}"
+            lines.append(
+                f"| {name} | {tracker} | {compute} | ${cost['dynamodb']:.2f} | "
+                f"**${cost['total']:.2f}** |"
+            )
+    return [*lines, ""]
+
+
+def write_report(results_dir: Path) -> Path:
+    results = load(results_dir)
+    made = plots(results)
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(render(results, made))
+    return DOC
+
+
+if __name__ == "__main__":
+    print(write_report(ROOT / "benchmarks" / "results"))  # noqa: T201

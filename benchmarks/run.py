@@ -1,0 +1,498 @@
+"""Run one workload against drs-poller and the baseline, one after the other, and write
+``benchmarks/results/<workload>.json``.
+
+This process hosts the DRS double and the DynamoDB recording proxy; moto server runs
+in its own process, and each tracker in its own subprocess, so that the tracker's CPU
+time and peak RSS (read from /proc) are its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pickle
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+
+from benchmarks import profiles
+from benchmarks.analysis import detection, lateness, percentiles, poll_times, quantiles
+from benchmarks.recording import (
+    DrsRecorder,
+    DynamoRecorder,
+    IndexedDrsDouble,
+    serve_dynamodb_proxy,
+    serve_recorded_drs,
+)
+from benchmarks.workloads import REGIONS, WORKLOADS, Workload, seed_workload
+from drs_poller.clients.dynamodb import to_python, to_wire
+from drs_poller.clock import SystemClock
+from drs_poller.localstack.table import create_table
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+TRACKERS = ("drs-poller", "baseline")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        for line in subprocess.check_output(["lscpu"], text=True).splitlines():  # noqa: S607
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    memory_kb = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kb = int(line.split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+class Proc:
+    """CPU seconds and peak RSS of a process, from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+    def memory_mb(self, field: str) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+@contextlib.asynccontextmanager
+async def moto_process() -> Any:
+    port = _free_port()
+    proc = subprocess.Popen(  # noqa: ASYNC220, S603 - our own interpreter, started before measuring
+        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.2):
+                break
+            await asyncio.sleep(0.05)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # moto server holding gigabytes of table history can be slow to go
+            proc.wait(10)
+
+
+def tracker_command(
+    tracker: str, *, table: str, dynamodb_url: str, drs_url: str, speed: float, summary: Path
+) -> tuple[list[str], dict[str, str]]:
+    env = {
+        **os.environ,
+        "AWS_REGION": REGIONS[0],
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    if tracker == "baseline":
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.baseline",
+            f"--table={table}",
+            f"--dynamodb-url={dynamodb_url}",
+            f"--drs-url={drs_url}",
+            f"--speed={speed}",
+            f"--summary={summary}",
+        ]
+        return command, env
+    # drs-poller as shipped: its defaults, with every interval compressed by the speed
+    # factor (as the fleet test does).
+    settings = {
+        "table_name": table,
+        "dynamodb_endpoint_url": dynamodb_url,
+        "drs_endpoint_url": drs_url,
+        "ec2_endpoint_url": dynamodb_url,  # never called: the scripts give no EC2 ids
+        "metrics_host": LOOPBACK,
+        "metrics_port": 0,
+        "log_format": "json",
+        "log_level": "WARNING",
+        "interval_pending": 45 / speed,
+        "interval_started": 15 / speed,
+        "interval_in_progress": 30 / speed,
+        "interval_post_launch": 30 / speed,
+        "discovery_interval": 30 / speed,
+        "coalesce_window": 2 / speed,
+        "post_launch_grace": 600 / speed,
+        "heartbeat_interval": max(1.0, 300 / speed),
+        "overdue_after": 1800 / speed,
+        "max_execution_age": 4 * 3600 / speed,
+    }
+    env.update({f"DRS_POLLER_{k.upper()}": str(v) for k, v in settings.items()})
+    return [sys.executable, "-m", "drs_poller", "run"], env
+
+
+async def _seed_table(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:
+    wires = [{k: to_wire(v) for k, v in item.items()} for item in items]
+    for start in range(0, len(wires), 25):
+        requests = [{"PutRequest": {"Item": w}} for w in wires[start : start + 25]]
+        pending: dict[str, Any] = {table: requests}
+        while pending:
+            result = await ddb.batch_write_item(RequestItems=pending)
+            pending = result.get("UnprocessedItems") or {}
+
+
+async def _count_polling(ddb: Any, table: str) -> int:
+    total, request = (
+        0,
+        {
+            "TableName": table,
+            "IndexName": "StatusIndex",
+            "Select": "COUNT",
+            "KeyConditionExpression": "#s = :p",
+            "ExpressionAttributeNames": {"#s": "Status"},
+            "ExpressionAttributeValues": {":p": {"S": "POLLING"}},
+        },
+    )
+    while True:
+        page = await ddb.query(**request)
+        total += int(page["Count"])
+        if "LastEvaluatedKey" not in page:
+            return total
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+async def _final_items(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
+    items: dict[str, dict[str, Any]] = {}
+    request: dict[str, Any] = {"TableName": table}
+    while True:
+        page = await ddb.scan(**request)
+        for wire in page.get("Items") or []:
+            item = to_python(wire)
+            items[item["ExecutionId"]] = item
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _per_minute(times: list[float], *, start: float, speed: float) -> list[int]:
+    """Counts per real-scale minute since start."""
+    counts: list[int] = []
+    for at in times:
+        minute = int((at - start) * speed / 60)
+        if minute < 0:
+            continue
+        while len(counts) <= minute:
+            counts.append(0)
+        counts[minute] += 1
+    return counts
+
+
+async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figures, in order
+    tracker: str,
+    *,
+    workload: Workload,
+    speed: float,
+    seed: int,
+    moto_url: str,
+    warmup: float | None,
+    window: float | None,
+    scratch: Path,
+    log: Any,
+    moto_pid: int | None = None,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    session = aioboto3.Session(**CREDENTIALS, region_name=REGIONS[0])
+    double = IndexedDrsDouble(clock=SystemClock())
+    drs_recorder, dynamo_recorder = DrsRecorder(), DynamoRecorder()
+    table = f"bench-{workload.name.lower()}-{tracker}-{uuid.uuid4().hex[:8]}"
+    summary_path = scratch / f"{table}-summary.json"
+    async with (
+        session.client("dynamodb", endpoint_url=moto_url) as ddb,
+        serve_recorded_drs(double, drs_recorder) as drs_url,
+        serve_dynamodb_proxy(moto_url, dynamo_recorder) as dynamodb_url,
+    ):
+        await create_table(ddb, table)
+        log(f"[{tracker}] seeding {workload.executions} executions into {table}")
+        seeded = seed_workload(workload, speed=speed, start=time.time(), seed=seed)
+        await _seed_table(ddb, table, seeded.items)
+        # The scripts start now, after seeding, so both trackers see the same timeline.
+        start = time.time()
+        seeded = seed_workload(workload, speed=speed, start=start, seed=seed)
+        for script in seeded.scripts:
+            double.add_job(script)
+        for item in seeded.items:
+            dynamo_recorder.know({k: to_wire(v) for k, v in item.items()})
+        command, env = tracker_command(
+            tracker,
+            table=table,
+            dynamodb_url=dynamodb_url,
+            drs_url=drs_url,
+            speed=speed,
+            summary=summary_path,
+        )
+        log_path = scratch / f"{table}.log"
+        with log_path.open("w") as out:
+            proc = await asyncio.create_subprocess_exec(
+                *command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            )
+        probe = Proc(proc.pid)
+        longest = (45 * 60 * 1.2 + 1200) / speed + 120
+        deadline = start + (warmup + window if window is not None and warmup else longest)
+        samples: list[tuple[float, float, float]] = []  # (time, cpu s, rss MB)
+        window_bounds: tuple[float, float] | None = None
+        window_cpu: float | None = None
+        remaining = workload.executions
+        spies: dict[str, Any] = {}
+
+        def spy() -> None:
+            if profile is None:
+                return
+            seconds = window if window is not None else longest
+            pids = {"tracker": proc.pid, "moto": moto_pid, "bench": os.getpid()}
+            for role, pid in pids.items():
+                if pid is not None:
+                    path = profile / f"{workload.name}-{tracker}-{role}.txt"
+                    spies[role] = profiles.start(pid=pid, path=path, seconds=seconds)
+
+        if window is None:
+            spy()
+        try:
+            while time.time() < deadline and proc.returncode is None:
+                await asyncio.sleep(1.0)
+                now = time.time()
+                samples.append((now - start, probe.cpu_seconds(), probe.memory_mb("VmRSS")))
+                if window is not None and warmup is not None:
+                    if window_bounds is None and now - start >= warmup:
+                        window_bounds = (now, now + window)
+                        window_cpu = probe.cpu_seconds()
+                        spy()
+                        log(f"[{tracker}] steady-state window starts ({window:.0f} s)")
+                    continue
+                if int(now - start) % 3 == 0:
+                    remaining = await _count_polling(ddb, table)
+                    if remaining == 0:
+                        break
+            if proc.returncode is not None:
+                raise RuntimeError(f"{tracker} exited early; see {log_path}")
+            ended = time.time()
+            cpu = probe.cpu_seconds()
+            peak_rss = probe.memory_mb("VmHWM")
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            for running in spies.values():
+                if running is not None and running.poll() is None:
+                    running.send_signal(signal.SIGINT)
+            for running in spies.values():
+                if running is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        running.wait(30)
+        finals = await _final_items(ddb, table)
+        await ddb.delete_table(TableName=table)
+
+    elapsed = ended - start
+    # The raw records, to re-analyse a run without rerunning it (git ignores logs/).
+    with (scratch / f"{table}-records.pickle").open("wb") as raw:
+        pickle.dump(
+            {
+                "workload": workload.name,
+                "speed": speed,
+                "seed": seed,
+                "start": start,
+                "ended": ended,
+                "drs_calls": drs_recorder.calls,
+                "dynamodb_calls": dynamo_recorder.calls,
+                "writes": dynamo_recorder.writes,
+            },
+            raw,
+        )
+    measured = window_bounds or (start, ended)
+    measured_seconds = measured[1] - measured[0] if window_bounds else elapsed
+    if window_bounds is not None and window_cpu is not None:
+        cpu_measured = cpu - window_cpu
+        window_bounds = (window_bounds[0], min(window_bounds[1], ended))
+    else:
+        cpu_measured = cpu
+
+    def in_measured(at: float) -> bool:
+        return window_bounds is None or window_bounds[0] <= at <= window_bounds[1]
+
+    drs_calls = [c for c in drs_recorder.calls if in_measured(c.at)]
+    dynamo_calls = [c for c in dynamo_recorder.calls if in_measured(c.started)]
+    real_hours = measured_seconds * speed / 3600
+    wrong = {
+        execution_id: {
+            "expected": status,
+            "got": finals.get(execution_id, {}).get("Status"),
+            "error": finals.get(execution_id, {}).get("ErrorMessage"),
+        }
+        for execution_id, status in seeded.expected.items()
+        if finals.get(execution_id, {}).get("Status") not in (status, "POLLING")
+        or (window_bounds is None and finals.get(execution_id, {}).get("Status") != status)
+    }
+    finished = sum(
+        1 for e in seeded.expected if finals.get(e, {}).get("Status") not in (None, "POLLING")
+    )
+    polls = poll_times(seeded, drs_recorder.calls)
+    late = lateness(seeded, polls, speed=speed, window=window_bounds)
+    ops: dict[str, int] = {}
+    for call in drs_calls:
+        ops[call.operation] = ops.get(call.operation, 0) + 1
+    dynamo_ops: dict[str, int] = {}
+    for dcall in dynamo_calls:
+        dynamo_ops[dcall.operation] = dynamo_ops.get(dcall.operation, 0) + 1
+    read_units = sum(c.read_units for c in dynamo_calls)
+    table_writes = sum(c.table_write_units for c in dynamo_calls)
+    index_writes = sum(c.index_write_units for c in dynamo_calls)
+    figures: dict[str, Any] = {
+        "tracker": tracker,
+        "executions": workload.executions,
+        "servers": workload.executions * workload.servers,
+        "elapsed_wall_s": round(elapsed, 2),
+        "measured_wall_s": round(measured_seconds, 2),
+        "measured_real_scale_h": round(real_hours, 4),
+        "window": None if window_bounds is None else {"warmup_s": warmup, "window_s": window},
+        "finished_executions": finished,
+        "wrong_final_statuses": wrong,
+        "void": bool(wrong),
+        "drs_calls": {
+            "describe_jobs": ops.get("DescribeJobs", 0),
+            "all": len(drs_calls),
+            "by_operation": ops,
+        },
+        "dynamodb": {
+            "requests": dynamo_ops,
+            "read_units": read_units,
+            "table_write_units": table_writes,
+            "index_write_units": index_writes,
+            "write_units": table_writes + index_writes,
+            "unpriced_operations": dict(dynamo_recorder.unpriced),
+        },
+        "per_real_hour": {
+            "describe_jobs": ops.get("DescribeJobs", 0) / real_hours,
+            "drs_calls": len(drs_calls) / real_hours,
+            "read_units": read_units / real_hours,
+            "write_units": (table_writes + index_writes) / real_hours,
+        },
+        "lateness_real_s": {**quantiles(late), "percentiles": percentiles(late)},
+        "detection_real_s": detection(
+            seeded, dynamo_recorder.writes, polls, speed=speed, window=window_bounds
+        ),
+        "polls": sum(len(times) for times in polls.values()),
+        "cpu_seconds": round(cpu_measured, 2),
+        "cpu_percent_of_core": round(100 * cpu_measured / measured_seconds, 1),
+        "peak_rss_mb": round(peak_rss, 1),
+        "series": {
+            "describe_jobs_per_real_minute": _per_minute(
+                [c.at for c in drs_recorder.calls if c.operation == "DescribeJobs"],
+                start=start,
+                speed=speed,
+            ),
+            "drs_calls_per_real_minute": _per_minute(
+                [c.at for c in drs_recorder.calls], start=start, speed=speed
+            ),
+            "resources": [(round(t, 1), round(c, 2), round(r, 1)) for t, c, r in samples[::5]],
+        },
+        "log": str(log_path),
+    }
+    if profile is not None:
+        figures["profiles"] = {
+            role: profiles.summarise(profile / f"{workload.name}-{tracker}-{role}.txt")
+            for role in spies
+            if (profile / f"{workload.name}-{tracker}-{role}.txt").exists()
+        }
+    if tracker == "baseline" and summary_path.exists():
+        figures["lambda"] = json.loads(summary_path.read_text())
+    log(
+        f"[{tracker}] done in {elapsed:.0f} s: DescribeJobs {ops.get('DescribeJobs', 0)}, "
+        f"write units {table_writes + index_writes}, "
+        f"lateness p99 {figures['lateness_real_s']['p99']}, wrong {len(wrong)}"
+    )
+    return figures
+
+
+async def run_workload(
+    name: str,
+    *,
+    speed: float,
+    seed: int,
+    trackers: tuple[str, ...],
+    out: Path,
+    warmup: float | None = None,
+    window: float | None = None,
+    command: str = "",
+    log: Any = print,
+    profile: bool = False,
+) -> dict[str, Any]:
+    workload = WORKLOADS[name]
+    scratch = out / "logs"
+    scratch.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "workload": name,
+        "shape": {
+            "executions": workload.executions,
+            "waves": workload.waves,
+            "servers_per_wave": workload.servers_per_wave,
+            "jobs": workload.executions * workload.servers,
+            "started_over_real_s": workload.started_over,
+        },
+        "speed": speed,
+        "seed": seed,
+        "command": command,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "trackers": {},
+    }
+    path = out / f"{name}.json"
+    async with moto_process() as (moto_url, moto):
+        for tracker in trackers:
+            result["trackers"][tracker] = await run_tracker(
+                tracker,
+                workload=workload,
+                speed=speed,
+                seed=seed,
+                moto_url=moto_url,
+                warmup=warmup,
+                window=window,
+                scratch=scratch,
+                log=log,
+                moto_pid=moto.pid,
+                profile=out / "profiles" if profile else None,
+            )
+            path.write_text(json.dumps(result, indent=1))  # each tracker's figures, at once
+    log(f"wrote {path}")
+    return result

@@ -1,0 +1,59 @@
+"""The benchmark's indexed DRS double answers exactly as the project's double does."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.recording import IndexedDrsDouble
+from drs_poller.clock import ManualClock
+from drs_poller.simulator.service import DrsDouble
+from drs_poller.simulator.timelines import JobScript, ServerScript, standard_timeline
+
+REGION = "us-east-1"
+
+
+def _doubles():
+    clock = ManualClock(start=1_800_000_000.0)
+    doubles = (DrsDouble(clock=clock, page_size=2), IndexedDrsDouble(clock=clock, page_size=2))
+    for n in range(6):
+        sid, jid = f"s-{n:017d}", f"drsjob-{n:017d}"
+        script = JobScript(
+            job_id=jid,
+            region=REGION if n % 3 else "us-west-2",
+            is_drill=bool(n % 2),
+            created_at=clock.time() + (100 if n == 5 else -n),  # job 5 does not exist yet
+            servers=(ServerScript(sid, recovery_instance_id=f"i-{n:017d}"),),
+            timeline=standard_timeline([sid], pending=10, started=5, launching=10),
+        )
+        for double in doubles:
+            double.add_job(script)
+    clock.advance(30)  # every existing job has launched
+    return doubles
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"filters": {"jobIDs": [f"drsjob-{n:017d}" for n in (4, 1, 2, 5, 0, 9)]}},
+        {"filters": {"jobIDs": [f"drsjob-{n:017d}" for n in (2, 1)]}, "maxResults": 1},
+        {},
+    ],
+)
+def test_describe_jobs_answers_match(body):
+    stock, indexed = _doubles()
+    assert indexed.describe_jobs(REGION, dict(body)) == stock.describe_jobs(REGION, dict(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"filters": {"recoveryInstanceIDs": [f"i-{n:017d}" for n in (4, 1, 2, 5, 0)]}},
+        {"filters": {"recoveryInstanceIDs": ["i-00000000000000001"]}},
+        {},
+    ],
+)
+def test_describe_recovery_instances_answers_match(body):
+    stock, indexed = _doubles()
+    assert indexed.describe_recovery_instances(
+        REGION, dict(body)
+    ) == stock.describe_recovery_instances(REGION, dict(body))

@@ -1,0 +1,103 @@
+"""The benchmark's DynamoDB pricing: item sizes by DynamoDB's rules, and the request units
+the recording proxy charges, StatusIndex amplification included."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.recording import DynamoRecorder
+from benchmarks.sizes import item_size, number_size, read_units, value_size, write_units
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("0", 2),  # one significant digit
+        ("7", 2),
+        ("12", 2),
+        ("123", 3),
+        ("-12.50", 3),  # sign and trailing zero do not count: 1, 2, 5
+        ("1800000000.123", 8),  # 13 significant digits
+        ("0.001", 2),
+    ],
+)
+def test_number_sizes(text, size):
+    assert number_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [
+        ({"S": "héllo"}, 6),  # UTF-8 bytes
+        ({"BOOL": True}, 1),
+        ({"NULL": True}, 1),
+        ({"B": "AAEC"}, 3),  # raw bytes, not base64 characters
+        ({"L": []}, 3),
+        ({"L": [{"S": "ab"}, {"N": "1"}]}, 3 + (1 + 2) + (1 + 2)),
+        ({"M": {"k": {"S": "v"}}}, 3 + 1 + 1 + 1),
+        ({"SS": ["a", "bc"]}, 3),
+    ],
+)
+def test_value_sizes(value, size):
+    assert value_size(value) == size
+
+
+def test_item_size_counts_attribute_names():
+    assert item_size({"Status": {"S": "POLLING"}, "N": {"N": "12"}}) == 6 + 7 + 1 + 2
+
+
+@pytest.mark.parametrize(
+    ("size", "units"), [(0, 1), (1, 1), (1024, 1), (1025, 2), (3 * 1024 + 1, 4)]
+)
+def test_write_units_per_started_kilobyte(size, units):
+    assert write_units(size) == units
+
+
+@pytest.mark.parametrize(
+    ("size", "consistent", "units"),
+    [(0, False, 0.5), (4096, False, 0.5), (4097, False, 1.0), (4097, True, 2.0)],
+)
+def test_read_units_per_started_4kb_block(size, consistent, units):
+    assert read_units(size, consistent=consistent) == units
+
+
+def _item(status: str, padding: int) -> dict:
+    return {
+        "ExecutionId": {"S": "e-1"},
+        "PlanId": {"S": "p"},
+        "Status": {"S": status},
+        "StartTime": {"N": "1"},
+        "Pad": {"S": "x" * padding},
+    }
+
+
+KEY = {"ExecutionId": {"S": "e-1"}, "PlanId": {"S": "p"}}
+
+
+def test_update_charges_larger_of_before_and_after_plus_one_index_put():
+    recorder = DynamoRecorder()
+    recorder.know(_item("POLLING", 2000))  # about 2 KB before
+    request = {"Key": KEY}
+    priced = recorder.price("UpdateItem", request, 200, {"Attributes": _item("POLLING", 100)})
+    assert priced == (0.0, 2, 1)  # table: max(2 KB, 0.1 KB); index: put of the new entry
+
+
+def test_status_change_deletes_and_puts_the_index_entry():
+    recorder = DynamoRecorder()
+    recorder.know(_item("POLLING", 1500))
+    priced = recorder.price("UpdateItem", {"Key": KEY}, 200, {"Attributes": _item("DONE", 1500)})
+    assert priced == (0.0, 2, 4)  # index: delete 2 units + put 2 units
+
+
+def test_failed_condition_costs_the_existing_item():
+    recorder = DynamoRecorder()
+    recorder.know(_item("POLLING", 2500))
+    failure = {"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"}
+    assert recorder.price("UpdateItem", {"Key": KEY}, 400, failure) == (0.0, 3, 0)
+
+
+def test_gsi_query_is_eventually_consistent_and_sums_the_page():
+    recorder = DynamoRecorder()
+    page = {"Items": [_item("POLLING", 3000), _item("POLLING", 3000)]}
+    units, _, _ = recorder.price("Query", {"IndexName": "StatusIndex"}, 200, page)
+    assert units == 1.0  # about 6 KB in one page: two 4 KB blocks, halved
