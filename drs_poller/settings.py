@@ -189,7 +189,13 @@ class Settings(BaseSettings):
         default=16, ge=1, le=1024, description="DynamoDB writes in flight at once."
     )
     max_inflight_batches: int = Field(
-        default=4, ge=1, le=64, description="Poll batches in flight at once (the worker pool)."
+        default=4,
+        ge=1,
+        le=64,
+        description=(
+            "Poll batches waiting for DRS at once (the worker pool); a batch's writes go on"
+            " after DRS has answered."
+        ),
     )
     backoff_base: float = Field(
         default=0.5, gt=0, le=60, description="Seconds. First retry delay ceiling (full jitter)."

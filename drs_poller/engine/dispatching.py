@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import TYPE_CHECKING
 
 import structlog
@@ -22,6 +23,19 @@ log = structlog.get_logger("drs_poller.dispatch")
 
 # The loop turns at least this often, so /healthz sees it alive while idle.
 IDLE_TURN = 1.0
+
+
+class _Slot:
+    """A batch's dispatch slot, released once: when DRS has answered, or at the end."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
 
 
 class Dispatcher:
@@ -80,12 +94,14 @@ class Dispatcher:
                 self._slots.release()
                 continue
             self._batches += 1
+            slot = _Slot(self._slots)
             task = asyncio.create_task(
-                self.poller.poll_batch(batch), name=f"poll batch {self._batches}"
+                self.poller.poll_batch(batch, observed=slot.release),
+                name=f"poll batch {self._batches}",
             )
             self.inflight.add(task)
             self.metrics.inflight_batches.set(len(self.inflight))
-            task.add_done_callback(self._reap)
+            task.add_done_callback(functools.partial(self._reap, slot))
 
     async def _acquire_slot(self) -> bool:
         """Wait for a free batch slot, still turning (and beating) while every slot is
@@ -103,10 +119,11 @@ class Dispatcher:
             return True
         return False
 
-    def _reap(self, task: asyncio.Task[None]) -> None:
-        """Release the slot and surface the error of a finished batch (arq's reaping)."""
+    def _reap(self, slot: _Slot, task: asyncio.Task[None]) -> None:
+        """Release the slot (if DRS never answered) and surface the error of a finished
+        batch (arq's reaping)."""
         self.inflight.discard(task)
-        self._slots.release()
+        slot.release()
         self.metrics.inflight_batches.set(len(self.inflight))
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("poll batch crashed", task=task.get_name(), error=repr(error), exc_info=error)

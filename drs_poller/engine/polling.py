@@ -36,6 +36,8 @@ from drs_poller.engine.tracking import Tracked, queue_key
 from drs_poller.observability.logs import bind_execution
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from drs_poller.clients.drs import DrsAdapter
     from drs_poller.clients.dynamodb import ExecutionStore
     from drs_poller.clients.ec2 import Ec2Adapter
@@ -88,7 +90,16 @@ class Poller:
     def policy(self) -> Policy:
         return self.state.policy
 
-    async def poll_batch(self, batch: list[Due]) -> None:
+    async def poll_batch(
+        self, batch: list[Due], *, observed: Callable[[], None] = lambda: None
+    ) -> None:
+        """Poll ``batch``: ask DRS (and EC2) once, then decide and write each execution.
+
+        ``observed`` is called once DRS has answered: the dispatcher frees the batch's
+        slot then, so that slow writes (a throttled table) do not stop the polling of
+        other executions. The writes still run in this task, bounded by the write
+        semaphore, and an execution is not polled again until its own write is done.
+        """
         started = self.clock.monotonic()
         members: list[Tracked] = []
         for entry in batch:
@@ -106,6 +117,7 @@ class Poller:
             instances, reasons = await asyncio.gather(
                 self._describe_instances(members, jobs), self._explain_failures(members, jobs)
             )
+            observed()
             now = self.clock.time()
             await asyncio.gather(
                 *(
