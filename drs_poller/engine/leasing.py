@@ -1,12 +1,13 @@
 """The keeper of leases: renews this replica's lease, reads the group's, and rebalances.
 
-Every ``lease_time / 3`` it bumps its own counter, then reads every entry of the
-group and hands :class:`~drs_poller.core.ownership.Membership` what it saw. The
-members that come out decide, by rendezvous hashing, which executions this
-replica polls (:meth:`EngineState.rebalance`). A peer that crashed is dropped
-once its counter stood still for ``lease_time`` on our clock; one that shut down
-released its entry and is dropped at the next read. Take-over needs no write:
-the executions' items are already in memory from the last discovery.
+Every tick it bumps its own counter, then reads every entry of the group and hands
+:class:`~drs_poller.core.ownership.Membership` what it saw. The members that come out
+decide, by rendezvous hashing, which work shards (a region's executions, split only
+past ``SHARD_JOBS`` jobs) this replica polls (:meth:`EngineState.rebalance`). A
+peer that crashed is dropped once its counter stood still for ``lease_time`` on our
+clock; one that shut down released its entry and is dropped at the next read.
+Take-over needs no write: the executions' items are already in memory from the last
+discovery.
 
 Reads come right after each renewal (every third of the lease time, or half a
 discovery interval if that is shorter), so a crash is taken over within the lease
