@@ -118,6 +118,20 @@ _REGION = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/")
 
 
 @asynccontextmanager
+async def _serve(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a free loopback port, until the block ends."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, LOOPBACK, 0, backlog=1024)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
 async def serve_recorded_drs(double: DrsDouble, recorder: DrsRecorder) -> AsyncIterator[str]:
     """The DRS double over HTTP, every call recorded with the job ids it asked about."""
 
@@ -141,15 +155,8 @@ async def serve_recorded_drs(double: DrsDouble, recorder: DrsRecorder) -> AsyncI
 
     app = build_app(double)
     app.middlewares.append(record)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, LOOPBACK, 0, backlog=1024)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with _serve(app) as url:
+        yield url
 
 
 # ---------------------------------------------------------------------- DynamoDB
@@ -330,12 +337,5 @@ async def serve_dynamodb_proxy(moto_url: str, recorder: DynamoRecorder) -> Async
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", forward)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, LOOPBACK, 0, backlog=1024)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            yield f"http://{host}:{port}"
-        finally:
-            await runner.cleanup()
+        async with _serve(app) as url:
+            yield url
