@@ -43,6 +43,7 @@ class Replicas:
     stopped: list[DaemonProcess] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     exit_codes: list[int] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
     incarnations: int = 0
 
     async def start(self, slot: str) -> None:
@@ -70,7 +71,10 @@ class Replicas:
 
     async def terminate(self, slot: str) -> None:
         daemon = self.running.pop(slot)
-        self.exit_codes.append(await daemon.stop(signal.SIGTERM, within=15))
+        code = await daemon.stop(signal.SIGTERM, within=15)
+        self.exit_codes.append(code)
+        if code != 0:
+            self.failures.append(f"SIGTERM {slot}: exit {code}\n" + "\n".join(daemon.raw[-15:]))
         self.stopped.append(daemon)
         self.actions.append(f"SIGTERM {slot}")
 
@@ -87,6 +91,10 @@ class Replicas:
                 await self.terminate(slot)
             budget -= 1
             await asyncio.sleep(rng.uniform(0.2, 2.0))
+            if until.is_set():
+                # Not a replica started only to be stopped before Python has even run
+                # (no process can handle a signal in its first milliseconds).
+                return
             await self.start(slot)
             self.actions.append(f"start {slot}")
 
@@ -204,7 +212,7 @@ async def test_chaos_three_replicas_killed_stopped_and_restarted(live_world):
     assert not wrong, wrong
     assert not moves, moves
     assert not history_problems(finals)
-    assert all(code == 0 for code in replicas.exit_codes), replicas.exit_codes
+    assert not replicas.failures, "\n\n".join(replicas.failures)
     assert sum(a.startswith("SIGKILL") for a in replicas.actions) >= 2
     assert sum(a.startswith("SIGTERM") for a in replicas.actions) >= 2
     ratio = describe_jobs_three / describe_jobs_one
