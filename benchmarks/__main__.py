@@ -14,7 +14,7 @@ from benchmarks.workloads import WORKLOADS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Speeds a workload runs at unless --speed says otherwise (see README: why these).
-DEFAULT_SPEEDS = {"W50": 20.0, "W1k": 4.0, "W10k": 1.0}
+DEFAULT_SPEEDS = {"W50": 20.0, "W1k": 2.0, "W10k": 1.0}
 
 
 def _positive(text: str) -> float:

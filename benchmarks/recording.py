@@ -216,15 +216,28 @@ class DynamoRecorder:
         key = (item["ExecutionId"]["S"], item["PlanId"]["S"])
         self._items[key] = _Shadow(item_size(item), _status(item), _indexed(item))
 
+    def _whole_size(self, projected: dict[str, Any]) -> int:
+        """The size of the item a projected copy came from (the copy's own size if the
+        item was never seen whole)."""
+        try:
+            shadow = self._items.get(self.key_of(projected))
+        except KeyError:
+            shadow = None
+        return shadow.size if shadow is not None else item_size(projected)
+
     def price(  # noqa: C901 - one branch per DynamoDB operation
         self, operation: str, request: dict[str, Any], status: int, response: dict[str, Any]
     ) -> tuple[float, int, int]:
         if operation in ("Query", "Scan"):
             items = response.get("Items") or []
-            for item in items:
-                if "ExecutionId" in item and "PlanId" in item:
-                    self.know(item)
-            total = sum(item_size(item) for item in items)
+            if "ProjectionExpression" in request:
+                # DynamoDB charges the whole item read, not the attributes projected.
+                total = sum(self._whole_size(item) for item in items)
+            else:
+                for item in items:
+                    if "ExecutionId" in item and "PlanId" in item:
+                        self.know(item)
+                total = sum(item_size(item) for item in items)
             consistent = bool(request.get("ConsistentRead")) and "IndexName" not in request
             return read_units(total, consistent=consistent), 0, 0
         if operation == "GetItem":

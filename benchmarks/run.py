@@ -152,6 +152,7 @@ def tracker_command(
         "interval_in_progress": 30 / speed,
         "interval_post_launch": 30 / speed,
         "discovery_interval": 30 / speed,
+        "full_discovery_interval": 300 / speed,
         "coalesce_window": 2 / speed,
         "post_launch_grace": 600 / speed,
         "heartbeat_interval": max(1.0, 300 / speed),

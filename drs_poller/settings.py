@@ -113,6 +113,16 @@ class Settings(BaseSettings):
     discovery_interval: float = Field(
         default=30.0, gt=0, le=3600, description="Seconds between StatusIndex queries."
     )
+    full_discovery_interval: float = Field(
+        default=300.0,
+        ge=0,
+        le=86400,
+        description=(
+            "Seconds between discovery passes that read every POLLING item whole; the "
+            "passes between read each item's key and PollerRevision only, and GetItem "
+            "just the new, peer-written or waiting ones. 0: every pass reads whole items."
+        ),
+    )
     coalesce_window: float = Field(
         default=2.0,
         ge=0,

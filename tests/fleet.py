@@ -129,6 +129,7 @@ def compressed_settings(speed: float) -> dict[str, float]:
         "interval_in_progress": 30 / speed,
         "interval_post_launch": 30 / speed,
         "discovery_interval": 30 / speed,
+        "full_discovery_interval": 300 / speed,
         "coalesce_window": 2 / speed,
         "post_launch_grace": 600 / speed,
         "heartbeat_interval": 300 / speed,

@@ -6,12 +6,13 @@ attempt it never acts on DynamoDB's ``x-amz-crc32``: a truncated StatusIndex pag
 would read as "no executions", a truncated DescribeJobs as "no such jobs". A damaged
 body raises :class:`DamagedResponseError` instead, which the caller retries.
 
-The same hook hands over the big lists of the two calls that dominate the daemon's
-CPU as ``json.loads`` made them: a DynamoDB Query page's ``Items`` (the wire form
-already is the attribute-value form botocore produces, binary aside) and a DRS
-DescribeJobs page's ``items`` (strings, lists and maps only: what botocore would give,
-plus any member the model does not know, which the parser ignores). botocore's
-shape-driven parser spent about five times as long on them as ``json.loads``.
+The same hook hands over the big members of the calls that dominate the daemon's
+CPU as ``json.loads`` made them: a DynamoDB Query page's ``Items`` and a GetItem's
+``Item`` (the wire form already is the attribute-value form botocore produces, binary
+aside), and a DRS DescribeJobs page's ``items`` (strings, lists and maps only: what
+botocore would give, plus any member the model does not know, which the parser
+ignores). botocore's shape-driven parser spent about five times as long on them as
+``json.loads``.
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ class DamagedResponseError(BotoCoreError):
 
 _JSON_PROTOCOLS = frozenset({"json", "rest-json"})
 _BINARY_MARKERS = (b'"B":', b'"BS":')
-# (service, operation) -> the list member handed over as json.loads made it.
-_FAST_LISTS = {("dynamodb", "Query"): "Items", ("drs", "DescribeJobs"): "items"}
+# (service, operation) -> the member handed over as json.loads made it.
+_FAST_MEMBERS = {
+    ("dynamodb", "Query"): "Items",
+    ("dynamodb", "GetItem"): "Item",
+    ("drs", "DescribeJobs"): "items",
+}
 
 
 def check_response_body(
@@ -82,10 +87,10 @@ def check_response_body(
         raise DamagedResponseError(operation=operation, problem="body is not JSON") from None
     if not isinstance(parsed, dict):
         raise DamagedResponseError(operation=operation, problem="body is not a JSON object")
-    member = _FAST_LISTS.get((operation_model.service_model.service_name, operation_model.name))
+    member = _FAST_MEMBERS.get((operation_model.service_model.service_name, operation_model.name))
     if (
         member is not None
-        and isinstance(parsed.get(member), list)
+        and isinstance(parsed.get(member), list | dict)
         and not any(marker in body for marker in _BINARY_MARKERS)
     ):
         customized_response_dict[member] = parsed.pop(member)

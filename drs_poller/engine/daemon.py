@@ -196,7 +196,9 @@ class Daemon:
             health=self.health,
             clock=self.clock,
             interval=settings.discovery_interval,
+            full_interval=settings.full_discovery_interval,
             jobs_per_shard=settings.shard_jobs,
+            fetch_concurrency=settings.max_concurrent_writes,
         )
         self.dispatcher = Dispatcher(
             state=self.state,

@@ -1,7 +1,8 @@
 """What the daemon knows about each execution it tracks, between polls.
 
-The item cache is fed by discovery (the StatusIndex projects whole items) and by
-the daemon's own writes (what was read plus what was written). A poll decides from
+The item cache is fed by discovery (whole items from the StatusIndex, or a GetItem
+when a lean pass finds an item new or changed) and by the daemon's own writes (what
+was read plus what was written). A poll decides from
 the cache; when the cache is stale the conditional write fails and hands back the
 current item.
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drs_poller.clients.dynamodb import REVISION
+from drs_poller.core.completion import Outcome, server_outcome
 from drs_poller.core.models import Execution, MalformedItemError, parse_execution
 
 
@@ -38,6 +40,9 @@ class Tracked:
     dropped: bool = False
     overdue_reported: bool = False
     newer_item: dict[str, Any] | None = None  # offered by discovery while a poll was in flight
+    # Another writer must act before this execution can finish: a server not started yet
+    # (a later wave's job ids come from the initiator), or an item we cannot parse.
+    awaits_writer: bool = False
 
     def __post_init__(self) -> None:
         self.load(self.item)
@@ -56,6 +61,14 @@ class Tracked:
             self.execution, self.problem = parse_execution(item), None
         except MalformedItemError as problem:
             self.execution, self.problem = None, problem
+            self.awaits_writer = True
+            return
+        execution = self.execution
+        self.awaits_writer = any(
+            server_outcome(server, execution.mode_of(wave)) is Outcome.NOT_STARTED
+            for wave in execution.waves
+            for server in wave.servers
+        )
 
     def offer(self, item: dict[str, Any]) -> bool:
         """Take a copy from discovery unless it is older than what we hold. The GSI is

@@ -169,6 +169,7 @@ def demo_settings(*, table_name: str, stack: LocalStack, speed: float, deadline:
         interval_in_progress=interval(30),
         interval_post_launch=interval(30),
         discovery_interval=max(0.5, 30 / speed),
+        full_discovery_interval=max(5.0, 300 / speed),
         post_launch_grace=REAL_POST_LAUNCH_GRACE / speed,
         overdue_after=1800 / speed,
         max_execution_age=max(43_200 / speed, 2 * deadline),

@@ -101,3 +101,15 @@ def test_gsi_query_is_eventually_consistent_and_sums_the_page():
     page = {"Items": [_item("POLLING", 3000), _item("POLLING", 3000)]}
     units, _, _ = recorder.price("Query", {"IndexName": "StatusIndex"}, 200, page)
     assert units == 1.0  # about 6 KB in one page: two 4 KB blocks, halved
+
+
+def test_a_projected_query_is_charged_for_the_whole_items_and_forgets_no_size():
+    recorder = DynamoRecorder()
+    recorder.know(_item("POLLING", 7000))
+    projected = {"Items": [{"ExecutionId": {"S": "e-1"}, "PlanId": {"S": "p"}}]}
+    request = {"IndexName": "StatusIndex", "ProjectionExpression": "ExecutionId, PlanId"}
+    units, _, _ = recorder.price("Query", request, 200, projected)
+    assert units == 1.0  # about 7 KB read: two 4 KB blocks, halved
+    # The whole item's size is still what the next write is priced from.
+    priced = recorder.price("UpdateItem", {"Key": KEY}, 200, {"Attributes": _item("POLLING", 10)})
+    assert priced[1] == 7
