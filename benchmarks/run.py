@@ -94,7 +94,7 @@ class Proc:
 async def moto_process() -> Any:
     port = _free_port()
     proc = subprocess.Popen(  # noqa: ASYNC220, S603 - our own interpreter, started before measuring
-        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+        [sys.executable, "-m", "benchmarks.moto_server", "-H", LOOPBACK, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
