@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.types import Binary, TypeSerializer
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, Binary, TypeSerializer
 from botocore.exceptions import ClientError
 
 from drs_poller.clients.paging import paginate
@@ -92,6 +92,24 @@ def item_key(key: tuple[str, str]) -> dict[str, Any]:
 
 
 def to_wire(value: Any) -> dict[str, Any]:
+    """A value in its wire form, as boto3's ``TypeSerializer`` gives it, faster for the
+    types an execution item is made of: every write sends the Waves twice (the new value
+    and the condition's), and ``TypeSerializer`` tries each type in turn for every member."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is dict:
+        return {"M": {name: to_wire(member) for name, member in value.items()}}
+    if kind is list:
+        return {"L": [to_wire(member) for member in value]}
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is Decimal or kind is int:
+        # The same rounding and limits as boto3 (38 digits, no NaN or Infinity).
+        number = str(DYNAMODB_CONTEXT.create_decimal(value))
+        if number in ("Infinity", "NaN"):
+            raise TypeError("Infinity and NaN not supported")
+        return {"N": number}
     wire: dict[str, Any] = _serializer.serialize(value)
     return wire
 

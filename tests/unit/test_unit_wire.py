@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+from decimal import Decimal
 
 import pytest
-from boto3.dynamodb.types import TypeDeserializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from drs_poller.clients.dynamodb import to_python, to_wire
+from drs_poller.core.models import ExecutionStatus
 
 WIRE = {
     "s": {"S": "text"},
@@ -41,3 +43,51 @@ def test_binary_straight_from_json_is_base64_decoded():
 def test_an_unknown_type_is_an_error_not_a_guess():
     with pytest.raises(ValueError, match="unknown DynamoDB attribute type 'X'"):
         to_python({"x": {"X": "?"}})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "text",
+        "",
+        True,
+        False,
+        0,
+        -7,
+        12345678901234567890123456789012345678,
+        Decimal("1800000000.125"),
+        Decimal("-0.5"),
+        Decimal("1E+3"),
+        None,
+        {"a", "b"},
+        {Decimal(1), 2},
+        Binary(b"\x00"),
+        b"\x01",
+        [],
+        {},
+        ("tuple", 1),
+        ExecutionStatus.POLLING,
+        {"Waves": [{"Servers": [{"Status": "LAUNCHED", "N": Decimal("1.5"), "B": None}]}]},
+    ],
+    ids=repr,
+)
+def test_to_wire_matches_boto3(value):
+    assert to_wire(value) == TypeSerializer().serialize(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1.5,
+        Decimal("NaN"),
+        Decimal("Infinity"),
+        10**40,
+        Decimal("1.000000000000000000000000000000000000001"),
+    ],
+)
+def test_to_wire_rejects_what_boto3_rejects(value):
+    with pytest.raises((TypeError, ArithmeticError)) as ours:
+        to_wire(value)
+    with pytest.raises((TypeError, ArithmeticError)) as boto3s:
+        TypeSerializer().serialize(value)
+    assert type(ours.value) is type(boto3s.value)
