@@ -272,7 +272,8 @@ def render(results: dict[str, dict[str, Any]], made: list[str]) -> str:
                 f"Measured {result['measured_at']} with `{result['command']}` on "
                 f"{m['nproc']} cores ({m['cpu_model']}), {m['memory_gb']} GB, "
                 f"Python {m['python']}; load average at start {load}. "
-                "The machine was shared with other agents' work while this ran."
+                "No other test or benchmark ran on the machine meanwhile; the load "
+                "average includes work that ended just before."
             ),
             "",
         ]
