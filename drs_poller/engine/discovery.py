@@ -17,6 +17,8 @@ from drs_poller.core.ownership import home_region, job_count, shard_counts
 from drs_poller.engine.tracking import key_of, queue_key
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from drs_poller.clients.dynamodb import ExecutionStore
     from drs_poller.clock import Clock
     from drs_poller.engine.state import EngineState
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("drs_poller.discovery")
 
+Item = dict[str, Any]
 # What discovery has for a POLLING item: its key, an item, and whether that item was
 # read whole in this pass (else it is the copy held, or, for an execution that just
 # finished, the lean item).
@@ -113,20 +116,24 @@ class Discoverer:
         self.state.refresh_gauges(wall=self.clock.time())
         return len(seen)
 
+    async def _polling(self, *, lean: bool) -> AsyncIterator[tuple[tuple[str, str], str, Item]]:
+        """Every POLLING item of the StatusIndex with its key and queue name, page by page
+        (a page is freed once its items are taken)."""
+        async for page in self.store.query_polling(lean=lean):
+            for item in page:
+                key = self._key(item)
+                if key is not None:
+                    yield key, queue_key(*key), item
+
     async def _read_whole(self) -> tuple[dict[str, _Seen], list[tuple[str, str]]]:
         state = self.state
         seen: dict[str, _Seen] = {}
-        async for page in self.store.query_polling():
-            for item in page:
-                key = self._key(item)
-                if key is None:
-                    continue
-                name = queue_key(*key)
-                tracked = state.tracked.get(name)
-                held = tracked.item if tracked is not None else state.others.get(name)
-                # Keep one copy of an unchanged item: the page's copy is freed with the
-                # page, so a full pass does not hold every item twice at its peak.
-                seen[name] = (key, held if held == item else item, True)
+        async for key, name, item in self._polling(lean=False):
+            tracked = state.tracked.get(name)
+            held = tracked.item if tracked is not None else state.others.get(name)
+            # Keep one copy of an unchanged item: the page's copy is freed with the
+            # page, so a full pass does not hold every item twice at its peak.
+            seen[name] = (key, held if held == item else item, True)
         return seen, []
 
     async def _read_lean(self, *, now: float) -> tuple[dict[str, _Seen], list[tuple[str, str]]]:
@@ -135,29 +142,24 @@ class Discoverer:
         state = self.state
         seen: dict[str, _Seen] = {}
         wanted: list[tuple[str, str]] = []
-        async for page in self.store.query_polling(lean=True):
-            for lean in page:
-                key = self._key(lean)
-                if key is None:
+        async for key, name, lean in self._polling(lean=True):
+            tracked = state.tracked.get(name)
+            known: dict[str, Any] | None
+            if tracked is not None:
+                known = tracked.item
+                if not tracked.in_flight and (
+                    tracked.awaits_writer or _revision(lean) > _revision(known)
+                ):
+                    wanted.append(key)
                     continue
-                name = queue_key(*key)
-                tracked = state.tracked.get(name)
-                known: dict[str, Any] | None
-                if tracked is not None:
-                    known = tracked.item
-                    if not tracked.in_flight and (
-                        tracked.awaits_writer or _revision(lean) > _revision(known)
-                    ):
-                        wanted.append(key)
-                        continue
-                else:
-                    # A peer's execution is not re-read when the peer writes it: a
-                    # take-over starts from the copy held, and its first write corrects it.
-                    known = state.others.get(name)
-                    if known is None and not state.recently_finished(name, now=now):
-                        wanted.append(key)
-                        continue
-                seen[name] = (key, lean if known is None else known, False)
+            else:
+                # A peer's execution is not re-read when the peer writes it: a
+                # take-over starts from the copy held, and its first write corrects it.
+                known = state.others.get(name)
+                if known is None and not state.recently_finished(name, now=now):
+                    wanted.append(key)
+                    continue
+            seen[name] = (key, lean if known is None else known, False)
         return seen, wanted
 
     async def _fetch(self, keys: list[tuple[str, str]]) -> dict[str, _Seen]:
