@@ -37,6 +37,7 @@ from benchmarks.recording import (
 from benchmarks.workloads import REGIONS, WORKLOADS, Workload, seed_workload
 from drs_poller.clients.dynamodb import to_python, to_wire
 from drs_poller.clock import SystemClock
+from drs_poller.localstack.stack import compressed_durations
 from drs_poller.localstack.table import create_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,17 +148,7 @@ def tracker_command(
         "metrics_port": 0,
         "log_format": "json",
         "log_level": "WARNING",
-        "interval_pending": 45 / speed,
-        "interval_started": 15 / speed,
-        "interval_in_progress": 30 / speed,
-        "interval_post_launch": 30 / speed,
-        "discovery_interval": 30 / speed,
-        "full_discovery_interval": 300 / speed,
-        "coalesce_window": 2 / speed,
-        "post_launch_grace": 600 / speed,
-        "heartbeat_interval": max(1.0, 300 / speed),
-        "overdue_after": 1800 / speed,
-        "max_execution_age": 4 * 3600 / speed,
+        **compressed_durations(speed),
     }
     env.update({f"DRS_POLLER_{k.upper()}": str(v) for k, v in settings.items()})
     return [sys.executable, "-m", "drs_poller", "run"], env

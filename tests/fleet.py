@@ -11,6 +11,7 @@ from typing import Any
 from harness import OTHER_REGION, REGION
 
 from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.localstack.stack import compressed_durations
 from drs_poller.simulator.timelines import JobScript, ServerScript, standard_timeline
 
 # (execution type, outcome of each of 5 servers, final status), cycled over the fleet.
@@ -123,19 +124,7 @@ def expected_status(kind: str, outcomes: list[str]) -> str:
 
 def compressed_settings(speed: float) -> dict[str, float]:
     """The daemon's durations divided by ``speed``, as the fleet's DRS durations are."""
-    return {
-        "interval_pending": 45 / speed,
-        "interval_started": 15 / speed,
-        "interval_in_progress": 30 / speed,
-        "interval_post_launch": 30 / speed,
-        "discovery_interval": 30 / speed,
-        "full_discovery_interval": 300 / speed,
-        "coalesce_window": 2 / speed,
-        "post_launch_grace": 600 / speed,
-        "heartbeat_interval": 300 / speed,
-        "overdue_after": 1800 / speed,
-        "max_execution_age": 4 * 3600 / speed,
-    }
+    return compressed_durations(speed)
 
 
 async def polling_count(world: Any) -> int:

@@ -24,6 +24,25 @@ LOOPBACK = "127.0.0.1"
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
+def compressed_durations(speed: float) -> dict[str, float]:
+    """The daemon's default durations divided by ``speed``, as settings overrides: what a
+    run against DRS timelines compressed by ``speed`` uses (the fleet tests, the
+    benchmark)."""
+    return {
+        "interval_pending": 45 / speed,
+        "interval_started": 15 / speed,
+        "interval_in_progress": 30 / speed,
+        "interval_post_launch": 30 / speed,
+        "discovery_interval": 30 / speed,
+        "full_discovery_interval": 300 / speed,
+        "coalesce_window": 2 / speed,
+        "post_launch_grace": 600 / speed,
+        "heartbeat_interval": max(1.0, 300 / speed),  # the setting's floor
+        "overdue_after": 1800 / speed,
+        "max_execution_age": 4 * 3600 / speed,
+    }
+
+
 @dataclass(frozen=True)
 class LocalStack:
     moto_url: str
