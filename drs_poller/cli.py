@@ -117,7 +117,7 @@ def _add_init_table(commands: Any) -> None:
         "init-table",
         help="create the execution-history table (and the lease table); idempotent",
         description=(
-            "Create the execution-history table and its StatusIndex exactly as CONTRACT §1 "
+            "Create the execution-history table and its StatusIndex exactly as contract §1 "
             "says (and the replica lease table when named), and wait until ACTIVE. A table "
             "that exists with the right schema is fine (exit 0); one with another schema is "
             "exit 2, naming the difference."
@@ -450,7 +450,7 @@ def _run() -> int:
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     import aioboto3  # noqa: PLC0415 - fast --help
 
-    # CONTRACT §4 names AWS_REGION; botocore reads only AWS_DEFAULT_REGION and profiles.
+    # contract §4 names AWS_REGION; botocore reads only AWS_DEFAULT_REGION and profiles.
     session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
     try:
         return _run_coroutine(_run_daemon(Daemon(settings, session=session)))

@@ -1,4 +1,4 @@
-"""The completion rules of CONTRACT §2: when a server, a wave and an execution are done.
+"""The completion rules of contract §2: when a server, a wave and an execution are done.
 
 Outcomes are derived from the attributes the contract names, so the decision
 can be re-made from the item alone by any replica after any restart.

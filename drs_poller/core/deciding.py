@@ -317,7 +317,7 @@ def _advance_post_launch(
         update.raw["PostLaunchActionsCompleted"] = epoch(update.now)
     elif launch_status is LaunchStatus.FAILED:
         update.fail("DRS reported launchStatus FAILED before its post-launch actions finished")
-    # TERMINATED after LAUNCHED is no failure (CONTRACT §2): the runs and the grace
+    # TERMINATED after LAUNCHED is no failure (contract §2): the runs and the grace
     # period still decide, and a run that can no longer finish ends at the maximum age.
     elif runs or update.now - launched_time < update.policy.post_launch_grace:
         update.raw["PostLaunchActionsStatus"] = PostLaunchStatus.IN_PROGRESS.value
@@ -407,7 +407,7 @@ def _advance_servers(
             lookup = jobs.get(server.job_id) if server.job_id else None
             if _frozen(server, mode) and server.error is None:
                 # Another writer marked it failed without saying why; a failed server
-                # always carries Error (CONTRACT §1).
+                # always carries Error (contract §1).
                 update.raw["Error"] = (
                     f"failed ({server.status or 'no status'}; no reason was recorded)"
                     if server.job_id
@@ -513,7 +513,7 @@ def _settle_wave(raw: dict[str, Any], *, outcomes: list[Outcome], now: float) ->
             raw["Status"] = status
         raw.setdefault("EndTime", epoch(now))
     elif any(outcome is Outcome.ACTIVE for outcome in outcomes):
-        raw["Status"] = "IN_PROGRESS"  # CONTRACT §1: while any of its jobs is active
+        raw["Status"] = "IN_PROGRESS"  # contract §1: while any of its jobs is active
 
 
 def _failure_summary(execution: Execution, *, has_empty_wave: bool) -> str:

@@ -7,7 +7,7 @@ POLLING item), and the real :class:`~drs_poller.engine.daemon.Daemon`. Time is
 compressed: DRS durations and the daemon's intervals run ``speed`` times faster.
 
 The demo only watches and reports. When an execution ends with another status than
-CONTRACT §2 says it must, that is the daemon's finding to report, not to paper over.
+contract §2 says it must, that is the daemon's finding to report, not to paper over.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def _task_error(task: asyncio.Task[Any]) -> str | None:
 
 async def read_table(dynamodb: DynamoDBClient, table_name: str) -> dict[str, dict[str, Any]]:
     """Every item, by ExecutionId. A consistent Scan: the demo's own display only; the
-    daemon itself never scans (CONTRACT §1)."""
+    daemon itself never scans (contract §1)."""
     items: dict[str, dict[str, Any]] = {}
 
     async def fetch(request: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 For each planned execution: list the source servers (DescribeSourceServers), pick the
 servers each wave needs by their ``drs-sim:behaviour`` tag, call StartRecovery for the
-waves that start with the execution, then write the POLLING item (CONTRACT §1). A later
+waves that start with the execution, then write the POLLING item (contract §1). A later
 wave is started once the wave before it is final: StartRecovery first, then its job
 ids go into the item with a path-level conditional UpdateItem, so nothing the daemon
 wrote is rewritten, and nothing is written once the execution left POLLING.

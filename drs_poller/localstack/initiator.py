@@ -1,4 +1,4 @@
-"""Execution items as the API that starts drills and recoveries writes them (CONTRACT §1).
+"""Execution items as the API that starts drills and recoveries writes them (contract §1).
 
 The demo's initiator and the tests build items here, so both write exactly what
 the contract says an initiator writes, and nothing the daemon owns.

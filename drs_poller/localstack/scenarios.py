@@ -1,7 +1,7 @@
 """The demo's workload: a seeded mix of drills and recoveries, each with its expected end.
 
 Pure on purpose: a plan says which kinds of source servers each wave needs (by the
-``drs-sim:behaviour`` the simulator shows on them), and what CONTRACT §2 says the
+``drs-sim:behaviour`` the simulator shows on them), and what contract §2 says the
 execution must end as, so the expectation is stated before anything runs, not read
 back from what the daemon did. The initiator binds the plan to real source servers
 from DescribeSourceServers and starts it through StartRecovery.
@@ -81,7 +81,7 @@ class ExecutionPlan:
 
     @property
     def expected_status(self) -> str:
-        """CONTRACT §2: COMPLETED if every server succeeds, FAILED if none, else PARTIAL."""
+        """contract §2: COMPLETED if every server succeeds, FAILED if none, else PARTIAL."""
         outcomes = [ok for wave in self.waves for ok in wave.succeeded()]
         if all(outcomes):
             return "COMPLETED"

@@ -1,4 +1,4 @@
-"""The execution-history table and its StatusIndex exactly as CONTRACT §1 defines them, and
+"""The execution-history table and its StatusIndex exactly as contract §1 defines them, and
 the replica lease table; ``drs-poller init-table`` creates both through :func:`init_tables`.
 
 Creation is idempotent: a table that exists with the right schema is fine; one with

@@ -64,7 +64,7 @@ _OUTCOMES: Mapping[Behaviour, ServerOutcome] = {
 
 
 def server_succeeds(behaviour: Behaviour | None, *, is_drill: bool) -> bool | None:
-    """Whether CONTRACT §2 counts a server of this behaviour a success; None: never ends.
+    """Whether contract §2 counts a server of this behaviour a success; None: never ends.
 
     An untagged server (None) is expected to launch: that is what the simulator does
     with it unless failure rates are set.

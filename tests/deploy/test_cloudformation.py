@@ -224,7 +224,7 @@ class Stack:
         )
 
 
-# --- the execution-history table (CONTRACT §1) ----------------------------------------------
+# --- the execution-history table (contract §1) ----------------------------------------------
 def test_execution_table_is_the_contracts_schema_and_is_protected():
     table = Stack().resources("AWS::DynamoDB::Table")["ExecutionTable"]
     props = table["Properties"]

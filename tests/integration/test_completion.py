@@ -1,4 +1,4 @@
-"""CONTRACT §2 end to end: real aiobotocore clients, moto server and the DRS double,
+"""contract §2 end to end: real aiobotocore clients, moto server and the DRS double,
 driven on a manual clock (nothing sleeps)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CONTRACT §3: the daemon changes an item only while it is POLLING, never overwrites a
+"""contract §3: the daemon changes an item only while it is POLLING, never overwrites a
 change it has not read, never moves a terminal status; several daemons agree."""
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ async def test_stop_signal_with_polls_in_flight_finishes_them_and_exits_0(live_w
     assert item["Status"] == "POLLING"
     assert item["Waves"][0]["Servers"][0]["Status"] == "IN_PROGRESS"
     assert all(isinstance(line, dict) and "event" in line for line in daemon.lines)
-    # CONTRACT §4: every line about one execution is bound to its execution_id.
+    # contract §4: every line about one execution is bound to its execution_id.
     changes = daemon.events("server status changed")
     assert changes
     assert {line["execution_id"] for line in changes} <= {"ex-0", "ex-1", "ex-2"}

@@ -1,4 +1,4 @@
-"""server_outcome and final_status: the completion rules of CONTRACT §2."""
+"""server_outcome and final_status: the completion rules of contract §2."""
 
 from __future__ import annotations
 

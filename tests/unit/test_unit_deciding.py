@@ -1,4 +1,4 @@
-"""decide, jobs_to_poll and instances_to_describe on hand-built items (CONTRACT §2).
+"""decide, jobs_to_poll and instances_to_describe on hand-built items (contract §2).
 
 Items are plain Python values as the DynamoDB deserializer gives them: numbers are
 ``Decimal``. DRS observations are built directly as ``JobView``/``Participant``.

@@ -1,4 +1,4 @@
-"""load_settings: CONTRACT §4 defaults, environment variables, and errors that name them."""
+"""load_settings: contract §4 defaults, environment variables, and errors that name them."""
 
 from __future__ import annotations
 
