@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from drs_poller.core.completion import Outcome, final_status, server_outcome
@@ -559,7 +560,7 @@ def _judge_shortfall(
 ) -> PostLaunchStatus:
     """Every listed run ended, and active launch actions have no run yet."""
     since = update.raw.get("PostLaunchActionsWaitSince")
-    if not isinstance(since, int | float) or isinstance(since, bool):
+    if not isinstance(since, int | float | Decimal) or isinstance(since, bool):
         since = epoch(update.now)
         update.raw["PostLaunchActionsWaitSince"] = since
     wait = update.policy.launch_actions_wait
