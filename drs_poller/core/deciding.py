@@ -218,11 +218,12 @@ def launch_actions_to_list(
 
 def terminations_to_check(
     execution: Execution, jobs: Mapping[str, JobLookup]
-) -> dict[str, set[str]]:
-    """Source server ids per region that DRS reports TERMINATED although the daemon never
-    saw them launch, and for which the job reports no recoveryInstanceID: whether DRS
-    still holds a recovery instance of their job decides if they launched."""
-    wanted: dict[str, set[str]] = defaultdict(set)
+) -> dict[str, set[tuple[str, str]]]:
+    """(job id, source server id) per region of the servers DRS reports TERMINATED
+    although the daemon never saw them launch, and for which the job reports no
+    recoveryInstanceID: whether DRS still holds a recovery instance of their job decides
+    if they launched."""
+    wanted: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for wave in execution.waves:
         for server in wave.servers:
             lookup = jobs.get(server.job_id) if server.job_id else None
@@ -236,7 +237,7 @@ def terminations_to_check(
                 and _reported_instance(server, participant) is None
                 and server_outcome(server, execution.mode_of(wave)) is Outcome.ACTIVE
             ):
-                wanted[wave.region].add(server.source_server_id)
+                wanted[wave.region].add((lookup.job_id, server.source_server_id))
     return dict(wanted)
 
 

@@ -2,8 +2,9 @@
 
 The daemon reads execution items through the StatusIndex (Query), reads one item and
 writes it back conditionally (GetItem, UpdateItem), keeps its replica lease (UpdateItem,
-Query on the lease table), and describes DRS jobs and instances and EC2 instances. It
-starts, stops and terminates nothing, and these tests hold the template to that.
+Query on the lease table), describes DRS jobs and instances and EC2 instances, and lists
+source servers' launch actions. It starts, stops and terminates nothing, and these tests
+hold the template to that.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from typing import Any
 import pytest
 from test_cloudformation import Stack
 
+from drs_poller.clients.drs import _SNAKE
+
 ACCOUNT_REGION = "arn:aws:dynamodb:us-east-1:123456789012"
-# Describe actions with no resource-level permissions: "*" is the only possible resource.
+# Read actions with no resource-level permissions, or (ListLaunchActions) on source
+# servers in any region a wave names: "*" is the only possible resource.
 UNSCOPABLE = {
     "drs:DescribeJobs",
     "drs:DescribeJobLogItems",
     "drs:DescribeRecoveryInstances",
+    "drs:ListLaunchActions",
     "ec2:DescribeInstances",
 }
 
@@ -107,7 +112,16 @@ def test_task_role_cannot_start_stop_terminate_or_delete_anything():
     forbidden = re.compile(r":(Start|Stop|Terminate|Run|Reboot|Delete|Create|Put|Batch|Scan)")
     actions = {action for action, _ in grants(role_statements(Stack(), "TaskRole"))}
     assert not {action for action in actions if forbidden.search(action)}
-    assert all(action.startswith("dynamodb:") or ":Describe" in action for action in actions)
+    assert all(
+        action.startswith("dynamodb:") or ":Describe" in action or ":List" in action
+        for action in actions
+    )
+
+
+def test_task_role_grants_every_drs_operation_the_adapter_calls_and_no_other():
+    """The DRS adapter's operation table is the set of DRS calls the daemon makes."""
+    granted = {a for a, _ in grants(role_statements(Stack(), "TaskRole")) if a.startswith("drs:")}
+    assert granted == {f"drs:{operation}" for operation in _SNAKE}
 
 
 def test_lease_grants_point_at_the_lease_table_with_its_schema():

@@ -449,7 +449,7 @@ def test_terminated_not_checked_yet_waits():
     assert decision.final_status is None
     assert terminations_to_check(
         parse_execution(_item(_server("s-1"), mode="DRILL")), {JOB: job}
-    ) == {EAST: {"s-1"}}
+    ) == {EAST: {(JOB, "s-1")}}
 
 
 def test_a_recovery_terminated_before_its_actions_ended_fails():
