@@ -144,6 +144,9 @@ class ServerScript:
     # Timed EC2 states (seconds after the job's created_at), overriding the state
     # derived from launchStatus; for scenarios like "instance stopped by someone".
     ec2_states: tuple[tuple[float, Ec2InstanceState], ...] = ()
+    # False: the job never shows participatingServers[].recoveryInstanceID for it (the
+    # model makes the member optional), while DescribeRecoveryInstances still does.
+    job_reports_instance: bool = True
 
 
 @dataclass(frozen=True)
@@ -515,7 +518,11 @@ def render_job(script: JobScript, now: float) -> dict[str, Any]:
             "sourceServerID": server.source_server_id,
             "launchStatus": snap.launch_status,
         }
-        if snap.launch_status in _LAUNCHED_OR_AFTER and server.recovery_instance_id:
+        if (
+            snap.launch_status in _LAUNCHED_OR_AFTER
+            and server.recovery_instance_id
+            and server.job_reports_instance
+        ):
             rendered["recoveryInstanceID"] = server.recovery_instance_id
         if snap.runs is not None:
             rendered["launchActionsStatus"] = {
