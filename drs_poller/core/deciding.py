@@ -63,9 +63,15 @@ _LAUNCH_RANK = {
 }
 
 
-# The per-server list of post-launch action runs people read (contract §1), bounded.
-POST_LAUNCH_ACTIONS_LIMIT = 20
-_REASON_LIMIT = 500  # characters of a run's failureReason kept in PostLaunchActions
+# The per-server list of post-launch action runs people read (contract §1), bounded in
+# entries and in bytes, so that a 100-server item stays far below DynamoDB's 400 KB
+# (tests/unit/test_unit_item_size.py): what did not succeed is kept first; entries past
+# the bound are counted in PostLaunchActionsOmitted.
+POST_LAUNCH_ACTIONS_LIMIT = 10
+POST_LAUNCH_ACTIONS_BUDGET = 640  # bytes of names and values per server, about
+_NAME_LIMIT = 48  # characters of an action's name kept in PostLaunchActions
+_RUN_REASON_LIMIT = 120  # characters of a run's failureReason kept in PostLaunchActions
+_REASON_LIMIT = 500  # characters of other explanations (shortfall, unavailable list)
 NOT_RUN = "NOT_RUN"  # PostLaunchActions status of an expected action DRS never listed a run for
 
 # RecoveryInstanceId evidence and what was checked, for a TERMINATED server's Error.
@@ -457,14 +463,14 @@ def _judge_unlaunched(
 
 def _run_entry(run: ActionRun) -> dict[str, Any]:
     entry: dict[str, Any] = {
-        "Name": run.name or "unnamed",
+        "Name": (run.name or "unnamed")[:_NAME_LIMIT],
         "Status": run.status.value if isinstance(run.status, RunStatus) else run.status.raw,
         "Optional": run.optional,
     }
     optional_parts = {
         "ActionId": run.action_id,
         "RunId": run.run_id,
-        "FailureReason": run.failure_reason and run.failure_reason[:_REASON_LIMIT],
+        "FailureReason": run.failure_reason and run.failure_reason[:_RUN_REASON_LIMIT],
     }
     entry.update({name: value for name, value in optional_parts.items() if value})
     return entry
@@ -472,7 +478,7 @@ def _run_entry(run: ActionRun) -> dict[str, Any]:
 
 def _not_run_entry(action: LaunchAction) -> dict[str, Any]:
     return {
-        "Name": action.name or "unnamed",
+        "Name": (action.name or "unnamed")[:_NAME_LIMIT],
         "ActionId": action.action_id,
         "Status": NOT_RUN,
         "Optional": action.optional,
@@ -485,7 +491,19 @@ def _record_runs(update: _ServerUpdate, entries: list[dict[str, Any]]) -> None:
     if not entries:
         return
     ordered = sorted(entries, key=lambda entry: entry["Status"] == RunStatus.SUCCEEDED.value)
-    update.raw["PostLaunchActions"] = ordered[:POST_LAUNCH_ACTIONS_LIMIT]
+    kept: list[dict[str, Any]] = []
+    spent = 0
+    for entry in ordered[:POST_LAUNCH_ACTIONS_LIMIT]:
+        size = sum(len(key) + len(str(value)) for key, value in entry.items())
+        if kept and spent + size > POST_LAUNCH_ACTIONS_BUDGET:
+            break
+        kept.append(entry)
+        spent += size
+    update.raw["PostLaunchActions"] = kept
+    if len(kept) < len(entries):
+        update.raw["PostLaunchActionsOmitted"] = len(entries) - len(kept)
+    else:
+        update.raw.pop("PostLaunchActionsOmitted", None)
 
 
 def _names(runs: list[ActionRun]) -> str:
