@@ -557,8 +557,10 @@ def _advance_post_launch(
         if missing:
             status = _judge_shortfall(update, missing=missing, entries=entries, ended=terminated)
             _record_runs(update, entries)
-        elif runs or update.now - launched_time >= update.policy.post_launch_grace:
-            status = PostLaunchStatus.COMPLETED if runs else PostLaunchStatus.NOT_CONFIGURED
+        else:
+            update.raw.pop("PostLaunchActionsWaitSince", None)  # nothing missing any more
+            if runs or update.now - launched_time >= update.policy.post_launch_grace:
+                status = PostLaunchStatus.COMPLETED if runs else PostLaunchStatus.NOT_CONFIGURED
     # else: ListLaunchActions has not answered yet; the server is not finished.
     if status is PostLaunchStatus.IN_PROGRESS and terminated:
         # The recovery instance is gone: its actions can no longer run or end, and a

@@ -288,6 +288,7 @@ def test_runs_listed_one_at_a_time_then_all():
     stored = _launched(PostLaunchActionsWaitSince=Decimal(f"{NOW - 30:.3f}"))
     decision = _decide(_item(stored), _job(_p("s-1", LAUNCHED, *runs)), actions={"s-1": THREE})
     assert _servers(decision)[0]["PostLaunchActionsStatus"] == "COMPLETED"
+    assert "PostLaunchActionsWaitSince" not in _servers(decision)[0]  # nothing waits now
     assert decision.final_status == "COMPLETED"
 
 
