@@ -771,7 +771,12 @@ def derive_phase(
             if server.job_id is None or server_outcome(server, mode) is not Outcome.ACTIVE:
                 continue
             lookup = jobs.get(server.job_id)
-            if isinstance(lookup, JobView):
+            hidden = (
+                isinstance(lookup, JobView)
+                and lookup.broken_entries > 0
+                and server.source_server_id not in lookup.servers
+            )  # it may be the entry DRS sent unreadable: not observed
+            if isinstance(lookup, JobView) and not hidden:
                 phases.append(server_phase(lookup, server.source_server_id, mode=mode))
             elif (stored := parse_phase(execution.phase)) is not None:
                 phases.append(stored)

@@ -35,6 +35,7 @@ from drs_poller.core.models import (
     ExecutionStatus,
     InstanceDetails,
     JobLookup,
+    JobView,
     LaunchActionsLookup,
     LaunchActionsUnavailable,
     peek_start_time,
@@ -184,6 +185,17 @@ class Poller:
                 )
                 return
             jobs.update(batch.lookups)
+            for lookup in batch.lookups.values():
+                if isinstance(lookup, JobView) and lookup.broken_entries:
+                    # Those entries degrade alone (contract §2); still a DRS answer to report.
+                    self.metrics.execution_errors.labels("invalid_drs_data").inc()
+                    log.error(
+                        "DRS returned participating servers without sourceServerID; the job's"
+                        " other servers are tracked, a server not listed is not judged",
+                        region=region,
+                        job_id=lookup.job_id,
+                        entries=lookup.broken_entries,
+                    )
             for job_id, why in batch.invalid.items():
                 self.metrics.execution_errors.labels("invalid_drs_data").inc()
                 log.error(
