@@ -49,6 +49,7 @@ _SNAKE = {
     "DescribeRecoveryInstances": "describe_recovery_instances",
     "DescribeJobLogItems": "describe_job_log_items",
     "ListLaunchActions": "list_launch_actions",
+    "GetLaunchConfiguration": "get_launch_configuration",
 }
 REASON_LIMIT = 500  # characters of DRS's rawError kept in a server's Error
 
@@ -249,6 +250,25 @@ class DrsAdapter:
                     raw = data.get("rawError") or event
                     reasons[source] = str(raw)[:REASON_LIMIT]
         return reasons
+
+    async def expected_launch_actions(
+        self, region: str, source_server_id: str
+    ) -> tuple[LaunchAction, ...]:
+        """The launch actions DRS will run after one source server launches: none when its
+        launch configuration has post-launch actions deactivated (GetLaunchConfiguration
+        ``postLaunchEnabled``: "Whether we want to activate post-launch actions for the
+        Source Server"), else every one ListLaunchActions lists. Without the first check,
+        a server whose actions are configured but deactivated would wait for runs DRS
+        never starts. Errors are the caller's to classify."""
+        fetch = self._fetch(
+            await self._clients.get("drs", region),
+            region=region,
+            operation="GetLaunchConfiguration",
+        )
+        configuration = await fetch({"sourceServerID": source_server_id})
+        if configuration.get("postLaunchEnabled") is False:
+            return ()
+        return await self.list_launch_actions(region, source_server_id)
 
     async def list_launch_actions(
         self, region: str, source_server_id: str

@@ -347,7 +347,7 @@ class Poller:
                 reason = "validation"
             else:
                 try:
-                    found = await self.drs.list_launch_actions(region, sid)
+                    found = await self.drs.expected_launch_actions(region, sid)
                     reason = ""
                 except Exception as error:  # noqa: BLE001 - classified below
                     permanent = isinstance(error, PagingError) or (

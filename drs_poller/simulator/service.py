@@ -255,12 +255,22 @@ class DrsDouble:
         # Scripted launch actions per source server (ListLaunchActions), over the inventory.
         self._launch_actions: dict[str, tuple[LaunchActionScript, ...]] = {}
         self.launch_actions_denied = False  # ListLaunchActions answers AccessDeniedException
+        # Source servers whose launch configuration has post-launch actions deactivated
+        # (GetLaunchConfiguration ``postLaunchEnabled`` false): DRS runs none of them.
+        self._post_launch_disabled: set[str] = set()
 
     def set_launch_actions(
         self, source_server_id: str, actions: Iterable[LaunchActionScript]
     ) -> None:
         """Script what ListLaunchActions lists for a source server, in every region."""
         self._launch_actions[source_server_id] = tuple(actions)
+
+    def set_post_launch_enabled(self, source_server_id: str, *, enabled: bool) -> None:
+        """Script GetLaunchConfiguration's ``postLaunchEnabled`` for a source server."""
+        if enabled:
+            self._post_launch_disabled.discard(source_server_id)
+        else:
+            self._post_launch_disabled.add(source_server_id)
 
     # ------------------------------------------------------------ state
 
@@ -436,14 +446,7 @@ class DrsDouble:
         items = [render_job(script, now) for script in scripts]
         return self.page(items, body=body, operation="DescribeJobs")
 
-    def list_launch_actions(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
-        if self.launch_actions_denied:
-            raise DrsError(
-                403,
-                "AccessDeniedException",
-                "User is not authorized to perform: drs:ListLaunchActions",
-            )
-        resource = body["resourceId"]
+    def _launch_actions_of(self, region: str, resource: str) -> tuple[LaunchActionScript, ...]:
         if resource.startswith("lct-"):
             actions: tuple[LaunchActionScript, ...] | None = ()
         else:
@@ -458,6 +461,42 @@ class DrsDouble:
                 resourceId=resource,
                 resourceType="SOURCE_SERVER",
             )
+        return actions
+
+    def get_launch_configuration(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
+        """GetLaunchConfiguration (botocore shape ``LaunchConfiguration``); only
+        ``postLaunchEnabled`` ("Whether we want to activate post-launch actions for the
+        Source Server") is scripted, the rest is a plausible constant."""
+        if self.launch_actions_denied:
+            raise DrsError(
+                403,
+                "AccessDeniedException",
+                "User is not authorized to perform: drs:GetLaunchConfiguration",
+            )
+        source_server_id = body["sourceServerID"]
+        self._launch_actions_of(region, source_server_id)  # 404 for an unknown server
+        return {
+            "sourceServerID": source_server_id,
+            "name": f"{source_server_id} launch configuration",
+            "ec2LaunchTemplateID": "lt-"
+            + hashlib.sha256(source_server_id.encode()).hexdigest()[:17],
+            "launchDisposition": "STARTED",
+            "copyPrivateIp": False,
+            "copyTags": True,
+            "licensing": {"osByol": False},
+            "targetInstanceTypeRightSizingMethod": "BASIC",
+            "postLaunchEnabled": source_server_id not in self._post_launch_disabled,
+        }
+
+    def list_launch_actions(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self.launch_actions_denied:
+            raise DrsError(
+                403,
+                "AccessDeniedException",
+                "User is not authorized to perform: drs:ListLaunchActions",
+            )
+        resource = body["resourceId"]
+        actions = self._launch_actions_of(region, resource)
         wanted = body.get("filters", {}).get("actionIds") or None
         items = [
             render_launch_action(region, resource, action, order)
@@ -691,6 +730,7 @@ OPERATIONS: dict[str, Handler] = {
     "DescribeJobLogItems": DrsDouble.describe_job_log_items,
     "DescribeSourceServers": DrsDouble.describe_source_servers,
     "ListLaunchActions": DrsDouble.list_launch_actions,
+    "GetLaunchConfiguration": DrsDouble.get_launch_configuration,
     "StartRecovery": DrsDouble.start_recovery,
     "TerminateRecoveryInstances": DrsDouble.terminate_recovery_instances,
 }

@@ -19,13 +19,15 @@ from test_cloudformation import Stack
 from drs_poller.clients.drs import _SNAKE
 
 ACCOUNT_REGION = "arn:aws:dynamodb:us-east-1:123456789012"
-# Read actions with no resource-level permissions, or (ListLaunchActions) on source
-# servers in any region a wave names: "*" is the only possible resource.
+# Read actions with no resource-level permissions, or (ListLaunchActions,
+# GetLaunchConfiguration) on source servers in any region a wave names: "*" is the only
+# possible resource.
 UNSCOPABLE = {
     "drs:DescribeJobs",
     "drs:DescribeJobLogItems",
     "drs:DescribeRecoveryInstances",
     "drs:ListLaunchActions",
+    "drs:GetLaunchConfiguration",
     "ec2:DescribeInstances",
 }
 
@@ -113,7 +115,10 @@ def test_task_role_cannot_start_stop_terminate_or_delete_anything():
     actions = {action for action, _ in grants(role_statements(Stack(), "TaskRole"))}
     assert not {action for action in actions if forbidden.search(action)}
     assert all(
-        action.startswith("dynamodb:") or ":Describe" in action or ":List" in action
+        action.startswith("dynamodb:")
+        or ":Describe" in action
+        or ":List" in action
+        or action == "drs:GetLaunchConfiguration"  # a read of one source server's settings
         for action in actions
     )
 

@@ -420,3 +420,38 @@ async def test_a_server_that_succeeded_stays_succeeded_when_terminated(world, mo
     daemon = await world.daemon()
     item = await world.run_until_final(daemon, "ex", step=30)
     assert item["Status"] == "COMPLETED"
+
+
+async def test_actions_deactivated_in_the_launch_configuration_are_not_expected(world):
+    """ListLaunchActions lists three active actions, but GetLaunchConfiguration says
+    post-launch actions are deactivated: DRS runs none, and the server is NOT_CONFIGURED
+    after the grace period, not failed for actions that could never run."""
+    world.drs.set_launch_actions(S1, THREE)
+    world.drs.set_post_launch_enabled(S1, enabled=False)
+    job = world.job([S1], [(0, "COMPLETED", {S1: ServerSnapshot("LAUNCHED")})], is_drill=False)
+    await _recovery(world, "ex", job, S1)
+    daemon = await world.daemon(post_launch_grace=600, launch_actions_wait=600)
+    await world.step(daemon)
+    assert (await world.get("ex"))["Status"] == "POLLING"  # inside the grace period
+
+    item = await world.run_until_final(daemon, "ex", step=30)
+    (server,) = servers_of(item)
+    assert item["Status"] == "COMPLETED"
+    assert server["PostLaunchActionsStatus"] == "NOT_CONFIGURED"
+    assert "Error" not in server
+    assert "PostLaunchActionsShortfall" not in server
+
+
+async def test_actions_activated_but_never_run_fail_after_the_wait(world):
+    """The same server with post-launch actions activated: DRS should run them, and a
+    required action with no run at the end of the wait fails the server."""
+    world.drs.set_launch_actions(S1, THREE)
+    job = world.job([S1], [(0, "COMPLETED", {S1: ServerSnapshot("LAUNCHED")})], is_drill=False)
+    await _recovery(world, "ex", job, S1)
+    daemon = await world.daemon(post_launch_grace=600, launch_actions_wait=600)
+
+    item = await world.run_until_final(daemon, "ex", step=30)
+    (server,) = servers_of(item)
+    assert item["Status"] == "FAILED"
+    assert server["PostLaunchActionsStatus"] == "FAILED"
+    assert "never ran" in server["Error"]

@@ -9,7 +9,7 @@ import pytest
 
 from drs_poller.clock import ManualClock
 from drs_poller.simulator.behaviour import Scenario, Simulation, SourceServer
-from drs_poller.simulator.conformance import output_violations
+from drs_poller.simulator.conformance import error_violations, output_violations
 from drs_poller.simulator.scenario_file import ScenarioFileError, parse_scenario
 from drs_poller.simulator.service import DrsDouble, vmware_uuid
 from drs_poller.simulator.standalone import SimulatorOptions, build_double
@@ -85,6 +85,20 @@ async def test_list_launch_actions_errors(raw_post, double):
     double.launch_actions_denied = True
     denied = await raw_post("ListLaunchActions", {"resourceId": SOURCE})
     assert denied.status == 403
+
+
+async def test_get_launch_configuration_conforms_and_says_if_actions_run(raw_post, double):
+    double.set_launch_actions(SOURCE, [LaunchActionScript("Validate")])
+    enabled = await raw_post("GetLaunchConfiguration", {"sourceServerID": SOURCE})
+    assert enabled.status == 200
+    assert output_violations("GetLaunchConfiguration", enabled.body) == []
+    assert enabled.body["postLaunchEnabled"] is True
+    double.set_post_launch_enabled(SOURCE, enabled=False)
+    disabled = await raw_post("GetLaunchConfiguration", {"sourceServerID": SOURCE})
+    assert disabled.body["postLaunchEnabled"] is False
+    unknown = await raw_post("GetLaunchConfiguration", {"sourceServerID": OTHER})
+    assert unknown.status == 404
+    assert error_violations("ResourceNotFoundException", unknown.body) == []
 
 
 def test_the_inventory_lists_default_actions_and_none_for_no_actions():
