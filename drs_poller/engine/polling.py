@@ -355,7 +355,10 @@ class Poller:
                     )
                     code = error.code if isinstance(error, AwsCallError) else type(error).__name__
                     reason = _UNAVAILABLE_REASONS.get(code, "other")
-                    found = LaunchActionsUnavailable(f"ListLaunchActions: {code}")
+                    operation = (
+                        error.operation if isinstance(error, AwsCallError) else "ListLaunchActions"
+                    )
+                    found = LaunchActionsUnavailable(f"{operation}: {code}")
                     if not permanent:
                         self._launch_actions_failed(trackers, key, found=found, error=error)
                         return
@@ -402,7 +405,8 @@ class Poller:
             with bind_execution(tracked.execution_id):
                 log.warning(
                     "launch actions unavailable; the server is judged on the runs DRS lists"
-                    " (add drs:ListLaunchActions to the task role if it is denied)",
+                    " (add drs:ListLaunchActions and drs:GetLaunchConfiguration to the task"
+                    " role if they are denied)",
                     source_server_id=key[1],
                     region=key[0],
                     reason=found.reason,
