@@ -80,10 +80,14 @@ class Images:
 @pytest.fixture(scope="session")
 def images(docker, bases) -> Images:
     tags = {}
-    for target in ("production", "local"):
+    # build-local first, tagged: the classic builder keeps a stage's result only as an
+    # untagged image, which would stay behind on every source change; under a tag, the
+    # previous one turns dangling and is pruned below with the others.
+    for target in ("build-local", "production", "local"):
         started = time.monotonic()
         tags[target] = build_target(docker, bases, target)
         MEASURED[f"build {target}"] = f"{time.monotonic() - started:.0f} s"
+    for target in ("production", "local"):
         MEASURED[f"{target} image size"] = f"{image_size(docker, tags[target]) / 1e6:.0f} MB"
     # Earlier builds' images under the same tags are now dangling: drop them.
     run([docker, "image", "prune", "--force", "--filter", f"label={LABEL}=image"], check=False)

@@ -376,11 +376,21 @@ def ensure_build_base(docker: str, base: str) -> str:
     return tag
 
 
+def _drop_other_tags(docker: str, repository: str, keep: str) -> None:
+    """Bases of an earlier recipe or CA bundle: nothing builds on them any more."""
+    listed = run([docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository])
+    stale = [tag for tag in listed.stdout.split() if tag != keep]
+    if stale:
+        run([docker, "rmi", *stale], check=False)
+
+
 def ensure_bases(docker: str) -> BaseImages:
     started = time.monotonic()
     cached = _image_exists(docker, base_tag())
     base = ensure_base(docker)
     build = ensure_build_base(docker, base)
+    _drop_other_tags(docker, BUILD_BASE_REPOSITORY, build)
+    _drop_other_tags(docker, BASE_REPOSITORY, base)
     return BaseImages(
         runtime=base, build=build, built_seconds=0.0 if cached else time.monotonic() - started
     )
