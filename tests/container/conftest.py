@@ -13,7 +13,6 @@ fail under ``CI=true``, as tests/deploy does for its tools.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 import uuid
@@ -32,19 +31,10 @@ from engine import (
     find_docker,
     image_size,
     run,
+    unavailable,
 )
 
 SESSION = uuid.uuid4().hex[:10]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def _unavailable(reason: str) -> None:
-    if in_ci():
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +42,7 @@ def docker() -> str:
     try:
         return find_docker()
     except EngineUnavailableError as error:
-        _unavailable(str(error))
+        unavailable(str(error))
         raise  # pragma: no cover - _unavailable raises
 
 
@@ -61,7 +51,7 @@ def bases(docker) -> BaseImages:
     try:
         built = ensure_bases(docker)
     except EngineUnavailableError as error:
-        _unavailable(str(error))
+        unavailable(str(error))
         raise  # pragma: no cover - _unavailable raises
     MEASURED["local base"] = (
         f"built in {built.built_seconds:.0f} s (cold)" if built.built_seconds else "cached"

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import yaml
 
 if TYPE_CHECKING:
@@ -71,6 +72,18 @@ BUILD_TIMEOUT = 1800.0  # a cold build downloads the locked wheels from the inde
 
 class EngineUnavailableError(Exception):
     """No Docker engine answers, or the base cannot be built here: skip, or fail in CI."""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def unavailable(reason: str) -> None:
+    """The rule tests/deploy has for its tools: skip with the reason on a developer
+    machine, fail under CI=true, so CI can never go green without the engine."""
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def run(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from engine import BUILD_CA_PATH, run
+import pytest
+from engine import BUILD_CA_PATH, EngineUnavailableError, find_docker, run, unavailable
 
 # Printed by a python one-liner in the image: which modules and programs it has.
 _PROBE = """
@@ -88,3 +89,15 @@ def test_the_image_runs_as_a_non_root_numeric_uid(docker, images):
             ]
         )
         assert result.stdout.split() == ["10001", "10001"], result.stdout
+
+
+def test_no_engine_skips_here_and_fails_under_ci(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker CLI on it
+    with pytest.raises(EngineUnavailableError) as missing:
+        find_docker()
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        unavailable(str(missing.value))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and no docker CLI"):
+        unavailable(str(missing.value))
