@@ -81,7 +81,9 @@ def _as_list(value: Any) -> list[str]:
 
 async def _start(start_container, images, service: dict[str, Any], loop: Loopback) -> Container:
     image = images.local if service["build"]["target"] == "local" else images.production
-    options = [*env_options(loop.env(service))]
+    # The compose healthcheck replaces the image's (which asks the poller's /healthz);
+    # _healthy runs it.
+    options = ["--no-healthcheck", *env_options(loop.env(service))]
     entrypoint = _as_list(service.get("entrypoint"))
     args = loop.argv(_as_list(service.get("command")))
     if entrypoint:
