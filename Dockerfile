@@ -9,9 +9,20 @@
 # linux/amd64 and linux/arm64, so `docker buildx build --platform linux/amd64,linux/arm64 .`
 # builds both. Build tools and pip's caches stay in the build stages; the runtime stages
 # copy one virtualenv.
+#
+# The base is a build argument, so the suite can build this file where no registry is
+# reachable (tests/container builds a Python base from Debian's packages and passes it):
+#
+#   docker build --build-arg PYTHON_IMAGE=my/python:3.11 .
+#
+# BUILD_PYTHON_IMAGE, the build stages' base, defaults to the same image; the tests give
+# the build stages a base that also holds the machine's CA bundle for pip, so that it never
+# reaches the runtime stages.
+ARG PYTHON_IMAGE=python:3.11-slim-trixie
+ARG BUILD_PYTHON_IMAGE=${PYTHON_IMAGE}
 
 # ---- build: the virtualenv with the production dependencies and drs-poller itself ------
-FROM python:3.11-slim-trixie AS build
+FROM ${BUILD_PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
@@ -38,7 +49,7 @@ RUN pip --python /opt/drs-poller/bin/python install --only-binary=:all: \
         -c requirements/lock.txt -r /tmp/requirements-local.txt
 
 # ---- runtime: what both images share (no compilers, no pip, a non-root user) ------------
-FROM python:3.11-slim-trixie AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 # A fixed numeric uid/gid, so orchestrators can check runAsNonRoot without reading /etc/passwd.
 RUN groupadd --system --gid 10001 drs-poller \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

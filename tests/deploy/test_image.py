@@ -1,6 +1,6 @@
 """The Dockerfile and .dockerignore: linted by hadolint, and the properties the image must
-have checked one by one (no Docker engine runs here, so the image itself is never built
-in the suite; README "Container image and docker compose" says how to build it)."""
+have checked one by one in the file itself. tests/container builds the image and checks
+the same promises from outside a running container."""
 
 from __future__ import annotations
 
@@ -42,8 +42,14 @@ class Stage:
         return "\n".join(f"{i.keyword} {i.arguments}" for i in self.instructions)
 
 
+def _substitute(text: str, args: dict[str, str]) -> str:
+    """``${NAME}`` and ``$NAME`` replaced by the ARG's default, as a plain build does."""
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args[m.group(1) or m.group(2)], text)
+
+
 def parse_dockerfile(text: str) -> list[Stage]:
-    """Instructions grouped by stage: comments dropped, continuation lines joined."""
+    """Instructions grouped by stage: comments dropped, continuation lines joined, and the
+    bases as a build without --build-arg resolves them."""
     logical: list[str] = []
     pending = ""
     for raw in text.splitlines():
@@ -58,11 +64,16 @@ def parse_dockerfile(text: str) -> list[Stage]:
         logical.append(pending + line)
         pending = ""
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM, with their defaults
     for line in logical:
         keyword, _, arguments = line.partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG" and not stages:
+            name, _, default = arguments.strip().partition("=")
+            global_args[name] = _substitute(default, global_args)
+            continue
         if keyword == "FROM":
-            words = arguments.split()
+            words = _substitute(arguments, global_args).split()
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
             stages.append(Stage(base=words[0], name=name))
             continue
@@ -145,6 +156,18 @@ def test_multi_stage_with_production_last_and_a_local_target(stages):
     assert names[-1] == "production", "a plain `docker build .` must give the production image"
     assert "local" in names
     assert len(set(names)) == len(names)
+
+
+def test_the_base_is_a_build_argument_defaulting_to_the_official_image():
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:\S+$", text, re.MULTILINE)
+    assert re.search(r"^ARG BUILD_PYTHON_IMAGE=\$\{PYTHON_IMAGE\}$", text, re.MULTILINE)
+    froms = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert "${PYTHON_IMAGE}" in froms
+    assert "${BUILD_PYTHON_IMAGE}" in froms
+    # The runtime stages, which the images are made of, stand on PYTHON_IMAGE.
+    stages = parse_dockerfile(text.replace("${BUILD_PYTHON_IMAGE}", "build-base"))
+    assert stage_named(stages, "runtime").base.startswith("python:")
 
 
 def test_every_base_is_a_pinned_slim_official_python(stages):
