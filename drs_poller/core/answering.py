@@ -243,7 +243,7 @@ def _server_entry(
         {
             "sourceServerId": _text(raw.get("SourceServerId")),
             "waveName": wave_name,
-            "outcome": None if outcome is None else _OUTCOME_NAMES.get(outcome, "UNFINISHED"),
+            "outcome": None if outcome is None else outcome.value,
             "status": _text(raw.get("Status")),
             "recoveryJobId": _text(raw.get("RecoveryJobId")),
             "recoveryInstanceId": _text(raw.get("RecoveryInstanceId")),
@@ -255,9 +255,6 @@ def _server_entry(
             "recoveryPointTime": _number(raw.get("RecoveryPointTime")),
         }
     )
-
-
-_OUTCOME_NAMES: Final = {Outcome.SUCCEEDED: "SUCCEEDED", Outcome.FAILED: "FAILED"}
 
 
 def _measured(servers: list[dict[str, Any]], name: str) -> int | float | None:

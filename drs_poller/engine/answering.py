@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,11 @@ class _Job:
     landed_at: float | None = None  # monotonic time the final write landed, when known
 
     @property
+    def slot(self) -> tuple[bool, str]:
+        """An answer and a heartbeat for one token may be queued at once; two of either not."""
+        return (self.answer is not None, self.token)
+
+    @property
     def token(self) -> str:
         if self.answer is not None:
             return self.answer.token
@@ -94,7 +100,7 @@ class Answerer:
         self.may_sweep = may_sweep
         self.workers = workers
         self.queue: asyncio.Queue[_Job] = asyncio.Queue(queue_size)
-        self._queued: set[str] = set()  # tokens queued or being sent
+        self._queued: set[tuple[bool, str]] = set()  # answers and heartbeats queued or sent
         self._done: OrderedDict[str, None] = OrderedDict()
         self._beaten: dict[str, float] = {}  # token -> monotonic time of its last heartbeat
 
@@ -115,17 +121,19 @@ class Answerer:
                 last = self._beaten.get(beat.token)
                 if last is None or now - last >= self.heartbeat_interval:
                     queued += self._put(_Job(key=key, beat=beat))
+            while len(self._beaten) > REMEMBERED:  # tokens whose holder we never saw end
+                del self._beaten[next(iter(self._beaten))]
         return queued
 
     def _put(self, job: _Job) -> int:
-        if job.token in self._queued or job.token in self._done:
+        if job.slot in self._queued or job.token in self._done:
             return 0
         try:
             self.queue.put_nowait(job)
         except asyncio.QueueFull:
             self.metrics.task_token_dropped.inc()
             return 0
-        self._queued.add(job.token)
+        self._queued.add(job.slot)
         return 1
 
     # --- the workers -------------------------------------------------------------
@@ -166,7 +174,7 @@ class Answerer:
                 self.metrics.task_token_heartbeats.labels("error").inc()
             log.exception("task token handling failed unexpectedly; retried later")
         finally:
-            self._queued.discard(job.token)
+            self._queued.discard(job.slot)
 
     async def _answer(self, job: _Job, answer: Answer) -> None:
         kind = answer.holder.scope.lower()
@@ -199,6 +207,18 @@ class Answerer:
         try:
             await self.stepfunctions.send_heartbeat(beat.token)
         except TokenRejectedError as rejected:
+            if rejected.code == "InvalidToken":
+                # Not recorded: moto rejects a heartbeat as InvalidToken for a state without
+                # HeartbeatSeconds, and the final answer must still be tried. No more
+                # heartbeats for it; its answer records INVALID_TOKEN if it is invalid.
+                self._beaten[beat.token] = math.inf
+                self.metrics.task_token_heartbeats.labels("invalid_token").inc()
+                log.warning(
+                    "Step Functions rejected a heartbeat as InvalidToken; no more heartbeats",
+                    execution_id=job.key[0],
+                    holder=beat.holder.path,
+                )
+                return
             self._beaten.pop(beat.token, None)
             await self._rejected(job, beat.holder, rejected, kind="heartbeat")
             return
