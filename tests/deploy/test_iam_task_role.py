@@ -2,8 +2,9 @@
 
 The daemon reads execution items through the StatusIndex (Query), reads one item and
 writes it back conditionally (GetItem, UpdateItem), keeps its replica lease (UpdateItem,
-Query on the lease table), and describes DRS jobs and instances and EC2 instances. It
-starts, stops and terminates nothing, and these tests hold the template to that.
+Query on the lease table), describes DRS jobs and instances and EC2 instances, and
+answers the orchestrator's Step Functions task tokens (contract §5). It starts, stops
+and terminates nothing, and these tests hold the template to that.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ UNSCOPABLE = {
     "drs:DescribeRecoveryInstances",
     "ec2:DescribeInstances",
 }
+# Answers to the orchestrator's Step Functions task tokens (contract §5): no
+# resource-level permissions either. They answer a waiting task; they start nothing.
+TASK_TOKEN_ANSWERS = {
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "states:SendTaskHeartbeat",
+}
 
 
 def expected_task_grants(*, table: str, index: str) -> set[tuple[str, str]]:
@@ -34,6 +42,7 @@ def expected_task_grants(*, table: str, index: str) -> set[tuple[str, str]]:
         ("dynamodb:Query", "{LeaseTable.Arn}"),
         ("dynamodb:UpdateItem", "{LeaseTable.Arn}"),
         *((action, "*") for action in UNSCOPABLE),
+        *((action, "*") for action in TASK_TOKEN_ANSWERS),
     }
 
 
@@ -97,7 +106,7 @@ def test_task_role_has_no_wildcard_actions_and_star_only_for_unscopable_describe
         assert "*" not in action
         assert ":" in action
         if resource == "*":
-            assert action in UNSCOPABLE
+            assert action in UNSCOPABLE | TASK_TOKEN_ANSWERS
         else:
             assert "*" not in resource
 
@@ -107,7 +116,10 @@ def test_task_role_cannot_start_stop_terminate_or_delete_anything():
     forbidden = re.compile(r":(Start|Stop|Terminate|Run|Reboot|Delete|Create|Put|Batch|Scan)")
     actions = {action for action, _ in grants(role_statements(Stack(), "TaskRole"))}
     assert not {action for action in actions if forbidden.search(action)}
-    assert all(action.startswith("dynamodb:") or ":Describe" in action for action in actions)
+    assert all(
+        action.startswith("dynamodb:") or ":Describe" in action or action in TASK_TOKEN_ANSWERS
+        for action in actions
+    )
 
 
 def test_lease_grants_point_at_the_lease_table_with_its_schema():
