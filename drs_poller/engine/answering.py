@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("drs_poller.answering")
 
 QUEUE_SIZE = 1000
-WORKERS = 4
+WORKERS = 8  # as many as the Caller lets into one region at once (its default)
 # Tokens answered (or rejected) lately, so that the polls that follow, before the
 # cached item shows the record, do not send them again.
 REMEMBERED = 10_000

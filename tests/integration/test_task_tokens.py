@@ -21,6 +21,7 @@ from harness import REGION, ServerSnapshot, job_id, launched, metric, server_id
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
+from drs_poller.clock import SystemClock
 from drs_poller.core.answering import PENDING
 from drs_poller.localstack.initiator import ServerSpec, execution_item
 
@@ -442,3 +443,67 @@ async def test_no_token_no_calls(world):
     assert item["Status"] == "COMPLETED"
     assert PENDING not in item
     assert daemon.answerer.queue.empty()
+
+
+async def test_delay_from_the_final_write_to_the_answer(world, capsys):
+    """The daemon on the real clock, its real loops: 50 waves end, and the delay from
+    each wave's final write landing to Step Functions accepting the answer is printed
+    (p50, p99). The waves end half a second apart; moto's default Step Functions
+    backend accepts any token. The figure
+    goes into the closing note; no timing is asserted."""
+    count = 50
+    # moto server imports its Step Functions backend on the first request (seconds):
+    # that is moto's start-up, not the daemon's delay.
+    session = world.stack.session()
+    async with session.client("stepfunctions", endpoint_url=world.stack.moto_url) as client:
+        await client.send_task_success(taskToken="warm-up", output="{}")
+    for n in range(count):
+        source = server_id(100 + n)
+        # The waves end half a second apart (on the DRS double's clock, moved below).
+        job = world.job(
+            [source], [(0, "STARTED", {}), (1 + n / 2, "COMPLETED", {source: launched()})]
+        )
+        spec = world.spec(
+            f"ex-delay-{n:02d}",
+            [(REGION, [ServerSpec(source, job)]), (REGION, [ServerSpec(server_id(900 + n))])],
+        )
+        item = _item(spec)
+        item["Waves"][0]["TaskToken"] = f"token-{n:02d}"
+        await world.put(item)
+    daemon = await world.daemon(
+        clock=SystemClock(),
+        stepfunctions_endpoint_url=world.stack.moto_url,
+        discovery_interval=1,
+        interval_started=1,
+    )
+    delays: list[float] = []
+    histogram = daemon.metrics.task_token_answer_delay
+    observe = histogram.observe
+
+    def record(value: float, *args: Any, **kwargs: Any) -> None:
+        delays.append(value)
+        observe(value, *args, **kwargs)
+
+    histogram.observe = record  # type: ignore[method-assign]
+    running = asyncio.create_task(daemon.run(handle_signals=False))
+    try:
+        for _ in range(1200):
+            if len(delays) >= count:
+                break
+            await asyncio.sleep(0.05)  # the daemon runs on the real clock here
+            world.clock.advance(0.05)
+    finally:
+        daemon.request_stop("test done")
+        await running
+    assert len(delays) == count
+    ordered = sorted(delays)
+    p50 = ordered[len(ordered) // 2]
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    with capsys.disabled():
+        print(  # noqa: T201 - the measurement is the output
+            f"\ntask token answer delay over {count} waves: p50 {p50 * 1000:.1f} ms,"
+            f" p99 {p99 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms"
+        )
+    item = await world.get("ex-delay-00")
+    assert item["Waves"][0]["TaskTokenAnswer"] == "SUCCESS"
+    assert item["Status"] == "POLLING"
