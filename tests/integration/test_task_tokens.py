@@ -14,9 +14,11 @@ import json
 import os
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from harness import REGION, ServerSnapshot, job_id, launched, metric, server_id
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
@@ -26,6 +28,7 @@ from drs_poller.core.answering import PENDING
 from drs_poller.localstack.initiator import ServerSpec, execution_item
 
 S1, S2, S3 = server_id(1), server_id(2), server_id(3)
+TEMPLATE = Path(__file__).parents[2] / "deploy" / "cloudformation" / "drs-poller.yaml"
 FAILED_SNAPSHOT = ServerSnapshot("FAILED")
 
 
@@ -507,3 +510,59 @@ async def test_delay_from_the_final_write_to_the_answer(world, capsys):
     item = await world.get("ex-delay-00")
     assert item["Waves"][0]["TaskTokenAnswer"] == "SUCCESS"
     assert item["Status"] == "POLLING"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads the template's ``!Ref``/``!Sub``/... tags as plain values (unused here)."""
+
+
+_CfnLoader.add_multi_constructor("!", lambda *_tag: None)
+
+
+def example_definition(table: str) -> dict[str, Any]:
+    """The template's example state machine, its wave starter (the initiator's Lambda,
+    which moto cannot run without Docker) replaced by a Pass state: the test starts the
+    wave itself."""
+    template = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    definition = template["Resources"]["ExampleStateMachine"]["Properties"]["Definition"]
+    text = json.dumps(definition).replace("${TableName}", table)
+    definition = json.loads(text)
+    states = definition["States"]["Waves"]["ItemProcessor"]["States"]
+    states["StartWave"] = {"Type": "Pass", "ResultPath": None, "Next": "WaitForWave"}
+    return definition
+
+
+async def test_the_example_state_machine_runs_two_waves(world, sfn):
+    job1 = world.job([S1], [(0, "STARTED", {}), (60, "COMPLETED", {S1: launched()})])
+    job2 = world.job([S2], [(0, "STARTED", {}), (60, "COMPLETED", {S2: launched()})])
+    await world.put_spec(
+        world.spec("ex-example", [(REGION, [ServerSpec(S1, job1)]), (REGION, [ServerSpec(S2)])])
+    )
+    machine = await sfn.client.create_state_machine(
+        name=f"example-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(example_definition(world.table)),
+        roleArn="arn:aws:iam::123456789012:role/orchestrator",
+    )
+    started = await sfn.client.start_execution(
+        stateMachineArn=machine["stateMachineArn"],
+        input=json.dumps(
+            {"executionId": "ex-example", "planId": "plan-local", "waveIndexes": [0, 1]}
+        ),
+    )
+    arn = started["executionArn"]
+    await wait_for_item(world, "ex-example", lambda i: "TaskToken" in i["Waves"][0])
+    daemon = await daemon_for(world)
+    await world.step(daemon)
+    await world.step(daemon, 70)
+    await daemon.answerer.drain()
+    await wait_for_item(world, "ex-example", lambda i: "TaskToken" in i["Waves"][1])
+    # The initiator starts wave 2 (the example's StartWave Lambda).
+    await world.update("ex-example", "SET Waves[1].Servers[0].RecoveryJobId = :job", {":job": job2})
+    item = await world.run_until_final(daemon, "ex-example", step=15)
+    assert item["Status"] == "COMPLETED"
+    await daemon.answerer.drain()
+    done = await sfn.wait_until_done(arn)
+    assert done["status"] == "SUCCEEDED"
+    waves = json.loads(done["output"])
+    assert [wave["wave"]["waveName"] for wave in waves] == ["wave-1", "wave-2"]
+    assert all(wave["wave"]["status"] == "COMPLETED" for wave in waves)
