@@ -61,13 +61,13 @@ class Settings(BaseSettings):
         ),
     )
     task_token_sweep_interval: float = Field(
-        default=300.0,
+        default=1800.0,
         ge=0,
         le=86400,
         description=(
             "Seconds between sweeps of the StatusIndex for finished executions whose task"
-            " token was not answered (a crash between the final write and the answer);"
-            " 0: no sweep."
+            " token was not answered (a crash between the final write and the answer); the"
+            " first runs at start-up. 0: no sweep."
         ),
     )
 

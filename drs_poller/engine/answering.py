@@ -297,14 +297,16 @@ class Answerer:
         return queued
 
     async def sweep_forever(self, interval: float) -> None:
+        """Sweep at start-up (a crash before the answer is the case it is for), then
+        every ``interval`` seconds."""
         while True:
-            await asyncio.sleep(interval)
             try:
                 await self.sweep_once()
             except AwsCallError as error:
                 log.error("task token sweep failed", error=str(error))  # noqa: TRY400
             except Exception:
                 log.exception("task token sweep failed unexpectedly")
+            await asyncio.sleep(interval)
 
     async def close(self, *, grace: float) -> None:
         """Give what is queued ``grace`` seconds; what is left is answered after a restart."""
