@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from faultproxy import FaultProxy, status
 from harness import REGION, ServerSnapshot, job_id, launched, metric, server_id
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
@@ -566,3 +567,32 @@ async def test_the_example_state_machine_runs_two_waves(world, sfn):
     waves = json.loads(done["output"])
     assert [wave["wave"]["waveName"] for wave in waves] == ["wave-1", "wave-2"]
     assert all(wave["wave"]["status"] == "COMPLETED" for wave in waves)
+
+
+async def test_throttling_and_5xx_are_retried_with_backoff(world):
+    """Step Functions throttles twice and fails once with a 500: the Caller retries
+    (three retries), and the answer lands and is recorded once."""
+    job = world.job([S1], [(0, "STARTED", {}), (60, "COMPLETED", {S1: launched()})])
+    spec = world.spec("ex-throttled", [(REGION, [ServerSpec(S1, job)])])
+    await world.put({**_item(spec), "TaskToken": "token-throttled"})
+    json_1_0 = {"Content-Type": "application/x-amz-json-1.0"}
+    async with FaultProxy(world.stack.moto_url, seed=1) as proxy:
+        proxy.add(
+            status(400, {"__type": "ThrottlingException", "message": "slow down"}, json_1_0),
+            operation="SendTaskSuccess",
+            times=2,
+        )
+        proxy.add(
+            status(500, {"__type": "ServiceUnavailable", "message": "try again"}, json_1_0),
+            operation="SendTaskSuccess",
+            times=1,
+        )
+        daemon = await world.daemon(stepfunctions_endpoint_url=proxy.url)
+        await world.run_until_final(daemon, "ex-throttled", step=15)
+        await daemon.answerer.drain()
+    item = await world.get("ex-throttled")
+    assert item["TaskTokenAnswer"] == "SUCCESS"
+    assert answers(daemon, "execution", "success") == 1
+    operation = {"service": "stepfunctions", "operation": "SendTaskSuccess"}
+    assert metric(daemon, "drs_poller_aws_retries_total", operation) == 3
+    assert metric(daemon, "drs_poller_throttles_total", {**operation, "region": REGION}) == 2
