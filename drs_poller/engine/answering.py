@@ -29,7 +29,7 @@ import structlog
 
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.stepfunctions import TokenRejectedError
-from drs_poller.core.answering import Answer, Beat, answers_due, heartbeats_due
+from drs_poller.core.answering import Answer, Beat, answer_for, heartbeats_due, tokens_due
 from drs_poller.core.history import epoch
 from drs_poller.core.models import FINAL_STATUSES
 from drs_poller.engine.tracking import key_of
@@ -112,8 +112,11 @@ class Answerer:
         if key is None:
             return 0
         queued = 0
-        for answer in answers_due(item):
-            self._beaten.pop(answer.token, None)
+        for holder, token in tokens_due(item):
+            self._beaten.pop(token, None)
+            if token in self._done or (True, token) in self._queued:
+                continue  # the summary is built only for an answer that will be sent
+            answer = answer_for(item, holder, token)
             queued += self._put(_Job(key=key, answer=answer, landed_at=landed_at))
         if self.heartbeat_interval > 0:
             now = self.clock.monotonic()
