@@ -30,6 +30,11 @@ EXPECTED_FAMILIES = {
     "drs_poller_last_poll_timestamp_seconds",
     "drs_poller_dispatch_batch_size",
     "drs_poller_inflight_batches",
+    "drs_poller_task_token_answers",
+    "drs_poller_task_token_heartbeats",
+    "drs_poller_task_token_answer_delay_seconds",
+    "drs_poller_task_token_queue_full",
+    "drs_poller_task_token_sweeps",
     "drs_poller_build_info",
 }
 
