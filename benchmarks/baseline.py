@@ -38,6 +38,7 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
+from drs_poller.clients.drs import parse_job
 from drs_poller.clients.dynamodb import to_python, to_wire
 from drs_poller.core.completion import Outcome, server_outcome
 from drs_poller.core.deciding import Policy, decide
@@ -48,7 +49,6 @@ from drs_poller.core.models import (
     JobView,
     LaunchStatus,
     parse_execution,
-    parse_job,
 )
 from drs_poller.core.phases import Intervals, parse_phase
 

@@ -71,7 +71,8 @@ class IndexedDrsDouble(DrsDouble):
                 if (script := self._by_id.get((region, job_id))) is not None
                 and script.created_at <= now
             ),
-            key=lambda script: (script.created_at, script.job_id),
+            # The stock double's order: latest creationDateTime first, as DRS lists them.
+            key=lambda script: (-script.created_at, script.job_id),
         )
         items = [render_job(script, now) for script in scripts]
         return self.page(items, body=body, operation="DescribeJobs")

@@ -186,6 +186,16 @@ class Settings(BaseSettings):
             " runs before it counts as NOT_CONFIGURED."
         ),
     )
+    launch_actions_wait: float = Field(
+        default=600.0,
+        ge=0,
+        le=86400,
+        description=(
+            "Seconds a launched RECOVERY server whose listed action runs have all ended waits"
+            " for the runs of its source server's other active launch actions"
+            " (ListLaunchActions); then a missing required action fails it."
+        ),
+    )
     max_execution_age: float = Field(
         default=43200.0,
         gt=0,

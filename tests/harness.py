@@ -102,16 +102,19 @@ class World:
     def job(
         self,
         servers: list[str],
-        snapshots: list[tuple[float, str, dict[str, ServerSnapshot]]],
+        snapshots: list[tuple[float, str, dict[str, ServerSnapshot]] | Snapshot],
         *,
         region: str = REGION,
         is_drill: bool = True,
         job: str | None = None,
         ec2_ids: dict[str, str] | None = None,
         recovery_ids: dict[str, str] | None = None,
+        unreported_instances: frozenset[str] = frozenset(),
     ) -> str:
         """Script a DRS job starting now: ``snapshots`` are (seconds from now, job status,
-        {server: snapshot}); a server left out of a snapshot is PENDING."""
+        {server: snapshot}), or Snapshot objects (for a job status deliberately outside the
+        model); a server left out of a snapshot is PENDING. The job does not
+        report the recovery instance of a server in ``unreported_instances``."""
         jid = job or job_id()
         ec2_ids = ec2_ids or {}
         recovery_ids = {**ec2_ids, **(recovery_ids or {})}
@@ -126,11 +129,15 @@ class World:
                         source_server_id=s,
                         recovery_instance_id=recovery_ids.get(s),
                         ec2_instance_id=ec2_ids.get(s),
+                        job_reports_instance=s not in unreported_instances,
                     )
                     for s in servers
                 ),
                 timeline=tuple(
-                    Snapshot(at, status, dict(states)) for at, status, states in snapshots
+                    entry
+                    if isinstance(entry, Snapshot)
+                    else Snapshot(entry[0], entry[1], dict(entry[2]))
+                    for entry in snapshots
                 ),
             )
         )

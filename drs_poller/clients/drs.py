@@ -1,27 +1,43 @@
-"""DRS adapter: batched DescribeJobs and DescribeRecoveryInstances, translated to core models.
+"""DRS adapter: batched DescribeJobs and DescribeRecoveryInstances, ListLaunchActions,
+the job log; the wire JSON is parsed here into the core's typed observations.
 
 One call asks for up to 1000 job ids; a job shared by several servers or executions
 is asked for once. Job ids that DRS does not return are reported as not found.
+
+Parsing follows botocore's DRS model (botocore/data/drs/2020-02-26/service-2.json):
+shapes ``Job``, ``ParticipatingServer``, ``LaunchActionsStatus``, ``LaunchActionRun``,
+``LaunchAction``, ``RecoveryInstance``. It is strict only where the daemon cannot act
+without a value (a job's ``jobID``), and degrades per field everywhere else (contract
+§2): an enum value outside the model becomes :class:`Unknown`, never an error that
+sets the job aside; an unreadable ``participatingServers`` entry degrades that entry.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from drs_poller.clients.paging import paginate
 from drs_poller.core.models import (
     JOB_NOT_FOUND,
+    ActionRun,
     InvalidDrsDataError,
     JobLookup,
-    parse_job,
+    JobStatus,
+    JobView,
+    LaunchAction,
+    LaunchStatus,
+    Participant,
+    RunStatus,
+    Unknown,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection
+    from collections.abc import Awaitable, Callable, Collection, Mapping
 
     from drs_poller.clients.aws import ClientPool
     from drs_poller.clients.calling import Caller
@@ -32,6 +48,8 @@ _SNAKE = {
     "DescribeJobs": "describe_jobs",
     "DescribeRecoveryInstances": "describe_recovery_instances",
     "DescribeJobLogItems": "describe_job_log_items",
+    "ListLaunchActions": "list_launch_actions",
+    "GetLaunchConfiguration": "get_launch_configuration",
 }
 REASON_LIMIT = 500  # characters of DRS's rawError kept in a server's Error
 
@@ -39,6 +57,107 @@ JOB_IDS_PER_CALL = 1000  # DescribeJobs filters.jobIDs maximum
 RECOVERY_INSTANCE_IDS_PER_CALL = (
     200  # DescribeRecoveryInstances filters.recoveryInstanceIDs maximum
 )
+
+
+UNKNOWN_VALUE_LIMIT = 40  # characters of an out-of-model value kept (logs, metrics, Error)
+
+
+# --- parsing the wire (pure) --------------------------------------------------------
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _enum(kind: type[_E], value: Any, field_name: str) -> _E | Unknown:
+    """``kind(value)`` by a dict lookup (a DescribeJobs page holds thousands of these,
+    and calling the enum class was a few percent of the daemon's CPU); a value outside
+    the model's enum is an :class:`Unknown`, not an error."""
+    member = kind._value2member_map_.get(value) if isinstance(value, str) else None
+    if member is None:
+        return Unknown(field_name, str(value)[:UNKNOWN_VALUE_LIMIT])
+    return member  # type: ignore[return-value]
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _parse_run(run: Any) -> ActionRun:
+    if not isinstance(run, dict):
+        # Not a LaunchActionRun at all: an unknown run that never ends, so that it can
+        # never let a server be judged done on the runs it hides.
+        return ActionRun(status=Unknown("runs", type(run).__name__), name=None, failure_reason=None)
+    wire_action = run.get("action")
+    action: dict[str, Any] = wire_action if isinstance(wire_action, dict) else {}
+    return ActionRun(
+        status=_enum(RunStatus, run.get("status"), "runs.status"),
+        name=_text(action.get("name")) or _text(action.get("actionCode")),
+        failure_reason=_text(run.get("failureReason")),
+        action_id=_text(action.get("actionId")),
+        run_id=_text(run.get("runId")),
+        # LaunchAction.optional: "Whether the launch will not be marked as failed if this
+        # action fails." Only a true boolean makes a run optional.
+        optional=action.get("optional") is True,
+    )
+
+
+def _parse_participant(entry: dict[str, Any], source_server_id: str) -> Participant:
+    raw_status = entry.get("launchStatus")
+    launch_status = None if raw_status is None else _enum(LaunchStatus, raw_status, "launchStatus")
+    actions = entry.get("launchActionsStatus")
+    runs = actions.get("runs") if isinstance(actions, dict) else None
+    recovery_instance_id = entry.get("recoveryInstanceID")
+    return Participant(
+        source_server_id=source_server_id,
+        launch_status=launch_status,
+        recovery_instance_id=_text(recovery_instance_id),
+        runs=tuple(_parse_run(run) for run in runs) if isinstance(runs, list) else (),
+    )
+
+
+def parse_job(wire: Mapping[str, Any]) -> JobView:
+    """Parse one DescribeJobs item. Raises :class:`InvalidDrsDataError` only when the
+    job cannot be used at all (no ``jobID``, ``participatingServers`` not a list)."""
+    job_id = wire.get("jobID")
+    if not isinstance(job_id, str):
+        raise InvalidDrsDataError("job without jobID")
+    status = _enum(JobStatus, wire.get("status"), "status")
+    participating = wire.get("participatingServers") or []
+    if not isinstance(participating, list):
+        raise InvalidDrsDataError(f"job {job_id}: participatingServers is not a list")
+    servers: dict[str, Participant] = {}
+    broken = 0
+    for entry in participating:
+        source_server_id = entry.get("sourceServerID") if isinstance(entry, dict) else None
+        if not isinstance(source_server_id, str) or not source_server_id:
+            broken += 1
+            continue
+        servers[source_server_id] = _parse_participant(entry, source_server_id)
+    return JobView(
+        job_id=job_id,
+        # An unknown job status reads as STARTED: the job exists and is not over.
+        status=status if isinstance(status, JobStatus) else JobStatus.STARTED,
+        servers=servers,
+        unknown_status=status if isinstance(status, Unknown) else None,
+        broken_entries=broken,
+    )
+
+
+def parse_launch_action(wire: Any) -> LaunchAction | None:
+    """One ``ListLaunchActions`` item (shape ``LaunchAction``); None without an
+    ``actionId`` (runs are matched to actions by it)."""
+    if not isinstance(wire, dict) or not _text(wire.get("actionId")):
+        return None
+    return LaunchAction(
+        action_id=wire["actionId"],
+        name=_text(wire.get("name")) or _text(wire.get("actionCode")),
+        optional=wire.get("optional") is True,
+        # LaunchAction.active: "Whether the launch action is active." Missing: the
+        # conservative reading is that DRS will run it.
+        active=wire.get("active") is not False,
+    )
+
+
+# --- calling DRS -----------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -131,3 +250,65 @@ class DrsAdapter:
                     raw = data.get("rawError") or event
                     reasons[source] = str(raw)[:REASON_LIMIT]
         return reasons
+
+    async def expected_launch_actions(
+        self, region: str, source_server_id: str
+    ) -> tuple[LaunchAction, ...]:
+        """The launch actions DRS will run after one source server launches: none when its
+        launch configuration has post-launch actions deactivated (GetLaunchConfiguration
+        ``postLaunchEnabled``: "Whether we want to activate post-launch actions for the
+        Source Server"), else every one ListLaunchActions lists. Without the first check,
+        a server whose actions are configured but deactivated would wait for runs DRS
+        never starts. Errors are the caller's to classify."""
+        fetch = self._fetch(
+            await self._clients.get("drs", region),
+            region=region,
+            operation="GetLaunchConfiguration",
+        )
+        configuration = await fetch({"sourceServerID": source_server_id})
+        if configuration.get("postLaunchEnabled") is False:
+            return ()
+        return await self.list_launch_actions(region, source_server_id)
+
+    async def list_launch_actions(
+        self, region: str, source_server_id: str
+    ) -> tuple[LaunchAction, ...]:
+        """Every launch action of one source server (ListLaunchActions, paged;
+        ``resourceId`` is the source server id). Errors are the caller's to classify."""
+        fetch = self._fetch(
+            await self._clients.get("drs", region), region=region, operation="ListLaunchActions"
+        )
+        found: list[LaunchAction] = []
+        what = f"launch actions of {source_server_id}"
+        async for page in paginate(fetch, {"resourceId": source_server_id}, what=what):
+            for wire in page.get("items") or []:
+                action = parse_launch_action(wire)
+                if action is not None:
+                    found.append(action)
+        return tuple(found)
+
+    async def recovery_instances_of(
+        self, region: str, source_server_ids: Collection[str]
+    ) -> dict[str, set[tuple[str, str]]]:
+        """Source server id -> {(recovery instance id, job id)} of the recovery instances
+        DRS still holds for it (DescribeRecoveryInstances, filter ``sourceServerIDs``;
+        ``RecoveryInstance.jobID`` is "the ID of the Job that created the Recovery
+        Instance")."""
+        found: dict[str, set[tuple[str, str]]] = {sid: set() for sid in source_server_ids}
+        fetch = self._fetch(
+            await self._clients.get("drs", region),
+            region=region,
+            operation="DescribeRecoveryInstances",
+        )
+        for chunk in chunked(source_server_ids, RECOVERY_INSTANCE_IDS_PER_CALL):
+            request = {"filters": {"sourceServerIDs": chunk}}
+            what = f"DescribeRecoveryInstances by source server in {region}"
+            async for page in paginate(fetch, request, what=what):
+                for wire in page.get("items") or []:
+                    sid, rid, jid = (
+                        wire.get(name) if isinstance(wire, dict) else None
+                        for name in ("sourceServerID", "recoveryInstanceID", "jobID")
+                    )
+                    if sid in found and isinstance(rid, str) and isinstance(jid, str):
+                        found[sid].add((rid, jid))
+        return found

@@ -11,21 +11,27 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from drs_poller.core.completion import Outcome, final_status, server_outcome
 from drs_poller.core.history import append_transition, epoch
 from drs_poller.core.models import (
+    ActionRun,
     ExecutionType,
     InstanceDetails,
     JobLookup,
     JobStatus,
     JobView,
+    LaunchAction,
+    LaunchActionsLookup,
+    LaunchActionsUnavailable,
     LaunchStatus,
     Participant,
     PostLaunchStatus,
     RunStatus,
     Server,
+    Unknown,
     parse_execution,
 )
 from drs_poller.core.phases import Intervals, Phase, most_urgent, parse_phase, server_phase
@@ -57,9 +63,30 @@ _LAUNCH_RANK = {
 }
 
 
-def is_older_observation(stored_status: str | None, observed: LaunchStatus | None) -> bool:
+# The per-server list of post-launch action runs people read (contract §1), bounded in
+# entries and in bytes, so that a 100-server item stays far below DynamoDB's 400 KB
+# (tests/unit/test_unit_item_size.py): what did not succeed is kept first; entries past
+# the bound are counted in PostLaunchActionsOmitted.
+POST_LAUNCH_ACTIONS_LIMIT = 10
+POST_LAUNCH_ACTIONS_BUDGET = 640  # bytes of names and values per server, about
+_NAME_LIMIT = 48  # characters of an action's name kept in PostLaunchActions
+_RUN_REASON_LIMIT = 120  # characters of a run's failureReason kept in PostLaunchActions
+_REASON_LIMIT = 500  # characters of other explanations (shortfall, unavailable list)
+NOT_RUN = "NOT_RUN"  # PostLaunchActions status of an expected action DRS never listed a run for
+
+# RecoveryInstanceId evidence and what was checked, for a TERMINATED server's Error.
+_EVIDENCE_CHECKED = (
+    "the job reported no recoveryInstanceID for it, and DescribeRecoveryInstances shows "
+    "no recovery instance of this job (the job log is not evidence: JobLogEvent has no "
+    "event that shows a launch ended well)"
+)
+
+
+def is_older_observation(
+    stored_status: str | None, observed: LaunchStatus | Unknown | None
+) -> bool:
     """Whether DRS's ``observed`` launchStatus is behind the ``stored_status`` we hold."""
-    if observed is None or stored_status not in _LAUNCH_RANK:
+    if not isinstance(observed, LaunchStatus) or stored_status not in _LAUNCH_RANK:
         return False
     return _LAUNCH_RANK[observed.value] < _LAUNCH_RANK[stored_status]
 
@@ -68,6 +95,9 @@ def is_older_observation(stored_status: str | None, observed: LaunchStatus | Non
 class Policy:
     intervals: Intervals = field(default_factory=Intervals)
     post_launch_grace: float = 600.0
+    # How long a RECOVERY server whose listed runs all ended waits for the runs of the
+    # source server's other active launch actions (ListLaunchActions) to be listed.
+    launch_actions_wait: float = 600.0
     unknown_job_max_polls: int = 8
     history_limit: int = 20
     overdue_after: float = 1800.0
@@ -165,6 +195,86 @@ def failures_to_explain(execution: Execution, jobs: Mapping[str, JobLookup]) -> 
     return dict(wanted)
 
 
+def _launch_seen(server: Server, participant: Participant | None) -> bool:
+    return server.launched_time is not None or (
+        participant is not None
+        and participant.launch_status in (LaunchStatus.LAUNCHED, LaunchStatus.TERMINATED)
+    )
+
+
+def launch_actions_to_list(
+    execution: Execution, jobs: Mapping[str, JobLookup]
+) -> set[tuple[str, str]]:
+    """(region, source server id) of the active RECOVERY servers that launched (or that
+    DRS shows TERMINATED): their expected actions come from ListLaunchActions."""
+    wanted: set[tuple[str, str]] = set()
+    for wave in execution.waves:
+        if execution.mode_of(wave) is not ExecutionType.RECOVERY or wave.region is None:
+            continue
+        for server in wave.servers:
+            lookup = jobs.get(server.job_id) if server.job_id else None
+            if (
+                isinstance(lookup, JobView)
+                and server_outcome(server, ExecutionType.RECOVERY) is Outcome.ACTIVE
+                and _launch_seen(server, lookup.servers.get(server.source_server_id))
+            ):
+                wanted.add((wave.region, server.source_server_id))
+    return wanted
+
+
+def terminations_to_check(
+    execution: Execution, jobs: Mapping[str, JobLookup]
+) -> dict[str, set[tuple[str, str]]]:
+    """(job id, source server id) per region of the servers DRS reports TERMINATED
+    although the daemon never saw them launch, and for which the job reports no
+    recoveryInstanceID: whether DRS still holds a recovery instance of their job decides
+    if they launched."""
+    wanted: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for wave in execution.waves:
+        for server in wave.servers:
+            lookup = jobs.get(server.job_id) if server.job_id else None
+            if not isinstance(lookup, JobView) or wave.region is None:
+                continue
+            participant = lookup.servers.get(server.source_server_id)
+            if (
+                participant is not None
+                and participant.launch_status is LaunchStatus.TERMINATED
+                and server.launched_time is None
+                and _reported_instance(server, participant) is None
+                and server_outcome(server, execution.mode_of(wave)) is Outcome.ACTIVE
+            ):
+                wanted[wave.region].add((lookup.job_id, server.source_server_id))
+    return dict(wanted)
+
+
+def _reported_instance(server: Server, participant: Participant) -> str | None:
+    """The recovery instance id the job reports for the server, this poll or earlier."""
+    stored = server.raw.get("RecoveryInstanceId")
+    return participant.recovery_instance_id or (stored if isinstance(stored, str) else None)
+
+
+def unknown_values(execution: Execution, jobs: Mapping[str, JobLookup]) -> set[Unknown]:
+    """The out-of-model values DRS reports for this execution's active servers (a DRILL
+    does not read action runs)."""
+    found: set[Unknown] = set()
+    for wave in execution.waves:
+        mode = execution.mode_of(wave)
+        for server in wave.servers:
+            lookup = jobs.get(server.job_id) if server.job_id else None
+            if not isinstance(lookup, JobView) or server_outcome(server, mode).terminal:
+                continue
+            found.update(_unknowns_of(server, lookup, mode))
+    return found
+
+
+def _unknowns_of(server: Server, job: JobView, mode: ExecutionType) -> list[Unknown]:
+    found = [job.unknown_status] if job.unknown_status is not None else []
+    participant = job.servers.get(server.source_server_id)
+    if participant is not None:
+        found += participant.unknown_values(with_runs=mode is ExecutionType.RECOVERY)
+    return found
+
+
 def _frozen(server: Server, mode: ExecutionType) -> bool:
     return server_outcome(server, mode) is Outcome.FAILED
 
@@ -207,13 +317,26 @@ class _ServerUpdate:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """What the poll learnt beyond the job itself, for one server."""
+
+    instance: InstanceDetails | None = None
+    reason: str | None = None
+    # None: ListLaunchActions not read (yet) for this server; see decide's docstring.
+    actions: LaunchActionsLookup | None = None
+    read_actions: bool = False
+    # For a TERMINATED server the job shows no recovery instance for: the recovery
+    # instance of this job DRS still holds ("" when it holds none); None: not checked.
+    terminated_instance: str | None = None
+
+
 def _advance_server(
     update: _ServerUpdate,
     *,
     mode: ExecutionType,
     lookup: JobLookup,
-    instance: InstanceDetails | None,
-    reason: str | None = None,
+    evidence: _Evidence,
 ) -> None:
     server = update.server
     outcome = server_outcome(server, mode)
@@ -222,22 +345,65 @@ def _advance_server(
         return
     update.raw.pop("JobNotFoundPolls", None)
     participant = lookup.servers.get(server.source_server_id)
+    if participant is None and lookup.broken_entries:
+        return  # it may be the entry DRS sent unreadable: not observed this poll
     if participant is not None and is_older_observation(server.status, participant.launch_status):
         return
-    launched_time = _observe_launch(update, participant=participant, instance=instance)
+    launched_time = _observe_launch(update, participant=participant, instance=evidence.instance)
     if outcome is Outcome.SUCCEEDED:
         return  # never goes back: a later TERMINATED is a drill's normal clean-up
     launch_status = participant.launch_status if participant else None
+    if launched_time is None and launch_status is LaunchStatus.TERMINATED:
+        assert participant is not None  # noqa: S101 - launch_status came from it
+        launched_time = _judge_terminated(
+            update, job=lookup, participant=participant, evidence=evidence
+        )
+        if launched_time is None:
+            return
     if launched_time is None:
-        _judge_unlaunched(update, job=lookup, launch_status=launch_status, reason=reason)
+        _judge_unlaunched(update, job=lookup, launch_status=launch_status, reason=evidence.reason)
     elif mode is ExecutionType.RECOVERY:
         _advance_post_launch(
             update,
-            participant_runs=participant.runs if participant else (),
+            runs=participant.runs if participant else (),
             launch_status=launch_status,
             launched_time=launched_time,
+            expected=evidence.actions,
+            read_actions=evidence.read_actions,
         )
     # A launched DRILL server has succeeded: nothing more to judge.
+
+
+def _judge_terminated(
+    update: _ServerUpdate, *, job: JobView, participant: Participant, evidence: _Evidence
+) -> float | None:
+    """DRS reports TERMINATED and the daemon never saw LAUNCHED. The evidence DRS keeps,
+    in order, first answer wins: (1) the job's ``participatingServers[].recoveryInstanceID``
+    (this poll or stored from an earlier one); (2) a recovery instance whose ``jobID`` is
+    this job (DescribeRecoveryInstances). The job log is not used: the model's
+    ``JobLogEvent`` enum has LAUNCH_START and LAUNCH_FAILED but no event that shows a
+    launch ended well. Returns the launch time taken (now) when the evidence shows it
+    launched; fails the server when it shows nothing; None while not checked yet."""
+    reported = _reported_instance(update.server, participant)
+    if reported is not None:
+        proof = f"job {job.job_id} reported recoveryInstanceID {reported}"
+    elif evidence.terminated_instance is None:
+        return None  # DescribeRecoveryInstances was not answered this poll: next poll
+    elif evidence.terminated_instance:
+        proof = (
+            f"DescribeRecoveryInstances shows recovery instance "
+            f"{evidence.terminated_instance} of job {job.job_id}"
+        )
+    else:
+        update.fail(
+            f"DRS reported TERMINATED before the server launched (job {job.job_id}); "
+            f"no evidence that it launched: {_EVIDENCE_CHECKED}"
+        )
+        return None
+    update.raw["LaunchedTime"] = epoch(update.now)
+    update.raw["TerminatedAfterLaunch"] = True
+    update.raw["LaunchEvidence"] = proof
+    return update.now
 
 
 def _job_not_found(update: _ServerUpdate, *, succeeded: bool) -> None:
@@ -256,7 +422,7 @@ def _observe_launch(
 ) -> float | None:
     """Record what DRS and EC2 report; return when the server launched, if it has."""
     launch_status = participant.launch_status if participant else None
-    if launch_status is not None:
+    if isinstance(launch_status, LaunchStatus):  # an out-of-model value is not written
         update.set_status(launch_status.value)
     if participant is not None and participant.recovery_instance_id:
         update.raw["RecoveryInstanceId"] = participant.recovery_instance_id
@@ -279,14 +445,14 @@ def _judge_unlaunched(
     update: _ServerUpdate,
     *,
     job: JobView,
-    launch_status: LaunchStatus | None,
+    launch_status: LaunchStatus | Unknown | None,
     reason: str | None = None,
 ) -> None:
+    if isinstance(launch_status, Unknown):
+        return  # not terminal (contract §2): polled on, in phase IN_PROGRESS
     if launch_status is LaunchStatus.FAILED:
         because = f": {reason}" if reason else ""
         update.fail(f"DRS reported launchStatus FAILED (job {job.job_id}){because}")
-    elif launch_status is LaunchStatus.TERMINATED:
-        update.fail(f"DRS reported TERMINATED before the server launched (job {job.job_id})")
     elif job.status is JobStatus.COMPLETED:
         shown = launch_status.value if launch_status else "none reported"
         update.fail(
@@ -295,34 +461,146 @@ def _judge_unlaunched(
         )
 
 
+def _run_entry(run: ActionRun) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "Name": (run.name or "unnamed")[:_NAME_LIMIT],
+        "Status": run.status.value if isinstance(run.status, RunStatus) else run.status.raw,
+        "Optional": run.optional,
+    }
+    optional_parts = {
+        "ActionId": run.action_id,
+        "RunId": run.run_id,
+        "FailureReason": run.failure_reason and run.failure_reason[:_RUN_REASON_LIMIT],
+    }
+    entry.update({name: value for name, value in optional_parts.items() if value})
+    return entry
+
+
+def _not_run_entry(action: LaunchAction) -> dict[str, Any]:
+    return {
+        "Name": (action.name or "unnamed")[:_NAME_LIMIT],
+        "ActionId": action.action_id,
+        "Status": NOT_RUN,
+        "Optional": action.optional,
+    }
+
+
+def _record_runs(update: _ServerUpdate, entries: list[dict[str, Any]]) -> None:
+    """PostLaunchActions (contract §1): every run, bounded; what did not succeed first,
+    so a failure that did not count is never the one cut off."""
+    if not entries:
+        return
+    ordered = sorted(entries, key=lambda entry: entry["Status"] == RunStatus.SUCCEEDED.value)
+    kept: list[dict[str, Any]] = []
+    spent = 0
+    for entry in ordered[:POST_LAUNCH_ACTIONS_LIMIT]:
+        size = sum(len(key) + len(str(value)) for key, value in entry.items())
+        if kept and spent + size > POST_LAUNCH_ACTIONS_BUDGET:
+            break
+        kept.append(entry)
+        spent += size
+    update.raw["PostLaunchActions"] = kept
+    if len(kept) < len(entries):
+        update.raw["PostLaunchActionsOmitted"] = len(entries) - len(kept)
+    else:
+        update.raw.pop("PostLaunchActionsOmitted", None)
+
+
+def _names(runs: list[ActionRun]) -> str:
+    return ", ".join(
+        f"{run.name or 'unnamed'}" + (f" ({run.failure_reason})" if run.failure_reason else "")
+        for run in runs
+    )
+
+
 def _advance_post_launch(
     update: _ServerUpdate,
     *,
-    participant_runs: tuple[Any, ...],
-    launch_status: LaunchStatus | None,
+    runs: tuple[ActionRun, ...],
+    launch_status: LaunchStatus | Unknown | None,
     launched_time: float,
+    expected: LaunchActionsLookup | None,
+    read_actions: bool,
 ) -> None:
-    """A launched RECOVERY server succeeds only when its post-launch actions do."""
-    runs = participant_runs
-    failed = [run for run in runs if run.status is RunStatus.FAILED]
-    if failed:
+    """A launched RECOVERY server succeeds only when its post-launch actions do.
+
+    Required runs must SUCCEED; optional runs (``action.optional``) must only end. A run
+    whose status is outside the model has not ended. While every listed run has ended
+    but an active action of the source server (``expected``) has no run, the server waits
+    ``launch_actions_wait`` from the first poll that saw it so; then a missing required
+    action fails it, a missing optional one is recorded. ``expected`` None with
+    ``read_actions``: ListLaunchActions has not answered yet, so it is not finished.
+    """
+    entries = [_run_entry(run) for run in runs]
+    terminated = launch_status is LaunchStatus.TERMINATED
+    required_failed = [r for r in runs if r.status is RunStatus.FAILED and not r.optional]
+    _record_runs(update, entries)
+    if required_failed:
         update.raw["PostLaunchActionsStatus"] = PostLaunchStatus.FAILED.value
-        names = ", ".join(
-            f"{run.name or 'unnamed'}" + (f" ({run.failure_reason})" if run.failure_reason else "")
-            for run in failed
-        )
-        update.fail(f"post-launch action failed: {names}")
-    elif runs and all(run.status is RunStatus.SUCCEEDED for run in runs):
-        update.raw["PostLaunchActionsStatus"] = PostLaunchStatus.COMPLETED.value
-        update.raw["PostLaunchActionsCompleted"] = epoch(update.now)
-    elif launch_status is LaunchStatus.FAILED:
+        update.fail(f"post-launch action failed: {_names(required_failed)}")
+        return
+    if launch_status is LaunchStatus.FAILED:
         update.fail("DRS reported launchStatus FAILED before its post-launch actions finished")
-    # TERMINATED after LAUNCHED is no failure (contract §2): the runs and the grace
-    # period still decide, and a run that can no longer finish ends at the maximum age.
-    elif runs or update.now - launched_time < update.policy.post_launch_grace:
-        update.raw["PostLaunchActionsStatus"] = PostLaunchStatus.IN_PROGRESS.value
-    else:
-        update.raw["PostLaunchActionsStatus"] = PostLaunchStatus.NOT_CONFIGURED.value
+        return
+    if isinstance(expected, LaunchActionsUnavailable):
+        update.raw["PostLaunchActionsExpected"] = f"unknown: {expected.reason}"[:_REASON_LIMIT]
+    status = PostLaunchStatus.IN_PROGRESS
+    if not all(run.ended for run in runs):
+        update.raw.pop("PostLaunchActionsWaitSince", None)
+    elif expected is not None or not read_actions:
+        ran = {run.action_id for run in runs if run.action_id}
+        missing = [
+            action
+            for action in (expected if isinstance(expected, tuple) else ())
+            if action.active and action.action_id not in ran
+        ]
+        if missing:
+            status = _judge_shortfall(update, missing=missing, entries=entries, ended=terminated)
+            _record_runs(update, entries)
+        else:
+            update.raw.pop("PostLaunchActionsWaitSince", None)  # nothing missing any more
+            if runs or update.now - launched_time >= update.policy.post_launch_grace:
+                status = PostLaunchStatus.COMPLETED if runs else PostLaunchStatus.NOT_CONFIGURED
+    # else: ListLaunchActions has not answered yet; the server is not finished.
+    if status is PostLaunchStatus.IN_PROGRESS and terminated:
+        # The recovery instance is gone: its actions can no longer run or end, and a
+        # recovery whose instance is gone did not recover.
+        status = PostLaunchStatus.FAILED
+        update.fail("the recovery instance was TERMINATED before its post-launch actions ended")
+    update.raw["PostLaunchActionsStatus"] = status.value
+    if status is PostLaunchStatus.COMPLETED:
+        update.raw["PostLaunchActionsCompleted"] = epoch(update.now)
+
+
+def _judge_shortfall(
+    update: _ServerUpdate,
+    *,
+    missing: list[LaunchAction],
+    entries: list[dict[str, Any]],
+    ended: bool,
+) -> PostLaunchStatus:
+    """Every listed run ended, and active launch actions have no run yet."""
+    since = update.raw.get("PostLaunchActionsWaitSince")
+    if not isinstance(since, int | float | Decimal) or isinstance(since, bool):
+        since = epoch(update.now)
+        update.raw["PostLaunchActionsWaitSince"] = since
+    wait = update.policy.launch_actions_wait
+    if not ended and update.now - float(since) < wait:
+        return PostLaunchStatus.IN_PROGRESS
+    entries.extend(_not_run_entry(action) for action in missing)
+    names = ", ".join(action.name or action.action_id for action in missing)
+    update.raw["PostLaunchActionsShortfall"] = (
+        f"{len(missing)} active launch action(s) never ran within {int(wait)} s: {names}"
+    )[:_REASON_LIMIT]
+    required = [action for action in missing if not action.optional]
+    if required:
+        shown = ", ".join(action.name or action.action_id for action in required)
+        update.fail(
+            f"required post-launch action(s) never ran: {shown} (DRS listed no run for them "
+            f"within DRS_POLLER_LAUNCH_ACTIONS_WAIT = {int(wait)} s after the other runs ended)"
+        )
+        return PostLaunchStatus.FAILED
+    return PostLaunchStatus.COMPLETED
 
 
 def decide(
@@ -334,6 +612,8 @@ def decide(
     policy: Policy,
     polls_since_write: int = 1,
     reasons: Mapping[tuple[str, str], str] | None = None,
+    launch_actions: Mapping[tuple[str, str], LaunchActionsLookup] | None = None,
+    terminated_instances: Mapping[tuple[str, str], str] | None = None,
 ) -> Decision:
     """The next state of ``execution`` after one poll.
 
@@ -342,6 +622,15 @@ def decide(
     concluded about its servers. ``polls_since_write`` counts this poll and the
     unwritten ones before it, for PollAttempts. ``reasons`` maps (job id, source
     server id) to why DRS failed that server, from its job log, when known.
+
+    ``launch_actions`` maps (region, source server id) to its ListLaunchActions
+    answer; None: the caller does not read ListLaunchActions (every RECOVERY server is
+    judged on its listed runs); a mapping without a launched RECOVERY server's key: not
+    answered yet, so that server is not finished this poll. ``terminated_instances``
+    maps (job id, source server id) of a TERMINATED server the job shows no recovery
+    instance for to the recovery instance of that job DRS still holds, "" for none; a
+    key that is absent was not checked, and the server is judged on a later poll; None:
+    the caller does not check (only the job's recoveryInstanceID is evidence).
     """
     new_waves, changes = _advance_servers(
         execution,
@@ -351,11 +640,13 @@ def decide(
         policy=policy,
         polls_since_write=polls_since_write,
         reasons=reasons or {},
+        launch_actions=launch_actions,
+        terminated_instances=terminated_instances,
     )
     updated = parse_execution({**execution.raw, "Waves": new_waves})
     phase = derive_phase(updated, jobs=jobs, intervals=policy.intervals)
     status, error_message = _settle_execution(
-        updated, new_waves=new_waves, now=now, policy=policy, changes=changes
+        updated, new_waves=new_waves, now=now, policy=policy, changes=changes, jobs=jobs
     )
     updates: dict[str, Any] = {
         "Waves": new_waves,
@@ -396,6 +687,8 @@ def _advance_servers(
     policy: Policy,
     polls_since_write: int,
     reasons: Mapping[tuple[str, str], str],
+    launch_actions: Mapping[tuple[str, str], LaunchActionsLookup] | None,
+    terminated_instances: Mapping[tuple[str, str], str] | None,
 ) -> tuple[list[dict[str, Any]], list[ServerChange]]:
     changes: list[ServerChange] = []
     new_waves: list[dict[str, Any]] = []
@@ -420,12 +713,22 @@ def _advance_servers(
                     status="FAILED",
                 )
             elif lookup is not None and not _frozen(server, mode):
+                key = (server.job_id or "", server.source_server_id)
                 _advance_server(
                     update,
                     mode=mode,
                     lookup=lookup,
-                    instance=_instance_for(server, lookup, instances),
-                    reason=reasons.get((server.job_id or "", server.source_server_id)),
+                    evidence=_Evidence(
+                        instance=_instance_for(server, lookup, instances),
+                        reason=reasons.get(key),
+                        actions=None
+                        if launch_actions is None
+                        else launch_actions.get((wave.region or "", server.source_server_id)),
+                        read_actions=launch_actions is not None,
+                        terminated_instance=""
+                        if terminated_instances is None
+                        else terminated_instances.get(key),
+                    ),
                 )
                 update.raw["LastPolledTime"] = epoch(now)
                 update.raw["PollAttempts"] = server.poll_attempts + polls_since_write
@@ -468,7 +771,12 @@ def derive_phase(
             if server.job_id is None or server_outcome(server, mode) is not Outcome.ACTIVE:
                 continue
             lookup = jobs.get(server.job_id)
-            if isinstance(lookup, JobView):
+            hidden = (
+                isinstance(lookup, JobView)
+                and lookup.broken_entries > 0
+                and server.source_server_id not in lookup.servers
+            )  # it may be the entry DRS sent unreadable: not observed
+            if isinstance(lookup, JobView) and not hidden:
                 phases.append(server_phase(lookup, server.source_server_id, mode=mode))
             elif (stored := parse_phase(execution.phase)) is not None:
                 phases.append(stored)
@@ -482,6 +790,7 @@ def _settle_execution(
     now: float,
     policy: Policy,
     changes: list[ServerChange],
+    jobs: Mapping[str, JobLookup],
 ) -> tuple[str | None, str | None]:
     """Settle every wave; return the execution's final status and error, if it is done."""
     all_outcomes: list[Outcome] = []
@@ -495,7 +804,7 @@ def _settle_execution(
     status = final_status(all_outcomes, has_empty_wave=has_empty_wave)
     if status is None and now - updated.start_time >= policy.max_execution_age:
         return "FAILED", _abandon(
-            new_waves, updated=updated, now=now, policy=policy, changes=changes
+            new_waves, updated=updated, now=now, policy=policy, changes=changes, jobs=jobs
         )
     if status == "FAILED":
         return status, _failure_summary(updated, has_empty_wave=has_empty_wave)
@@ -536,10 +845,13 @@ def _abandon(
     now: float,
     policy: Policy,
     changes: list[ServerChange],
+    jobs: Mapping[str, JobLookup],
 ) -> str:
-    """Past the maximum age: every unfinished server fails, and the execution ends FAILED."""
+    """Past the maximum age: every unfinished server fails, and the execution ends FAILED.
+    A server held by a value outside the DRS model says which, and so does the message."""
     age = int(policy.max_execution_age)
     active = not_started = 0
+    all_unknown: list[str] = []
     for index, wave in enumerate(updated.waves):
         mode = updated.mode_of(wave)
         for position, server in enumerate(wave.servers):
@@ -550,9 +862,19 @@ def _abandon(
                 active += 1
             else:
                 not_started += 1
+            lookup = jobs.get(server.job_id) if server.job_id else None
+            unknown = (
+                sorted({str(u) for u in _unknowns_of(server, lookup, mode)})
+                if isinstance(lookup, JobView)
+                else []
+            )
+            all_unknown.extend(u for u in unknown if u not in all_unknown)
+            held = f" (DRS reported values outside its model: {', '.join(unknown)})"
             update = _ServerUpdate(server, now=now, policy=policy)
             update.fail(
-                f"not finished within the maximum execution age of {age} s", status="FAILED"
+                f"not finished within the maximum execution age of {age} s"
+                + (held if unknown else ""),
+                status="FAILED",
             )
             new_waves[index]["Servers"][position] = update.raw
             changes[:] = [
@@ -577,7 +899,12 @@ def _abandon(
             ],
             now=now,
         )
+    unknown_note = (
+        f"; DRS reported values outside its model: {', '.join(all_unknown[:5])}"
+        if all_unknown
+        else ""
+    )
     return (
         f"exceeded the maximum execution age of {age} s without finishing: "
-        f"{active} server(s) still active, {not_started} never started"
+        f"{active} server(s) still active, {not_started} never started{unknown_note}"
     )

@@ -1,7 +1,8 @@
 """What the daemon reads: execution items from the table, and jobs from DRS.
 
-Both arrive as plain Python values (the DynamoDB adapter deserializes items; the
-DRS adapter hands over the JSON dicts). Parsing is strict about what the daemon
+Items arrive as plain Python values (the DynamoDB adapter deserializes them); DRS
+arrives as the typed observations below (the DRS adapter, clients/drs.py, parses the
+wire JSON into them). Parsing is strict about what the daemon
 relies on and tolerant of everything else: unknown attributes are kept verbatim
 in ``raw`` so that a write-back never loses what another writer stored.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -72,7 +73,8 @@ class MalformedItemError(ValueError):
 
 
 class InvalidDrsDataError(ValueError):
-    """A DRS response the daemon will not act on (unknown enum value, missing field)."""
+    """A DRS job the daemon cannot act on at all (no jobID, participatingServers not a
+    list). A value outside the model's enums is not this: it degrades one field."""
 
 
 # --- the table -----------------------------------------------------------------
@@ -259,28 +261,89 @@ def peek_start_time(item: Mapping[str, Any]) -> float | None:
 
 
 # --- DRS ---------------------------------------------------------------------------
+# Typed observations of DRS. The DRS adapter (clients/drs.py) turns the wire JSON into
+# these; the core judges them and never sees the wire.
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A value outside the DRS model's enum (AWS adds values over time), kept as seen.
+
+    ``field`` names the wire field (``launchStatus``, ``runs.status``, ``status``);
+    ``raw`` is what DRS sent, as a string. Never terminal (contract §2)."""
+
+    field: str
+    raw: str
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.raw!r}"
 
 
 @dataclass(frozen=True, slots=True)
 class ActionRun:
-    status: RunStatus
+    """One ``LaunchActionRun`` (botocore shape): its ``action`` carries ``actionId``,
+    ``name`` and ``optional`` ("whether the launch will not be marked as failed if this
+    action fails", the model's documentation of ``LaunchAction.optional``)."""
+
+    status: RunStatus | Unknown
     name: str | None
     failure_reason: str | None
+    action_id: str | None = None
+    run_id: str | None = None
+    optional: bool = False
+
+    @property
+    def ended(self) -> bool:
+        return self.status is RunStatus.SUCCEEDED or self.status is RunStatus.FAILED
 
 
 @dataclass(frozen=True, slots=True)
 class Participant:
     source_server_id: str
-    launch_status: LaunchStatus | None
+    launch_status: LaunchStatus | Unknown | None
     recovery_instance_id: str | None
     runs: tuple[ActionRun, ...]
+
+    def unknown_values(self, *, with_runs: bool) -> tuple[Unknown, ...]:
+        """The out-of-model values of this server; a DRILL does not read runs."""
+        found = [self.launch_status] if isinstance(self.launch_status, Unknown) else []
+        if with_runs:
+            found += [run.status for run in self.runs if isinstance(run.status, Unknown)]
+        return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
 class JobView:
     job_id: str
-    status: JobStatus
+    status: JobStatus  # an unknown job status is read as STARTED (see unknown_status)
     servers: Mapping[str, Participant]
+    unknown_status: Unknown | None = None
+    # participatingServers entries the adapter could not read (no sourceServerID): a
+    # server absent from ``servers`` may be one of them, so it is not judged absent.
+    broken_entries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchAction:
+    """One item of ``ListLaunchActions`` (botocore shape ``LaunchAction``) for a source
+    server: the actions DRS will run after launch while ``active``."""
+
+    action_id: str
+    name: str | None
+    optional: bool
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchActionsUnavailable:
+    """ListLaunchActions could not be read for good (denied, not found, or failing on
+    every try): the server is judged on the runs DRS lists, as before."""
+
+    reason: str
+
+
+# What the engine knows of one source server's launch actions for this execution.
+LaunchActionsLookup: TypeAlias = tuple[LaunchAction, ...] | LaunchActionsUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,70 +369,3 @@ JOB_NOT_FOUND: Final = JobNotFound()
 # What one poll learnt about one job id: its view, or that DRS does not know it.
 # A job id absent from the mapping was not observed (its region's call failed).
 JobLookup: TypeAlias = JobView | JobNotFound
-
-
-_E = TypeVar("_E", bound=StrEnum)
-
-
-def _enum(kind: type[_E], value: Any, *where: str) -> _E:
-    """``kind(value)`` by a dict lookup (a DescribeJobs page holds thousands of these,
-    and calling the enum class was a few percent of the daemon's CPU); ``where`` names
-    the field in the error, joined only when there is one."""
-    member = kind._value2member_map_.get(value) if isinstance(value, str) else None
-    if member is None:
-        raise InvalidDrsDataError(f"{' '.join(where)}: unknown value {value!r}")
-    return member  # type: ignore[return-value]
-
-
-def parse_job(wire: Mapping[str, Any]) -> JobView:
-    """Parse one DescribeJobs item. Raises :class:`InvalidDrsDataError`."""
-    job_id = wire.get("jobID")
-    if not isinstance(job_id, str):
-        raise InvalidDrsDataError("job without jobID")
-    status = _enum(JobStatus, wire.get("status"), "job", job_id, "status")
-    servers: dict[str, Participant] = {}
-    participating = wire.get("participatingServers") or []
-    if not isinstance(participating, list):
-        raise InvalidDrsDataError(f"job {job_id}: participatingServers is not a list")
-    for entry in participating:
-        if not isinstance(entry, dict) or not isinstance(entry.get("sourceServerID"), str):
-            raise InvalidDrsDataError(f"job {job_id}: participating server without sourceServerID")
-        source_server_id = entry["sourceServerID"]
-        launch_status = (
-            None
-            if entry.get("launchStatus") is None
-            else _enum(
-                LaunchStatus,
-                entry["launchStatus"],
-                *("job", job_id, "server", source_server_id, "launchStatus"),
-            )
-        )
-        runs: list[ActionRun] = []
-        actions = entry.get("launchActionsStatus") or {}
-        for run in (actions.get("runs") or []) if isinstance(actions, dict) else []:
-            if not isinstance(run, dict):
-                raise InvalidDrsDataError(
-                    f"job {job_id} server {source_server_id}: a launch action run is not an object"
-                )
-            action = run.get("action") if isinstance(run.get("action"), dict) else {}
-            runs.append(
-                ActionRun(
-                    status=_enum(
-                        RunStatus,
-                        run.get("status"),
-                        *("job", job_id, "server", source_server_id, "run status"),
-                    ),
-                    name=(action or {}).get("name") or (action or {}).get("actionCode"),
-                    failure_reason=run.get("failureReason"),
-                )
-            )
-        recovery_instance_id = entry.get("recoveryInstanceID")
-        servers[source_server_id] = Participant(
-            source_server_id=source_server_id,
-            launch_status=launch_status,
-            recovery_instance_id=recovery_instance_id
-            if isinstance(recovery_instance_id, str)
-            else None,
-            runs=tuple(runs),
-        )
-    return JobView(job_id=job_id, status=status, servers=servers)

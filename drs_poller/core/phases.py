@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from drs_poller.core.models import ExecutionType, JobStatus, JobView, LaunchStatus
+from drs_poller.core.models import ExecutionType, JobStatus, JobView, LaunchStatus, Unknown
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -49,6 +49,8 @@ def server_phase(job: JobView, source_server_id: str, *, mode: ExecutionType) ->
         return Phase.PENDING
     participant = job.servers.get(source_server_id)
     launch_status = participant.launch_status if participant else None
+    if isinstance(launch_status, Unknown):
+        return Phase.IN_PROGRESS  # a value outside the model: not terminal (contract §2)
     if launch_status is LaunchStatus.LAUNCHED or job.status is JobStatus.COMPLETED:
         # Still active although launched (or its job is over): only a RECOVERY server
         # waiting for its post-launch actions is in that state.

@@ -66,6 +66,7 @@ def policy_from(settings: Settings) -> Policy:
             post_launch=settings.interval_post_launch,
         ),
         post_launch_grace=settings.post_launch_grace,
+        launch_actions_wait=settings.launch_actions_wait,
         unknown_job_max_polls=settings.unknown_job_max_polls,
         history_limit=settings.history_limit,
         overdue_after=settings.overdue_after,

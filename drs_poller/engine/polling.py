@@ -8,7 +8,9 @@ written back on its own, so one bad execution cannot stop the others.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -16,6 +18,7 @@ import structlog
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.paging import PagingError
 from drs_poller.core.answering import with_pending
+from drs_poller.core.backoff import ErrorKind
 from drs_poller.core.deciding import (
     Decision,
     Policy,
@@ -24,12 +27,18 @@ from drs_poller.core.deciding import (
     instances_to_describe,
     is_overdue,
     jobs_to_poll,
+    launch_actions_to_list,
+    terminations_to_check,
+    unknown_values,
 )
 from drs_poller.core.history import epoch
 from drs_poller.core.models import (
     ExecutionStatus,
     InstanceDetails,
     JobLookup,
+    JobView,
+    LaunchActionsLookup,
+    LaunchActionsUnavailable,
     peek_start_time,
 )
 from drs_poller.core.phases import Phase, parse_phase
@@ -53,6 +62,26 @@ log = structlog.get_logger("drs_poller.polling")
 # How long a recovery instance that DRS knows no EC2 instance for is left alone.
 UNRESOLVED_RETRY_SECONDS = 300.0
 UNRESOLVED_SWEEP_SIZE = 1000
+# Polls on which ListLaunchActions may fail transiently (after the Caller's own retries)
+# before the server falls back to being judged on the runs DRS lists: it must never stop
+# a RECOVERY server from finishing.
+LAUNCH_ACTIONS_FAILED_POLLS = 3
+# LaunchActionResourceId for a source server (botocore model): anything else DRS rejects.
+_SOURCE_SERVER_ID = re.compile(r"^s-[0-9a-zA-Z]{17}$")
+_UNAVAILABLE_REASONS = {
+    "AccessDeniedException": "access_denied",
+    "ResourceNotFoundException": "not_found",
+    "ValidationException": "validation",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What one poll learnt beside the jobs, shared by the batch's executions."""
+
+    instances: dict[str, InstanceDetails]
+    reasons: dict[tuple[str, str], str]
+    terminated: dict[tuple[str, str], str]
 
 
 def failure_kind(error: Exception) -> str:
@@ -118,17 +147,17 @@ class Poller:
         self.metrics.dispatch_batch_size.observe(len(members))
         try:
             jobs = await self._describe_jobs(members)
-            instances, reasons = await asyncio.gather(
-                self._describe_instances(members, jobs), self._explain_failures(members, jobs)
+            self._report_unknown_values(members, jobs)
+            instances, reasons, terminated, _ = await asyncio.gather(
+                self._describe_instances(members, jobs),
+                self._explain_failures(members, jobs),
+                self._check_terminations(members, jobs),
+                self._list_launch_actions(members, jobs),
             )
             observed()
             now = self.clock.time()
-            await asyncio.gather(
-                *(
-                    self._settle(t, jobs=jobs, instances=instances, reasons=reasons, now=now)
-                    for t in members
-                )
-            )
+            seen = _Seen(instances=instances, reasons=reasons, terminated=terminated)
+            await asyncio.gather(*(self._settle(t, jobs=jobs, seen=seen, now=now) for t in members))
         finally:
             for tracked in members:
                 self._release(tracked, polled_at=started)
@@ -160,6 +189,17 @@ class Poller:
                 )
                 return
             jobs.update(batch.lookups)
+            for lookup in batch.lookups.values():
+                if isinstance(lookup, JobView) and lookup.broken_entries:
+                    # Those entries degrade alone (contract §2); still a DRS answer to report.
+                    self.metrics.execution_errors.labels("invalid_drs_data").inc()
+                    log.error(
+                        "DRS returned participating servers without sourceServerID; the job's"
+                        " other servers are tracked, a server not listed is not judged",
+                        region=region,
+                        job_id=lookup.job_id,
+                        entries=lookup.broken_entries,
+                    )
             for job_id, why in batch.invalid.items():
                 self.metrics.execution_errors.labels("invalid_drs_data").inc()
                 log.error(
@@ -237,6 +277,141 @@ class Poller:
         await asyncio.gather(*(one_job(r, j) for r, ids in wanted.items() for j in ids))
         return reasons
 
+    def _report_unknown_values(self, members: list[Tracked], jobs: dict[str, JobLookup]) -> None:
+        """Count and log each out-of-model value once per execution (contract §2: it
+        degrades that one field; the job's other servers are tracked as usual)."""
+        for tracked in members:
+            if tracked.execution is None:
+                continue
+            for unknown in sorted(unknown_values(tracked.execution, jobs), key=str):
+                pair = (unknown.field, unknown.raw)
+                if pair in tracked.reported_unknowns:
+                    continue
+                tracked.reported_unknowns.add(pair)
+                self.metrics.count_unknown_value(*pair)
+                with bind_execution(tracked.execution_id):
+                    log.warning(
+                        "DRS reported a value outside its model; that field is not terminal"
+                        " and the job's other servers are tracked as usual",
+                        field=unknown.field,
+                        value=unknown.raw,
+                    )
+
+    async def _check_terminations(
+        self, members: list[Tracked], jobs: dict[str, JobLookup]
+    ) -> dict[tuple[str, str], str]:
+        """For servers DRS reports TERMINATED that the daemon never saw launch: the
+        recovery instance of their job DRS still holds ("" for none). A failed lookup
+        leaves them out: they are judged on a later poll (or at the maximum age)."""
+        wanted: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for tracked in members:
+            if tracked.execution is not None:
+                for region, pairs in terminations_to_check(tracked.execution, jobs).items():
+                    wanted[region] |= pairs
+        evidence: dict[tuple[str, str], str] = {}
+
+        async def one_region(region: str, pairs: set[tuple[str, str]]) -> None:
+            try:
+                found = await self.drs.recovery_instances_of(region, {sid for _, sid in pairs})
+            except Exception as error:  # noqa: BLE001 - reported; judged on a later poll
+                self.metrics.unobserved.labels(
+                    "DescribeRecoveryInstances", failure_kind(error)
+                ).inc()
+                log.warning(
+                    "recovery instance lookup for TERMINATED servers failed; judged later",
+                    region=region,
+                    error=str(error),
+                )
+                return
+            for job_id, sid in pairs:
+                of_job = sorted(rid for rid, jid in found.get(sid, ()) if jid == job_id)
+                evidence[(job_id, sid)] = of_job[0] if of_job else ""
+
+        await asyncio.gather(*(one_region(r, pairs) for r, pairs in wanted.items()))
+        return evidence
+
+    async def _list_launch_actions(
+        self, members: list[Tracked], jobs: dict[str, JobLookup]
+    ) -> None:
+        """Fill each execution's cache of its launched RECOVERY servers' launch actions:
+        one paged ListLaunchActions per (region, source server) and execution."""
+        wanted: dict[tuple[str, str], list[Tracked]] = defaultdict(list)
+        for tracked in members:
+            if tracked.execution is not None:
+                for key in launch_actions_to_list(tracked.execution, jobs):
+                    if key not in tracked.launch_actions:
+                        wanted[key].append(tracked)
+
+        async def one(key: tuple[str, str], trackers: list[Tracked]) -> None:
+            region, sid = key
+            if not _SOURCE_SERVER_ID.match(sid):
+                found: LaunchActionsLookup = LaunchActionsUnavailable(
+                    f"{sid!r} is not a DRS source server id"
+                )
+                reason = "validation"
+            else:
+                try:
+                    found = await self.drs.expected_launch_actions(region, sid)
+                    reason = ""
+                except Exception as error:  # noqa: BLE001 - classified below
+                    permanent = isinstance(error, PagingError) or (
+                        isinstance(error, AwsCallError) and error.kind is ErrorKind.PERMANENT
+                    )
+                    code = error.code if isinstance(error, AwsCallError) else type(error).__name__
+                    reason = _UNAVAILABLE_REASONS.get(code, "other")
+                    found = LaunchActionsUnavailable(f"ListLaunchActions: {code}")
+                    if not permanent:
+                        self._launch_actions_failed(trackers, key, found=found, error=error)
+                        return
+            for tracked in trackers:
+                self._store_launch_actions(tracked, key, found=found, reason=reason)
+
+        await asyncio.gather(*(one(key, trackers) for key, trackers in wanted.items()))
+
+    def _launch_actions_failed(
+        self,
+        trackers: list[Tracked],
+        key: tuple[str, str],
+        *,
+        found: LaunchActionsUnavailable,
+        error: Exception,
+    ) -> None:
+        """A transient failure: the server is not finished on its runs alone until the
+        list arrives, or until LAUNCH_ACTIONS_FAILED_POLLS polls failed."""
+        for tracked in trackers:
+            failures = tracked.launch_action_failures.get(key, 0) + 1
+            tracked.launch_action_failures[key] = failures
+            if failures >= LAUNCH_ACTIONS_FAILED_POLLS:
+                given_up = LaunchActionsUnavailable(f"{found.reason}, on {failures} polls")
+                self._store_launch_actions(tracked, key, found=given_up, reason="retries_exhausted")
+            else:
+                with bind_execution(tracked.execution_id):
+                    log.info(
+                        "ListLaunchActions failed; retried on the next poll",
+                        source_server_id=key[1],
+                        region=key[0],
+                        error=str(error),
+                    )
+
+    def _store_launch_actions(
+        self, tracked: Tracked, key: tuple[str, str], *, found: LaunchActionsLookup, reason: str
+    ) -> None:
+        tracked.launch_actions[key] = found
+        tracked.launch_action_failures.pop(key, None)
+        if not isinstance(found, LaunchActionsUnavailable):
+            return
+        self.metrics.launch_actions_unavailable.labels(reason).inc()
+        if reason not in tracked.reported_unavailable:
+            tracked.reported_unavailable.add(reason)
+            with bind_execution(tracked.execution_id):
+                log.warning(
+                    "launch actions unavailable; the server is judged on the runs DRS lists"
+                    " (add drs:ListLaunchActions to the task role if it is denied)",
+                    source_server_id=key[1],
+                    region=key[0],
+                    reason=found.reason,
+                )
+
     # --- decide and write back, one execution at a time ------------------------------
 
     async def _settle(
@@ -244,16 +419,13 @@ class Poller:
         tracked: Tracked,
         *,
         jobs: dict[str, JobLookup],
-        instances: dict[str, InstanceDetails],
-        reasons: dict[tuple[str, str], str],
+        seen: _Seen,
         now: float,
     ) -> None:
         with bind_execution(tracked.execution_id):
             try:
                 async with self._writes:
-                    outcome = await self._decide_and_write(
-                        tracked, jobs=jobs, instances=instances, reasons=reasons, now=now
-                    )
+                    outcome = await self._decide_and_write(tracked, jobs=jobs, seen=seen, now=now)
             except AwsCallError as error:
                 outcome = "error"
                 self.metrics.execution_errors.labels(error.kind.value).inc()
@@ -273,8 +445,7 @@ class Poller:
         tracked: Tracked,
         *,
         jobs: dict[str, JobLookup],
-        instances: dict[str, InstanceDetails],
-        reasons: dict[tuple[str, str], str],
+        seen: _Seen,
         now: float,
     ) -> str:
         tracked.polls_since_write += 1
@@ -286,11 +457,13 @@ class Poller:
             decision = decide(
                 execution,
                 jobs=jobs,
-                instances=instances,
+                instances=seen.instances,
                 now=now,
                 policy=self.policy,
                 polls_since_write=tracked.polls_since_write,
-                reasons=reasons,
+                reasons=seen.reasons,
+                launch_actions=tracked.launch_actions,
+                terminated_instances=seen.terminated,
             )
             if not decision.writes:
                 return "unchanged"

@@ -9,12 +9,17 @@ current item.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from drs_poller.clients.dynamodb import REVISION
 from drs_poller.core.completion import Outcome, server_outcome
-from drs_poller.core.models import Execution, MalformedItemError, parse_execution
+from drs_poller.core.models import (
+    Execution,
+    LaunchActionsLookup,
+    MalformedItemError,
+    parse_execution,
+)
 
 
 def queue_key(execution_id: str, plan_id: str) -> str:
@@ -43,6 +48,14 @@ class Tracked:
     # Another writer must act before this execution can finish: a server not started yet
     # (a later wave's job ids come from the initiator), or an item we cannot parse.
     awaits_writer: bool = False
+    # For the execution's life in this process (a restart reads them again): each
+    # RECOVERY source server's launch actions, keyed (region, source server id); the
+    # polls on which ListLaunchActions failed transiently; and what was already
+    # reported once (out-of-model values as (field, value), unavailable reasons).
+    launch_actions: dict[tuple[str, str], LaunchActionsLookup] = field(default_factory=dict)
+    launch_action_failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    reported_unknowns: set[tuple[str, str]] = field(default_factory=set)
+    reported_unavailable: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.load(self.item)

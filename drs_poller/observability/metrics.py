@@ -64,6 +64,11 @@ EXECUTION_DURATION_BUCKETS = (
 
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
+# drs_poller_unknown_values_total's value label: DRS's value cut to this many characters,
+# and "other" once this many distinct (field, value) pairs have been counted.
+UNKNOWN_VALUE_CHARS = 40
+UNKNOWN_VALUE_CAP = 50
+
 
 def _package_version() -> str:
     try:
@@ -261,6 +266,22 @@ class Metrics:
             "Sweeps of the StatusIndex for finished executions with a task token not answered.",
             registry=reg,
         )
+        self.unknown_values = Counter(
+            _PREFIX + "unknown_values_total",
+            "Values outside the DRS model's enums, by field and value, counted once per"
+            f" execution that saw them. value is cut to {UNKNOWN_VALUE_CHARS} characters;"
+            f" past {UNKNOWN_VALUE_CAP} distinct pairs it is 'other'.",
+            ["field", "value"],
+            registry=reg,
+        )
+        self.launch_actions_unavailable = Counter(
+            _PREFIX + "launch_actions_unavailable_total",
+            "Source servers whose ListLaunchActions could not be read for good, so their"
+            " RECOVERY server is judged on the runs DRS lists, by reason (access_denied,"
+            " not_found, validation, retries_exhausted, other).",
+            ["reason"],
+            registry=reg,
+        )
         self.build_info = Gauge(
             _PREFIX + "build_info",
             "Always 1; the version label carries the running drs-poller version.",
@@ -272,6 +293,17 @@ class Metrics:
         # Every (execution_type, phase) pair ever set, so set_active can zero the ones
         # that disappear instead of leaving their last count frozen in place.
         self._active_keys: set[tuple[str, str]] = set()
+        self._unknown_pairs: set[tuple[str, str]] = set()
+
+    def count_unknown_value(self, field: str, value: str) -> None:
+        """One execution saw ``value`` in ``field``; the label set stays bounded."""
+        pair = (field[:UNKNOWN_VALUE_CHARS], value[:UNKNOWN_VALUE_CHARS])
+        if pair not in self._unknown_pairs:
+            if len(self._unknown_pairs) >= UNKNOWN_VALUE_CAP:
+                pair = (pair[0], "other")
+            else:
+                self._unknown_pairs.add(pair)
+        self.unknown_values.labels(*pair).inc()
 
     def set_active(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Replace the active-execution gauge with ``counts`` keyed by (type, phase)."""

@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from drs_poller.simulator.timelines import (
+    LaunchActionScript,
     ServerOutcome,
     ServerPlan,
     Snapshot,
@@ -37,6 +38,9 @@ BEHAVIOUR_TAG = "drs-sim:behaviour"
 PROFILE_TAG = "drs-sim:profile"
 # The share of PENDING spent taking snapshots; conversion takes the rest.
 SNAPSHOT_SHARE = 0.3
+# A source server's launch actions when nothing scripts them: the one post-launch
+# action every simulated recovery runs (none for the ``no-actions`` behaviour).
+DEFAULT_LAUNCH_ACTIONS = (LaunchActionScript("Validate recovery"),)
 _ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -127,6 +131,18 @@ class SourceServer:
     durations: DurationOverrides = DurationOverrides()
     tags: Mapping[str, str] = field(default_factory=dict)
     region: str | None = None  # None: known in every region
+    # Its launch actions (ListLaunchActions); None: DEFAULT_LAUNCH_ACTIONS, or none for
+    # the no-actions behaviour. A recovery runs the active ones, in order.
+    launch_actions: tuple[LaunchActionScript, ...] | None = None
+    runs_one_at_a_time: bool = False  # DRS lists its runs one at a time
+    # (field, value) shown instead of IN_PROGRESS: a value outside the DRS model, on
+    # purpose (the scenario file requires "deliberatelyOutsideModel": true).
+    outside_model: tuple[str, str] | None = None
+
+    def effective_launch_actions(self) -> tuple[LaunchActionScript, ...]:
+        if self.launch_actions is not None:
+            return self.launch_actions
+        return () if self.behaviour is Behaviour.NO_ACTIONS else DEFAULT_LAUNCH_ACTIONS
 
     def visible_tags(self) -> dict[str, str]:
         tags = dict(self.tags)
@@ -272,11 +288,17 @@ class Simulation:
             if profile is not None:  # the job's profile is the most specific choice
                 durations = profile.durations.over(durations)
             scaled = durations.scaled(self.speed)
-            has_actions = not is_drill and behaviour is not Behaviour.NO_ACTIONS
+            actions = DEFAULT_LAUNCH_ACTIONS if known is None else known.effective_launch_actions()
+            active = tuple(action for action in actions if action.active)
+            has_actions = not is_drill and behaviour is not Behaviour.NO_ACTIONS and bool(active)
             plans[sid] = ServerPlan(
                 outcome=behaviour.outcome,
                 launching=scaled.launching,
                 actions=scaled.post_launch_actions if has_actions else None,
+                action_names=tuple(action.name for action in active) or ("Validate recovery",),
+                optional_actions=frozenset(a.name for a in active if a.optional),
+                runs_one_at_a_time=known is not None and known.runs_one_at_a_time,
+                outside_model=None if known is None else known.outside_model,
             )
         scaled_job = job_durations.scaled(self.speed)
         return planned_timeline(plans, pending=scaled_job.pending, started=scaled_job.started)
@@ -287,6 +309,13 @@ class Simulation:
         if profile is not None:
             durations = profile.durations.over(durations)
         return durations.scaled(self.speed).pending * SNAPSHOT_SHARE
+
+    def launch_actions(
+        self, region: str, source_server_id: str
+    ) -> tuple[LaunchActionScript, ...] | None:
+        """What ListLaunchActions lists for a source server; None: DRS does not know it."""
+        known = self.source_server(region, source_server_id)
+        return None if known is None else known.effective_launch_actions()
 
     def profile(self, name: str | None) -> JobProfile | None:
         return None if name is None else self.scenario.profiles.get(name)

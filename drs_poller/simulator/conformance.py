@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import botocore.session
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from botocore.model import ServiceModel, Shape
 
 
@@ -28,10 +30,14 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+_ENUM_VIOLATION = "enum"
+
+
 @dataclass(frozen=True)
 class Violation:
     path: str  # JSONPath-like: $.participatingServers[0].launchStatus
     message: str
+    kind: str = "shape"  # "enum": a string outside its shape's enum
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -43,16 +49,28 @@ def _is_body_member(member: Shape) -> bool:
 
 
 def shape_violations(
-    shape: Shape, value: Any, *, path: str = "$", allow_unknown_members: bool = False
+    shape: Shape,
+    value: Any,
+    *,
+    path: str = "$",
+    allow_unknown_members: bool = False,
+    deliberate: Collection[str] = (),
 ) -> list[Violation]:
     """Every way ``value`` (parsed JSON) breaks ``shape``; empty when it conforms.
 
     ``allow_unknown_members`` is for request bodies, where real services ignore
     fields they do not know; responses the double emits must never carry one.
+    ``deliberate`` names the paths where a script put an enum value outside the model
+    on purpose (``deliberately_outside_model``; see ``timelines.deliberate_paths``):
+    exactly that violation, at exactly those paths, is accepted; any other is reported.
     """
     problems: list[Violation] = []
     _check(shape, value, path, problems, allow_unknown=allow_unknown_members)
-    return problems
+    return [
+        problem
+        for problem in problems
+        if not (problem.path in deliberate and problem.kind == _ENUM_VIOLATION)
+    ]
 
 
 def _check(
@@ -155,7 +173,9 @@ def _check_string(shape: Shape, value: Any, path: str, problems: list[Violation]
     _check_size(shape, len(value), path, problems)
     enum = shape.metadata.get("enum")
     if enum and value not in enum:
-        problems.append(Violation(path, f"{value!r} is not one of {shape.name} {list(enum)}"))
+        problems.append(
+            Violation(path, f"{value!r} is not one of {shape.name} {list(enum)}", _ENUM_VIOLATION)
+        )
     pattern = shape.metadata.get("pattern")
     if pattern and _compiled(pattern).search(value) is None:
         problems.append(Violation(path, f"{value!r} does not match {shape.name} pattern {pattern}"))
@@ -177,12 +197,14 @@ def _check_range(shape: Shape, number: int, path: str, problems: list[Violation]
         problems.append(Violation(path, f"{number} is above {shape.name} max {high}"))
 
 
-def output_violations(operation: str, body: Any) -> list[Violation]:
+def output_violations(
+    operation: str, body: Any, *, deliberate: Collection[str] = ()
+) -> list[Violation]:
     """Violations of a successful response body for a DRS operation."""
     output_shape = drs_service_model().operation_model(operation).output_shape
     if output_shape is None:
         return [] if body in ({}, None) else [Violation("$", f"{operation} has no output")]
-    return shape_violations(output_shape, body)
+    return shape_violations(output_shape, body, deliberate=deliberate)
 
 
 def error_violations(code: str, body: Any) -> list[Violation]:

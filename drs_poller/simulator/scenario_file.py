@@ -7,7 +7,12 @@ Format (every member optional; durations are real seconds, divided by ``--speed`
       "sourceServers": [
         {"sourceServerID": "s-0123456789abcdefg", "hostname": "db-1", "region": "us-east-1",
          "behaviour": "launch-fails", "durations": {"launching": 900},
-         "tags": {"app": "billing"}}
+         "tags": {"app": "billing"},
+         "launchActions": [{"name": "Validate", "optional": false, "active": true},
+                           {"name": "Warm cache", "optional": true}],
+         "runsOneAtATime": true,
+         "outsideModel": {"field": "runs.status", "value": "SKIPPED",
+                          "deliberatelyOutsideModel": true}}
       ],
       "jobProfiles": {
         "slow-snapshots": {"behaviour": "launches", "durations": {"pending": 1800}}
@@ -20,6 +25,14 @@ Format (every member optional; durations are real seconds, divided by ``--speed`
 uses a profile when StartRecovery tags it ``drs-sim:profile = <name>``. A server without
 ``region`` is known in every region. Unknown members are errors, so a typo does not
 silently leave the default in place; every error names the bad field's path.
+
+Per source server, ``launchActions`` is what ListLaunchActions lists for it (default:
+one required "Validate recovery"; none for ``no-actions``); a recovery runs the active
+ones, and ``optional`` sets ``LaunchAction.optional`` ("whether the launch will not be
+marked as failed if this action fails", botocore's DRS model). ``runsOneAtATime`` makes
+the job list its runs one at a time, each once the one before ended. ``outsideModel``
+shows ``value`` instead of IN_PROGRESS in ``launchStatus`` or ``runs.status``: a value
+outside the DRS model, as AWS may add; it must say ``"deliberatelyOutsideModel": true``.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from drs_poller.simulator.behaviour import (
     Scenario,
     SourceServer,
 )
+from drs_poller.simulator.timelines import LAUNCH_STATUSES, RUN_STATUSES, LaunchActionScript
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -107,8 +121,67 @@ def _tags(value: Any, path: str) -> dict[str, str]:
 
 
 _SERVER_FIELDS = frozenset(
-    {"sourceServerID", "hostname", "region", "behaviour", "durations", "tags"}
+    {
+        "sourceServerID",
+        "hostname",
+        "region",
+        "behaviour",
+        "durations",
+        "tags",
+        "launchActions",
+        "runsOneAtATime",
+        "outsideModel",
+    }
 )
+# LaunchActionName in botocore's DRS model.
+_ACTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 /_-]*$")
+_OUTSIDE_MODEL_FIELDS = frozenset({"launchStatus", "runs.status"})
+
+
+def _boolean(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(path, f"expected true or false, got {value!r}")
+    return value
+
+
+def _launch_actions(value: Any, path: str) -> tuple[LaunchActionScript, ...]:
+    if not isinstance(value, list):
+        raise _fail(path, f"expected a list, got {type(value).__name__}")
+    actions: list[LaunchActionScript] = []
+    for index, item in enumerate(value):
+        where = f"{path}[{index}]"
+        raw = _object(item, where, frozenset({"name", "optional", "active"}))
+        if "name" not in raw:
+            raise _fail(f"{where}.name", "required")
+        name = _string(raw["name"], f"{where}.name")
+        if not _ACTION_NAME.match(name) or len(name) > 256:
+            raise _fail(f"{where}.name", f"{name!r} is not a launch action name")
+        if name in {action.name for action in actions}:
+            raise _fail(f"{where}.name", f"{name!r} appears twice")
+        actions.append(
+            LaunchActionScript(
+                name=name,
+                optional=_boolean(raw.get("optional", False), f"{where}.optional"),
+                active=_boolean(raw.get("active", True), f"{where}.active"),
+            )
+        )
+    return tuple(actions)
+
+
+def _outside_model(value: Any, path: str) -> tuple[str, str]:
+    raw = _object(value, path, frozenset({"field", "value", "deliberatelyOutsideModel"}))
+    if raw.get("deliberatelyOutsideModel") is not True:
+        raise _fail(
+            f"{path}.deliberatelyOutsideModel",
+            "must be true: a value outside the DRS model is injected only on purpose",
+        )
+    field_name = _string(raw.get("field"), f"{path}.field")
+    if field_name not in _OUTSIDE_MODEL_FIELDS:
+        raise _fail(f"{path}.field", f"{field_name!r} is not launchStatus or runs.status")
+    injected = _string(raw.get("value"), f"{path}.value")
+    if injected in (LAUNCH_STATUSES if field_name == "launchStatus" else RUN_STATUSES):
+        raise _fail(f"{path}.value", f"{injected!r} is in the DRS model")
+    return field_name, injected
 
 
 def _source_server(value: Any, path: str) -> SourceServer:
@@ -132,6 +205,13 @@ def _source_server(value: Any, path: str) -> SourceServer:
         ),
         tags=_tags(raw.get("tags", {}), f"{path}.tags"),
         region=region,
+        launch_actions=_launch_actions(raw["launchActions"], f"{path}.launchActions")
+        if "launchActions" in raw
+        else None,
+        runs_one_at_a_time=_boolean(raw.get("runsOneAtATime", False), f"{path}.runsOneAtATime"),
+        outside_model=_outside_model(raw["outsideModel"], f"{path}.outsideModel")
+        if "outsideModel" in raw
+        else None,
     )
 
 

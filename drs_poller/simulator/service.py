@@ -14,8 +14,16 @@ Choices where real DRS leaves room (kept deliberately, tests rely on them):
   ``DrsDouble(page_size=n)`` caps every page at ``n`` to force paging in tests.
 * ``nextToken`` is opaque: urlsafe base64 of the offset and a digest of the
   operation and filters; reusing it with other filters is a ValidationException.
-* Jobs are listed oldest first; a job whose ``created_at`` is still in the
-  future does not exist yet.
+* Jobs are listed latest ``creationDateTime`` first, as the DescribeJobs API
+  reference (and the operation's documentation in botocore's model) says: "The
+  response is sorted by creationDataTime - latest date first"; a job whose
+  ``created_at`` is still in the future does not exist yet.
+* ``ListLaunchActions`` lists a source server's launch actions (shape
+  ``LaunchAction``): those scripted with :meth:`DrsDouble.set_launch_actions`, else
+  the simulation inventory's (scenario file ``launchActions``). A source server known
+  to neither is a ResourceNotFoundException (an operation error in the model); a
+  launch configuration template id (``lct-``) has none. ``launch_actions_denied``
+  answers AccessDeniedException, as for a task role without drs:ListLaunchActions.
 * Request bodies are validated against the botocore model (lengths, patterns,
   ranges); unknown members are ignored.
 
@@ -37,7 +45,11 @@ Beyond the describes, the double also *runs* DRS (what ``drs-poller simulate`` s
   from DescribeRecoveryInstances. An id it does not know is a ValidationException;
   one whose launch job is still running is a ConflictException.
 * ``DescribeSourceServers`` lists the simulation's inventory of the request's region,
-  each server's scripted behaviour shown as the tag ``drs-sim:behaviour``.
+  each server's scripted behaviour shown as the tag ``drs-sim:behaviour``. Its
+  filters (shape ``DescribeSourceServersRequestFilters``) apply: ``sourceServerIDs``,
+  ``hardwareId`` ("either an EC2 instance id, a VMware uuid or a mac address": each
+  server has a made-up VMware uuid, shown as ``identificationHints.vmWareUuid``) and
+  ``stagingAccountIDs`` (``stagingArea.stagingAccountID``, the double's account).
 """
 
 from __future__ import annotations
@@ -65,6 +77,7 @@ from drs_poller.simulator.instances import DerivedInstances, InstanceBackend
 from drs_poller.simulator.timelines import (
     DEFAULT_ACCOUNT_ID,
     JobScript,
+    LaunchActionScript,
     ServerScript,
     ServerSnapshot,
     Snapshot,
@@ -74,6 +87,7 @@ from drs_poller.simulator.timelines import (
     parse_iso8601,
     render_job,
     render_job_log,
+    render_launch_action,
     render_recovery_instance,
 )
 
@@ -238,6 +252,25 @@ class DrsDouble:
         self._awaiting_instances: dict[tuple[str, str], set[str]] = {}
         self._launch_lock = asyncio.Lock()
         self._job_ids = random.Random(f"job-ids/{self.simulation.seed}")  # noqa: S311 - ids
+        # Scripted launch actions per source server (ListLaunchActions), over the inventory.
+        self._launch_actions: dict[str, tuple[LaunchActionScript, ...]] = {}
+        self.launch_actions_denied = False  # ListLaunchActions answers AccessDeniedException
+        # Source servers whose launch configuration has post-launch actions deactivated
+        # (GetLaunchConfiguration ``postLaunchEnabled`` false): DRS runs none of them.
+        self._post_launch_disabled: set[str] = set()
+
+    def set_launch_actions(
+        self, source_server_id: str, actions: Iterable[LaunchActionScript]
+    ) -> None:
+        """Script what ListLaunchActions lists for a source server, in every region."""
+        self._launch_actions[source_server_id] = tuple(actions)
+
+    def set_post_launch_enabled(self, source_server_id: str, *, enabled: bool) -> None:
+        """Script GetLaunchConfiguration's ``postLaunchEnabled`` for a source server."""
+        if enabled:
+            self._post_launch_disabled.discard(source_server_id)
+        else:
+            self._post_launch_disabled.add(source_server_id)
 
     # ------------------------------------------------------------ state
 
@@ -400,15 +433,78 @@ class DrsDouble:
         wanted = set(filters["jobIDs"]) if filters.get("jobIDs") else None
         from_date = parse_iso8601(filters["fromDate"]) if "fromDate" in filters else None
         to_date = parse_iso8601(filters["toDate"]) if "toDate" in filters else None
-        items = [
-            render_job(script, now)
+        scripts = [
+            script
             for script in self.jobs(region)
             if script.created_at <= now
             and (wanted is None or script.job_id in wanted)
             and (from_date is None or script.created_at >= from_date)
             and (to_date is None or script.created_at <= to_date)
         ]
+        # DescribeJobs: "sorted by creationDataTime - latest date first" (API reference).
+        scripts.sort(key=lambda script: (-script.created_at, script.job_id))
+        items = [render_job(script, now) for script in scripts]
         return self.page(items, body=body, operation="DescribeJobs")
+
+    def _launch_actions_of(self, region: str, resource: str) -> tuple[LaunchActionScript, ...]:
+        if resource.startswith("lct-"):
+            actions: tuple[LaunchActionScript, ...] | None = ()
+        else:
+            actions = self._launch_actions.get(resource)
+            if actions is None:
+                actions = self.simulation.launch_actions(region, resource)
+        if actions is None:
+            raise DrsError(
+                404,
+                "ResourceNotFoundException",
+                f"Source server {resource} not found",
+                resourceId=resource,
+                resourceType="SOURCE_SERVER",
+            )
+        return actions
+
+    def get_launch_configuration(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
+        """GetLaunchConfiguration (botocore shape ``LaunchConfiguration``); only
+        ``postLaunchEnabled`` ("Whether we want to activate post-launch actions for the
+        Source Server") is scripted, the rest is a plausible constant."""
+        if self.launch_actions_denied:
+            raise DrsError(
+                403,
+                "AccessDeniedException",
+                "User is not authorized to perform: drs:GetLaunchConfiguration",
+            )
+        source_server_id = body["sourceServerID"]
+        self._launch_actions_of(region, source_server_id)  # 404 for an unknown server
+        return {
+            "sourceServerID": source_server_id,
+            "name": f"{source_server_id} launch configuration",
+            "ec2LaunchTemplateID": "lt-"
+            + hashlib.sha256(source_server_id.encode()).hexdigest()[:17],
+            "launchDisposition": "STARTED",
+            "copyPrivateIp": False,
+            "copyTags": True,
+            "licensing": {"osByol": False},
+            "targetInstanceTypeRightSizingMethod": "BASIC",
+            "postLaunchEnabled": source_server_id not in self._post_launch_disabled,
+        }
+
+    def list_launch_actions(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self.launch_actions_denied:
+            raise DrsError(
+                403,
+                "AccessDeniedException",
+                "User is not authorized to perform: drs:ListLaunchActions",
+            )
+        resource = body["resourceId"]
+        actions = self._launch_actions_of(region, resource)
+        wanted = body.get("filters", {}).get("actionIds") or None
+        items = [
+            render_launch_action(region, resource, action, order)
+            for order, action in enumerate(actions, start=2)  # LaunchActionOrder: min 2
+        ]
+        if wanted is not None:
+            items = [item for item in items if item["actionId"] in wanted]
+        return self.page(items, body=body, operation="ListLaunchActions")
 
     def describe_recovery_instances(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
         now = self.clock.time()
@@ -575,6 +671,10 @@ class DrsDouble:
         now = self.clock.time()
         filters = body.get("filters", {})
         wanted = set(filters["sourceServerIDs"]) if filters.get("sourceServerIDs") else None
+        hardware = filters.get("hardwareId")
+        staging = set(filters["stagingAccountIDs"]) if filters.get("stagingAccountIDs") else None
+        if staging is not None and DEFAULT_ACCOUNT_ID not in staging:
+            return self.page([], body=body, operation="DescribeSourceServers")
         last_jobs: dict[str, JobScript] = {}
         for script in self.jobs(region):
             if script.job_type == "LAUNCH" and script.created_at <= now:
@@ -585,6 +685,8 @@ class DrsDouble:
             sid = source.source_server_id
             if wanted is not None and sid not in wanted:
                 continue
+            if hardware is not None and hardware != vmware_uuid(sid):
+                continue
             rendered: dict[str, Any] = {
                 "sourceServerID": sid,
                 "arn": f"arn:aws:drs:{region}:{DEFAULT_ACCOUNT_ID}:source-server/{sid}",
@@ -593,13 +695,22 @@ class DrsDouble:
                 "lifeCycle": {"addedToServiceDateTime": iso8601(now - 30 * 86_400)},
                 "dataReplicationInfo": {"dataReplicationState": "CONTINUOUS"},
                 "replicationDirection": "FAILOVER",
+                "stagingArea": {"status": "NOT_EXTENDED", "stagingAccountID": DEFAULT_ACCOUNT_ID},
                 "sourceProperties": {
-                    "identificationHints": {"hostname": source.hostname},
+                    "identificationHints": {
+                        "hostname": source.hostname,
+                        "vmWareUuid": vmware_uuid(sid),
+                    },
                     "recommendedInstanceType": "m5.large",
                 },
             }
             items.append(rendered)
         return self.page(items, body=body, operation="DescribeSourceServers")
+
+
+def vmware_uuid(source_server_id: str) -> str:
+    """A source server's made-up hardware id (DescribeSourceServers' hardwareId filter)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"drs-sim/hardware/{source_server_id}"))
 
 
 def _last_launch_result(script: JobScript | None, sid: str, now: float) -> str:
@@ -618,6 +729,8 @@ OPERATIONS: dict[str, Handler] = {
     "DescribeRecoveryInstances": DrsDouble.describe_recovery_instances,
     "DescribeJobLogItems": DrsDouble.describe_job_log_items,
     "DescribeSourceServers": DrsDouble.describe_source_servers,
+    "ListLaunchActions": DrsDouble.list_launch_actions,
+    "GetLaunchConfiguration": DrsDouble.get_launch_configuration,
     "StartRecovery": DrsDouble.start_recovery,
     "TerminateRecoveryInstances": DrsDouble.terminate_recovery_instances,
 }
@@ -627,7 +740,12 @@ OPERATIONS: dict[str, Handler] = {
 
 
 def _filter_digest(operation: str, body: dict[str, Any]) -> str:
-    scope = {"operation": operation, "filters": body.get("filters"), "jobID": body.get("jobID")}
+    scope = {
+        "operation": operation,
+        "filters": body.get("filters"),
+        "jobID": body.get("jobID"),
+        "resourceId": body.get("resourceId"),
+    }
     return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()[:16]
 
 

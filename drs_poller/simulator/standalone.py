@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_BAD_OPTIONS = 2
+THROTTLE_RETRY_AFTER_SECONDS = 1  # what `simulate` sends as Retry-After when it throttles
 DEFAULT_SOURCE_SERVERS = 64
 # How often the simulator creates due recovery instances when nobody is asking, so the
 # log (and EC2) show launches as they happen rather than at the next request.
@@ -99,6 +100,9 @@ def build_double(
         rng=random.Random(options.seed),  # noqa: S311 - reproducible outcomes
     )
     faults = Faults(
+        # ThrottlingException's retryAfterSeconds is bound to the Retry-After header in
+        # botocore's DRS model: a throttled answer says when to come back.
+        retry_after_seconds=THROTTLE_RETRY_AFTER_SECONDS,
         throttle_rate=options.throttle_rate,
         error_rate=options.error_rate,
         latency=options.latency,

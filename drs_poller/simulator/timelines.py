@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -81,20 +81,44 @@ def parse_iso8601(text: str) -> float:
 # ---------------------------------------------------------------- the data model
 
 
+# The enums of botocore's DRS model (shapes JobStatus, LaunchStatus, LaunchActionRunStatus).
+# A script may use another value only when it says so (``deliberately_outside_model``):
+# that is how a test stands for a value AWS adds later, and the conformance checker
+# accepts exactly those (see :func:`deliberate_paths`).
+JOB_STATUSES = frozenset({"PENDING", "STARTED", "COMPLETED"})
+LAUNCH_STATUSES = frozenset({"PENDING", "IN_PROGRESS", "LAUNCHED", "FAILED", "TERMINATED"})
+RUN_STATUSES = frozenset({"IN_PROGRESS", "SUCCEEDED", "FAILED"})
+
+
 @dataclass(frozen=True)
 class RunSnapshot:
-    """One post-launch action run. ``name`` identifies the action across snapshots."""
+    """One post-launch action run. ``name`` identifies the action across snapshots (its
+    actionId is derived from it, the same as ListLaunchActions shows)."""
 
-    status: RunStatus
+    status: RunStatus | str
     name: str
     failure_reason: str | None = None
+    # LaunchAction.optional: "Whether the launch will not be marked as failed if this
+    # action fails" (botocore's DRS model).
+    optional: bool = False
+    deliberately_outside_model: bool = False
 
 
 @dataclass(frozen=True)
 class ServerSnapshot:
-    launch_status: LaunchStatus
+    launch_status: LaunchStatus | str
     # None: the launchActionsStatus field is absent; (): present with an empty runs list.
     runs: tuple[RunSnapshot, ...] | None = None
+    deliberately_outside_model: bool = False  # launch_status may be outside the model
+
+
+@dataclass(frozen=True)
+class LaunchActionScript:
+    """One launch action of a source server, as ListLaunchActions lists it."""
+
+    name: str
+    optional: bool = False
+    active: bool = True
 
 
 PENDING_SERVER = ServerSnapshot("PENDING")
@@ -103,9 +127,10 @@ PENDING_SERVER = ServerSnapshot("PENDING")
 @dataclass(frozen=True)
 class Snapshot:
     at: float
-    job_status: JobStatus
+    job_status: JobStatus | str
     # A server left out of a snapshot is PENDING with no launchActionsStatus.
     servers: Mapping[str, ServerSnapshot] = field(default_factory=dict)
+    deliberately_outside_model: bool = False  # job_status may be outside the model
 
     def server(self, source_server_id: str) -> ServerSnapshot:
         return self.servers.get(source_server_id, PENDING_SERVER)
@@ -119,6 +144,9 @@ class ServerScript:
     # Timed EC2 states (seconds after the job's created_at), overriding the state
     # derived from launchStatus; for scenarios like "instance stopped by someone".
     ec2_states: tuple[tuple[float, Ec2InstanceState], ...] = ()
+    # False: the job never shows participatingServers[].recoveryInstanceID for it (the
+    # model makes the member optional), while DescribeRecoveryInstances still does.
+    job_reports_instance: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,7 @@ class JobScript:
             unknown = set(snapshot.servers) - known
             if unknown:
                 raise ValueError(f"{self.job_id}: snapshot names unknown servers {unknown}")
+            _check_in_model(self.job_id, snapshot)
 
     @property
     def arn(self) -> str:
@@ -163,6 +192,44 @@ class JobScript:
             if snapshot.job_status == "COMPLETED":
                 return self.created_at + snapshot.at
         return None
+
+
+def _check_in_model(job_id: str, snapshot: Snapshot) -> None:
+    """A value outside the DRS model must be flagged deliberate where it is set."""
+    outside = []
+    if snapshot.job_status not in JOB_STATUSES and not snapshot.deliberately_outside_model:
+        outside.append(f"job status {snapshot.job_status!r}")
+    for sid, server in snapshot.servers.items():
+        if server.launch_status not in LAUNCH_STATUSES and not server.deliberately_outside_model:
+            outside.append(f"{sid} launchStatus {server.launch_status!r}")
+        outside.extend(
+            f"{sid} run status {run.status!r}"
+            for run in server.runs or ()
+            if run.status not in RUN_STATUSES and not run.deliberately_outside_model
+        )
+    if outside:
+        raise ValueError(
+            f"{job_id}: values outside the DRS model must be flagged "
+            f"deliberately_outside_model=True: {', '.join(outside)}"
+        )
+
+
+def deliberate_paths(script: JobScript, now: float, *, prefix: str = "$") -> frozenset[str]:
+    """JSON paths in :func:`render_job`'s output (under ``prefix``) that hold a value
+    outside the model on purpose: the conformance checker accepts exactly these."""
+    state = script.state_at(now)
+    paths: set[str] = set()
+    if state.job_status not in JOB_STATUSES:
+        paths.add(f"{prefix}.status")
+    for index, server in enumerate(script.servers):
+        snap = state.server(server.source_server_id)
+        where = f"{prefix}.participatingServers[{index}]"
+        if snap.launch_status not in LAUNCH_STATUSES:
+            paths.add(f"{where}.launchStatus")
+        for number, run in enumerate(snap.runs or ()):
+            if run.status not in RUN_STATUSES:
+                paths.add(f"{where}.launchActionsStatus.runs[{number}].status")
+    return frozenset(paths)
 
 
 # ---------------------------------------------------------------- the standard shape
@@ -272,6 +339,13 @@ class ServerPlan:
     launching: float = 6 * 60
     actions: float | None = None
     action_names: tuple[str, ...] = ("Validate recovery",)
+    optional_actions: frozenset[str] = frozenset()  # names whose runs are optional
+    # DRS lists the runs one at a time: each action's run appears when the one before
+    # it ended (``actions`` s split evenly), instead of all of them at launch.
+    runs_one_at_a_time: bool = False
+    # (field, value): "launchStatus" or "runs.status" shows ``value`` instead of
+    # IN_PROGRESS, a value outside the DRS model injected on purpose.
+    outside_model: tuple[str, str] | None = None
 
 
 def planned_timeline(
@@ -279,11 +353,12 @@ def planned_timeline(
 ) -> tuple[Snapshot, ...]:
     """Snapshots for a job whose servers each follow their own :class:`ServerPlan`.
 
-    The job is PENDING for ``pending`` s (snapshots), STARTED for ``started`` s with its
-    servers PENDING, then each server converts (IN_PROGRESS) for its ``launching`` s and
-    ends LAUNCHED or FAILED; its post-launch actions run ``actions`` s after that. The
-    job is COMPLETED once every server's launch ended; a ``conversion_stalled`` server
-    stays IN_PROGRESS for ever, and so its job stays STARTED.
+    The job is PENDING for ``pending`` s (JOB_START, then snapshot and conversion, the
+    order of DRS's job log: see ``render_job_log``), STARTED for ``started`` s with its
+    servers still PENDING, then each server launches (IN_PROGRESS) for its ``launching``
+    s and ends LAUNCHED or FAILED; its post-launch actions run ``actions`` s after that.
+    The job is COMPLETED once every server's launch ended; a ``conversion_stalled``
+    server stays IN_PROGRESS for ever, and so its job stays STARTED.
     """
     converting_from = pending + started
     launch_ends: dict[str, float] = {}
@@ -296,26 +371,75 @@ def planned_timeline(
             action_ends[sid] = launch_ends[sid] + plan.actions
     stalled = len(launch_ends) < len(plans)
     job_done = None if stalled or not launch_ends else max(launch_ends.values())
-    moments = sorted({0.0, pending, converting_from, *launch_ends.values(), *action_ends.values()})
-
-    def server_at(sid: str, plan: ServerPlan, moment: float) -> ServerSnapshot:
-        if moment < converting_from:
-            return PENDING_SERVER
-        if sid not in launch_ends or moment < launch_ends[sid]:
-            return ServerSnapshot("IN_PROGRESS")
-        outcome = plan.outcome if plan.actions is not None else _without_actions(plan.outcome)
-        shape = _ServerPlan(outcome, plan.actions is not None, plan.action_names)
-        running = sid in action_ends and moment < action_ends[sid]
-        return shape.after_launch("IN_PROGRESS" if running else "SUCCEEDED")
+    steps = {
+        launch_ends[sid] + index * (action_ends[sid] - launch_ends[sid]) / len(plan.action_names)
+        for sid, plan in plans.items()
+        if plan.runs_one_at_a_time and sid in action_ends and plan.action_names
+        for index in range(1, len(plan.action_names))
+    }
+    moments = sorted(
+        {0.0, pending, converting_from, *launch_ends.values(), *action_ends.values(), *steps}
+    )
 
     snapshots = []
     for moment in moments:
         job_status: JobStatus = "PENDING" if moment < pending else "STARTED"
         if job_done is not None and moment >= job_done:
             job_status = "COMPLETED"
-        servers = {sid: server_at(sid, plan, moment) for sid, plan in plans.items()}
+        servers = {
+            sid: _server_at(
+                plan,
+                moment,
+                converting_from=converting_from,
+                launch_end=launch_ends.get(sid),
+                action_end=action_ends.get(sid),
+            )
+            for sid, plan in plans.items()
+        }
         snapshots.append(Snapshot(moment, job_status, servers))
     return tuple(snapshots)
+
+
+def _server_at(
+    plan: ServerPlan,
+    moment: float,
+    *,
+    converting_from: float,
+    launch_end: float | None,
+    action_end: float | None,
+) -> ServerSnapshot:
+    if moment < converting_from:
+        return PENDING_SERVER
+    if launch_end is None or moment < launch_end:
+        if plan.outside_model and plan.outside_model[0] == "launchStatus":
+            return ServerSnapshot(plan.outside_model[1], deliberately_outside_model=True)
+        return ServerSnapshot("IN_PROGRESS")
+    outcome = plan.outcome if plan.actions is not None else _without_actions(plan.outcome)
+    shape = _ServerPlan(outcome, plan.actions is not None, plan.action_names)
+    running = action_end is not None and moment < action_end
+    snap = shape.after_launch("IN_PROGRESS" if running else "SUCCEEDED")
+    if snap.runs and running and plan.runs_one_at_a_time and action_end is not None:
+        share = (action_end - launch_end) / len(snap.runs)
+        listed = min(len(snap.runs), int((moment - launch_end) // share) + 1)
+        runs = tuple(
+            replace(run, status="SUCCEEDED" if index < listed - 1 else "IN_PROGRESS")
+            for index, run in enumerate(snap.runs[:listed])
+        )
+        snap = replace(snap, runs=runs)
+    if snap.runs:
+        snap = replace(snap, runs=tuple(_planned_run(plan, run) for run in snap.runs))
+    return snap
+
+
+def _planned_run(plan: ServerPlan, run: RunSnapshot) -> RunSnapshot:
+    run = replace(run, optional=run.name in plan.optional_actions)
+    if (
+        run.status == "IN_PROGRESS"
+        and plan.outside_model
+        and plan.outside_model[0] == "runs.status"
+    ):
+        return replace(run, status=plan.outside_model[1], deliberately_outside_model=True)
+    return run
 
 
 def _without_actions(outcome: ServerOutcome) -> ServerOutcome:
@@ -332,12 +456,37 @@ def _action_code(name: str) -> str:
     return "AWS-" + re.sub(r"[^A-Za-z0-9-/:]", "-", name)
 
 
+def action_id(region: str, name: str) -> str:
+    """A launch action's id, the same in ListLaunchActions and in the runs of a job."""
+    return _derived_uuid(region, "action", name)
+
+
+def render_launch_action(
+    region: str, source_server_id: str, action: LaunchActionScript, order: int
+) -> dict[str, Any]:
+    """One ``LaunchAction`` as ListLaunchActions returns it (botocore shape LaunchAction;
+    the DRS user guide's "post-launch actions" are these, per source server)."""
+    del source_server_id  # the id is per region and name, as the runs render it
+    return {
+        "actionId": action_id(region, action.name),
+        "name": action.name,
+        "actionCode": _action_code(action.name),
+        "actionVersion": "$DEFAULT",
+        "type": "SSM_AUTOMATION",
+        "category": "VALIDATION",
+        "description": f"{action.name} (simulated)",
+        "order": order,
+        "active": action.active,
+        "optional": action.optional,
+    }
+
+
 def _render_run(script: JobScript, server_id: str, index: int, run: RunSnapshot) -> dict[str, Any]:
     rendered: dict[str, Any] = {
         "runId": _derived_uuid(script.job_id, server_id, "run", str(index), run.name),
         "status": run.status,
         "action": {
-            "actionId": _derived_uuid(script.region, "action", run.name),
+            "actionId": action_id(script.region, run.name),
             "name": run.name,
             "actionCode": _action_code(run.name),
             "actionVersion": "$DEFAULT",
@@ -345,7 +494,7 @@ def _render_run(script: JobScript, server_id: str, index: int, run: RunSnapshot)
             "category": "VALIDATION",
             "order": 2 + index,
             "active": True,
-            "optional": False,
+            "optional": run.optional,
         },
     }
     if run.failure_reason is not None:
@@ -369,7 +518,11 @@ def render_job(script: JobScript, now: float) -> dict[str, Any]:
             "sourceServerID": server.source_server_id,
             "launchStatus": snap.launch_status,
         }
-        if snap.launch_status in _LAUNCHED_OR_AFTER and server.recovery_instance_id:
+        if (
+            snap.launch_status in _LAUNCHED_OR_AFTER
+            and server.recovery_instance_id
+            and server.job_reports_instance
+        ):
             rendered["recoveryInstanceID"] = server.recovery_instance_id
         if snap.runs is not None:
             rendered["launchActionsStatus"] = {
@@ -443,7 +596,7 @@ def render_recovery_instance(
 _RANK_PENDING, _RANK_SNAPSHOTTING, _RANK_CONVERTING, _RANK_LAUNCH_ENDED = 0, 1, 2, 3
 
 
-def _server_rank(job_status: JobStatus, launch_status: LaunchStatus) -> int:
+def _server_rank(job_status: str, launch_status: str) -> int:
     if launch_status in {"LAUNCHED", "FAILED", "TERMINATED"}:
         return _RANK_LAUNCH_ENDED
     if launch_status == "IN_PROGRESS":

@@ -2,9 +2,10 @@
 
 The daemon reads execution items through the StatusIndex (Query), reads one item and
 writes it back conditionally (GetItem, UpdateItem), keeps its replica lease (UpdateItem,
-Query on the lease table), describes DRS jobs and instances and EC2 instances, and
-answers the orchestrator's Step Functions task tokens (contract §5). It starts, stops
-and terminates nothing, and these tests hold the template to that.
+Query on the lease table), describes DRS jobs and instances and EC2 instances, lists
+source servers' launch actions, and answers the orchestrator's Step Functions task
+tokens (contract §5). It starts, stops and terminates nothing, and these tests hold
+the template to that.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ from typing import Any
 import pytest
 from test_cloudformation import Stack
 
+from drs_poller.clients.drs import _SNAKE
+
 ACCOUNT_REGION = "arn:aws:dynamodb:us-east-1:123456789012"
-# Describe actions with no resource-level permissions: "*" is the only possible resource.
+# Read actions with no resource-level permissions, or (ListLaunchActions,
+# GetLaunchConfiguration) on source servers in any region a wave names: "*" is the only
+# possible resource.
 UNSCOPABLE = {
     "drs:DescribeJobs",
     "drs:DescribeJobLogItems",
     "drs:DescribeRecoveryInstances",
+    "drs:ListLaunchActions",
+    "drs:GetLaunchConfiguration",
     "ec2:DescribeInstances",
 }
 # Answers to the orchestrator's Step Functions task tokens (contract §5): no
@@ -117,9 +124,19 @@ def test_task_role_cannot_start_stop_terminate_or_delete_anything():
     actions = {action for action, _ in grants(role_statements(Stack(), "TaskRole"))}
     assert not {action for action in actions if forbidden.search(action)}
     assert all(
-        action.startswith("dynamodb:") or ":Describe" in action or action in TASK_TOKEN_ANSWERS
+        action.startswith("dynamodb:")
+        or ":Describe" in action
+        or ":List" in action
+        or action == "drs:GetLaunchConfiguration"  # a read of one source server's settings
+        or action in TASK_TOKEN_ANSWERS
         for action in actions
     )
+
+
+def test_task_role_grants_every_drs_operation_the_adapter_calls_and_no_other():
+    """The DRS adapter's operation table is the set of DRS calls the daemon makes."""
+    granted = {a for a, _ in grants(role_statements(Stack(), "TaskRole")) if a.startswith("drs:")}
+    assert granted == {f"drs:{operation}" for operation in _SNAKE}
 
 
 def test_lease_grants_point_at_the_lease_table_with_its_schema():

@@ -64,7 +64,7 @@ from drs_poller.clients.drs import DrsAdapter
 from drs_poller.clients.paging import PagingError, paginate
 from drs_poller.clock import ManualClock
 from drs_poller.core.backoff import BackoffPolicy, ErrorKind
-from drs_poller.core.models import JOB_NOT_FOUND
+from drs_poller.core.models import JOB_NOT_FOUND, JobStatus, JobView, Unknown
 from drs_poller.localstack.initiator import ServerSpec
 from drs_poller.localstack.stack import FAKE_CREDENTIALS, LOOPBACK
 from drs_poller.observability.metrics import Metrics
@@ -913,9 +913,11 @@ async def test_a_write_retried_after_a_lost_response_lands_twice(calls, ddb_prox
     assert ddb_proxy.upstream_count("UpdateItem") == 2
 
 
-async def test_an_unknown_job_status_is_reported_as_invalid_by_the_drs_adapter(
+async def test_an_unknown_job_status_degrades_that_field_in_the_drs_adapter(
     calls, drs_proxy, double
 ):
+    """Contract §2 (issue 11): a value outside the model degrades one field, never the
+    job; the job reads as STARTED and carries the value for counting."""
     jobs = add_jobs(double, 2)
 
     def pause_first(page: dict[str, Any]) -> dict[str, Any]:
@@ -927,8 +929,11 @@ async def test_an_unknown_job_status_is_reported_as_invalid_by_the_drs_adapter(
     drs_proxy.add(rewrite_json(pause_first), operation="DescribeJobs")
     adapter = DrsAdapter(clients=calls.pool, caller=calls.caller)
     batch = await adapter.describe_jobs(REGION, jobs)
-    assert jobs[0] in batch.invalid
-    assert "PAUSED" in batch.invalid[jobs[0]]
+    assert batch.invalid == {}
+    paused = batch.lookups[jobs[0]]
+    assert isinstance(paused, JobView)
+    assert paused.status is JobStatus.STARTED
+    assert paused.unknown_status == Unknown("status", "PAUSED")
     assert batch.lookups[jobs[1]] is not JOB_NOT_FOUND
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from drs_poller.observability.metrics import Metrics
+from drs_poller.observability.metrics import UNKNOWN_VALUE_CAP, UNKNOWN_VALUE_CHARS, Metrics
 
 EXPECTED_FAMILIES = {
     # The parser names counters without their _total suffix.
@@ -35,6 +35,8 @@ EXPECTED_FAMILIES = {
     "drs_poller_task_token_answer_delay_seconds",
     "drs_poller_task_token_queue_full",
     "drs_poller_task_token_sweeps",
+    "drs_poller_unknown_values",
+    "drs_poller_launch_actions_unavailable",
     "drs_poller_build_info",
 }
 
@@ -142,3 +144,25 @@ def test_histogram_buckets() -> None:
 def test_render_content_type_is_prometheus_text() -> None:
     _, content_type = Metrics().render()
     assert content_type.startswith("text/plain")
+
+
+def test_unknown_values_keep_a_bounded_label_set() -> None:
+    metrics = Metrics()
+    metrics.count_unknown_value("launchStatus", "B" * 100)
+    metrics.count_unknown_value("launchStatus", "B" * 100)
+    sample = metrics.registry.get_sample_value(
+        "drs_poller_unknown_values_total",
+        {"field": "launchStatus", "value": "B" * UNKNOWN_VALUE_CHARS},
+    )
+    assert sample == 2
+    for n in range(UNKNOWN_VALUE_CAP + 5):
+        metrics.count_unknown_value("runs.status", f"V{n}")
+    values = {
+        sample.labels["value"]
+        for family in metrics.registry.collect()
+        if family.name == "drs_poller_unknown_values"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert len(values) == UNKNOWN_VALUE_CAP + 1  # the cap, plus "other"
+    assert "other" in values

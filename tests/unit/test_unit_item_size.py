@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 
 from drs_poller.clients.dynamodb import to_wire
 from drs_poller.core.deciding import Policy, decide
 from drs_poller.core.history import append_transition
 from drs_poller.core.models import (
+    ActionRun,
     JobStatus,
     JobView,
     LaunchStatus,
     Participant,
+    RunStatus,
     parse_execution,
 )
 
@@ -99,9 +102,39 @@ def test_a_100_server_execution_stays_far_below_the_item_limit():
             PostLaunchActionsStatus="IN_PROGRESS",
             Error="post-launch action failed: " + "x" * 200,
         )
+    # And each with a full PostLaunchActions list of long failures, as decide bounds it.
+    runs = tuple(
+        ActionRun(
+            status=RunStatus.FAILED,
+            name="n" * 256,
+            failure_reason="r" * 2000,
+            action_id=f"{n:08d}-0000-4000-8000-000000000000",
+            run_id=f"{n:08d}-1111-4000-8000-000000000000",
+            optional=True,
+        )
+        for n in range(200)
+    )
+    launched = JobView(
+        job_id=job.job_id,
+        status=JobStatus.COMPLETED,
+        servers={s: Participant(s, LaunchStatus.LAUNCHED, None, runs) for s in servers},
+    )
+    unfailed = copy.deepcopy(item)
+    for server in unfailed["Waves"][0]["Servers"]:
+        del server["Error"]
+    acted = decide(
+        parse_execution(unfailed), jobs={job.job_id: launched}, instances={}, now=now, policy=policy
+    )
+    for server, after in zip(
+        item["Waves"][0]["Servers"], acted.updates["Waves"][0]["Servers"], strict=True
+    ):
+        assert after["PostLaunchActionsOmitted"] > 0
+        server["PostLaunchActions"] = after["PostLaunchActions"]
     histories = [len(s["TransitionHistory"]) for s in item["Waves"][0]["Servers"]]
     assert max(histories) == 20  # bounded, not 500
     size = item_size(item)
     # Measured 140 KB in this worst case (every server at the history cap with a long
-    # error); a real job has about five transitions a server.
+    # error), 199 KB with a full PostLaunchActions list on every server as well (issue
+    # 11); a real job has about five transitions a server and a few actions.
     assert size < DYNAMODB_ITEM_LIMIT / 2, size
+    assert size > 170_000, size  # the lists are there (the measure is not vacuous)

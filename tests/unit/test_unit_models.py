@@ -1,4 +1,4 @@
-"""parse_execution, parse_job and peek_start_time: strict on what the daemon relies on,
+"""parse_execution and peek_start_time: strict on what the daemon relies on,
 tolerant (and lossless) for everything else."""
 
 from __future__ import annotations
@@ -10,16 +10,9 @@ from typing import Any
 import pytest
 
 from drs_poller.core.models import (
-    ActionRun,
     ExecutionType,
-    InvalidDrsDataError,
-    JobStatus,
-    LaunchStatus,
     MalformedItemError,
-    Participant,
-    RunStatus,
     parse_execution,
-    parse_job,
     peek_start_time,
 )
 
@@ -271,154 +264,3 @@ def test_wave_without_region_is_fine_while_no_job_started():
 )
 def test_peek_start_time(item, expected):
     assert peek_start_time(item) == expected
-
-
-# --- parse_job --------------------------------------------------------------------
-
-
-def _job(status: str = "STARTED", *servers: dict[str, Any]) -> dict[str, Any]:
-    return {"jobID": "drsjob-1", "status": status, "participatingServers": list(servers)}
-
-
-@pytest.mark.parametrize("status", list(JobStatus))
-def test_parse_job_status(status):
-    job = parse_job(_job(status.value))
-    assert job.job_id == "drsjob-1"
-    assert job.status is status
-    assert dict(job.servers) == {}
-
-
-@pytest.mark.parametrize("launch_status", list(LaunchStatus))
-def test_parse_job_launch_status(launch_status):
-    job = parse_job(
-        _job(
-            "STARTED",
-            {
-                "sourceServerID": "s-1",
-                "launchStatus": launch_status.value,
-                "recoveryInstanceID": "i-rec-1",
-            },
-        )
-    )
-    assert job.servers["s-1"] == Participant(
-        source_server_id="s-1", launch_status=launch_status, recovery_instance_id="i-rec-1", runs=()
-    )
-
-
-@pytest.mark.parametrize("run_status", list(RunStatus))
-def test_parse_job_run_status(run_status):
-    wire = _job(
-        "COMPLETED",
-        {
-            "sourceServerID": "s-1",
-            "launchStatus": "LAUNCHED",
-            "launchActionsStatus": {
-                "ssmAgentDiscoveryDatetime": "2027-01-15T08:00:00Z",
-                "runs": [
-                    {
-                        "runId": "r-1",
-                        "status": run_status.value,
-                        "action": {"actionCode": "AWS-RunShell", "name": "warm-cache"},
-                        "failureReason": "boom" if run_status is RunStatus.FAILED else None,
-                    },
-                    {"status": "SUCCEEDED", "action": {"actionCode": "AWS-Only-Code"}},
-                    {"status": "SUCCEEDED"},
-                ],
-            },
-        },
-    )
-    runs = parse_job(wire).servers["s-1"].runs
-    assert runs == (
-        ActionRun(
-            status=run_status,
-            name="warm-cache",
-            failure_reason="boom" if run_status is RunStatus.FAILED else None,
-        ),
-        ActionRun(status=RunStatus.SUCCEEDED, name="AWS-Only-Code", failure_reason=None),
-        ActionRun(status=RunStatus.SUCCEEDED, name=None, failure_reason=None),
-    )
-
-
-@pytest.mark.parametrize(
-    "entry",
-    [
-        {"sourceServerID": "s-1", "launchStatus": "LAUNCHED"},
-        {"sourceServerID": "s-1", "launchStatus": "LAUNCHED", "launchActionsStatus": None},
-        {"sourceServerID": "s-1", "launchStatus": "LAUNCHED", "launchActionsStatus": {}},
-        {"sourceServerID": "s-1", "launchStatus": "LAUNCHED", "launchActionsStatus": {"runs": []}},
-    ],
-    ids=["missing", "null", "empty", "no runs"],
-)
-def test_parse_job_without_action_runs(entry):
-    participant = parse_job(_job("STARTED", entry)).servers["s-1"]
-    assert participant.runs == ()
-    assert participant.launch_status is LaunchStatus.LAUNCHED
-    assert participant.recovery_instance_id is None
-
-
-def test_parse_job_without_launch_status_or_servers():
-    job = parse_job({"jobID": "drsjob-9", "status": "PENDING"})
-    assert dict(job.servers) == {}
-    job = parse_job(_job("PENDING", {"sourceServerID": "s-1"}))
-    assert job.servers["s-1"].launch_status is None
-
-
-def test_parse_job_keys_servers_by_source_server_id():
-    job = parse_job(
-        _job(
-            "STARTED",
-            {"sourceServerID": "s-1", "launchStatus": "PENDING"},
-            {"sourceServerID": "s-2", "launchStatus": "IN_PROGRESS"},
-        )
-    )
-    assert sorted(job.servers) == ["s-1", "s-2"]
-    assert job.servers["s-2"].launch_status is LaunchStatus.IN_PROGRESS
-
-
-INVALID_JOBS = [
-    ("no jobID", {"status": "STARTED"}, "jobID"),
-    ("unknown job status", _job("RUNNING"), "RUNNING"),
-    ("missing job status", {"jobID": "drsjob-1"}, "status"),
-    (
-        "unknown launchStatus",
-        _job("STARTED", {"sourceServerID": "s-1", "launchStatus": "BOOTING"}),
-        "BOOTING",
-    ),
-    (
-        "unknown run status",
-        _job(
-            "STARTED",
-            {
-                "sourceServerID": "s-1",
-                "launchStatus": "LAUNCHED",
-                "launchActionsStatus": {"runs": [{"status": "SKIPPED"}]},
-            },
-        ),
-        "SKIPPED",
-    ),
-    (
-        "run not an object",
-        _job(
-            "STARTED",
-            {"sourceServerID": "s-1", "launchActionsStatus": {"runs": ["SUCCEEDED"]}},
-        ),
-        "s-1",
-    ),
-    (
-        "participatingServers not a list",
-        {**_job(), "participatingServers": {"s-1": {}}},
-        "not a list",
-    ),
-    ("server without id", _job("STARTED", {"launchStatus": "PENDING"}), "sourceServerID"),
-    ("server not an object", _job("STARTED", "s-1"), "sourceServerID"),  # type: ignore[arg-type]
-]
-
-
-@pytest.mark.parametrize(
-    ("wire", "mentions"),
-    [case[1:] for case in INVALID_JOBS],
-    ids=[case[0] for case in INVALID_JOBS],
-)
-def test_parse_job_rejects_invalid_data(wire, mentions):
-    with pytest.raises(InvalidDrsDataError, match=mentions):
-        parse_job(wire)
