@@ -44,6 +44,32 @@ class Settings(BaseSettings):
     ec2_endpoint_url: str | None = Field(
         default=None, description="EC2 endpoint override for every region (local stacks)."
     )
+    stepfunctions_endpoint_url: str | None = Field(
+        default=None,
+        description="Step Functions endpoint override (local stacks), for task-token answers.",
+    )
+
+    # --- task tokens (contract §5) ----------------------------------------------
+    task_heartbeat_interval: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds between SendTaskHeartbeat calls for each task token whose wave or"
+            " execution still runs (sent when it is polled; 0: none). Keep the state's"
+            " HeartbeatSeconds above this plus the longest poll interval."
+        ),
+    )
+    task_token_sweep_interval: float = Field(
+        default=1800.0,
+        ge=0,
+        le=86400,
+        description=(
+            "Seconds between sweeps of the StatusIndex for finished executions whose task"
+            " token was not answered (a crash between the final write and the answer); the"
+            " first runs at start-up. 0: no sweep."
+        ),
+    )
 
     # --- replicas (several daemons on one table) ------------------------------
     lease_table_name: str | None = Field(
@@ -280,7 +306,12 @@ class Settings(BaseSettings):
         description="Seconds without a turn of the main loop before /healthz fails.",
     )
 
-    @field_validator("dynamodb_endpoint_url", "drs_endpoint_url", "ec2_endpoint_url")
+    @field_validator(
+        "dynamodb_endpoint_url",
+        "drs_endpoint_url",
+        "ec2_endpoint_url",
+        "stepfunctions_endpoint_url",
+    )
     @classmethod
     def _endpoint_is_a_url(cls, value: str | None) -> str | None:
         if value in (None, ""):

@@ -17,21 +17,25 @@ from typing import TYPE_CHECKING
 import aioboto3
 import structlog
 
+from drs_poller.clients.answer_records import AnswerRecords
 from drs_poller.clients.aws import ClientPool
 from drs_poller.clients.calling import Caller
 from drs_poller.clients.drs import DrsAdapter
 from drs_poller.clients.dynamodb import ExecutionStore
 from drs_poller.clients.ec2 import Ec2Adapter
 from drs_poller.clients.leases import LeaseTable
+from drs_poller.clients.stepfunctions import StepFunctionsAdapter
 from drs_poller.clock import Clock, SystemClock
 from drs_poller.core.backoff import BackoffPolicy
 from drs_poller.core.deciding import Policy
 from drs_poller.core.phases import Intervals
+from drs_poller.engine.answering import Answerer
 from drs_poller.engine.discovery import Discoverer
 from drs_poller.engine.dispatching import Dispatcher
 from drs_poller.engine.leasing import LeaseKeeper, default_replica_id
 from drs_poller.engine.polling import Poller
 from drs_poller.engine.state import EngineState
+from drs_poller.engine.tracking import queue_key
 from drs_poller.observability.health import Health
 from drs_poller.observability.http import serve_http
 from drs_poller.observability.metrics import Metrics
@@ -46,6 +50,7 @@ log = structlog.get_logger("drs_poller.daemon")
 
 EXIT_STARTUP = 2
 KEEPER_TASK = "keeper of leases"
+ANSWER_TASKS = ("senders of answers", "sweeper of unanswered tokens")
 
 
 class StartupError(Exception):
@@ -133,6 +138,7 @@ class Daemon:
                 "dynamodb": settings.dynamodb_endpoint_url,
                 "drs": settings.drs_endpoint_url,
                 "ec2": settings.ec2_endpoint_url,
+                "stepfunctions": settings.stepfunctions_endpoint_url,
             },
         )
         self._stack.push_async_callback(self.clients.aclose)
@@ -171,6 +177,23 @@ class Daemon:
             write_attempts=settings.write_attempts,
             max_concurrent_writes=settings.max_concurrent_writes,
         )
+        self.answerer = Answerer(
+            stepfunctions=StepFunctionsAdapter(clients=self.clients, caller=caller, region=region),
+            records=AnswerRecords(
+                clients=self.clients,
+                caller=caller,
+                region=region,
+                table=settings.table_name,
+                index=settings.status_index,
+            ),
+            store=self.store,
+            metrics=self.metrics,
+            clock=self.clock,
+            heartbeat_interval=settings.task_heartbeat_interval,
+            max_execution_age=settings.max_execution_age,
+            may_sweep=lambda key, item: self.state.owns(queue_key(*key), dict(item)),
+        )
+        self.poller.answerer = self.answerer
         self.leases: LeaseKeeper | None = None
         if settings.lease_table_name:
             self.leases = LeaseKeeper(
@@ -262,6 +285,14 @@ class Daemon:
         ]
         if self.leases is not None:
             self._roots.append(asyncio.create_task(self.leases.run(), name=KEEPER_TASK))
+        self._roots.append(asyncio.create_task(self.answerer.run(), name=ANSWER_TASKS[0]))
+        if settings.task_token_sweep_interval > 0:
+            self._roots.append(
+                asyncio.create_task(
+                    self.answerer.sweep_forever(settings.task_token_sweep_interval),
+                    name=ANSWER_TASKS[1],
+                )
+            )
         log.info(
             "drs-poller started",
             table=settings.table_name,
@@ -309,7 +340,8 @@ class Daemon:
             dispatcher.stop()
         # The keeper of leases keeps renewing while polls in flight finish.
         keeper = [task for task in self._roots if task.get_name() == KEEPER_TASK]
-        intake = [task for task in self._roots if task.get_name() != KEEPER_TASK]
+        answering = [task for task in self._roots if task.get_name() in ANSWER_TASKS]
+        intake = [task for task in self._roots if task not in keeper and task not in answering]
         for task in intake:
             if task.get_name() == "discoverer":
                 task.cancel("shutdown: no more discovery")
@@ -330,6 +362,7 @@ class Daemon:
                     batches=len(still_running),
                 )
                 await asyncio.gather(*still_running, return_exceptions=True)
+        await self._stop_answering(answering)
         for task in keeper:
             task.cancel("shutdown: polls done, releasing the lease")
         await asyncio.gather(*keeper, return_exceptions=True)
@@ -338,6 +371,16 @@ class Daemon:
             await leases.release()
         await self.close()
         log.info("drs-poller stopped", exit_code=self.exit_code)
+
+    async def _stop_answering(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Answers queued by the last polls get part of the grace period; what is left is
+        answered after a restart (by the next poll, or by the sweep)."""
+        answerer = getattr(self, "answerer", None)
+        if answerer is not None and tasks:
+            await answerer.close(grace=self.settings.shutdown_grace / 2)
+        for task in tasks:
+            task.cancel("shutdown: no more task-token answers")
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ import structlog
 
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.paging import PagingError
+from drs_poller.core.answering import with_pending
 from drs_poller.core.backoff import ErrorKind
 from drs_poller.core.deciding import (
     Decision,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from drs_poller.clients.ec2 import Ec2Adapter
     from drs_poller.clock import Clock
     from drs_poller.core.scheduling import Due
+    from drs_poller.engine.answering import Answerer
     from drs_poller.engine.state import EngineState
     from drs_poller.observability.metrics import Metrics
 
@@ -114,6 +116,8 @@ class Poller:
         # Recovery instances DRS answered for without an EC2 instance id (or did not
         # know): not asked again before the monotonic time stored here.
         self._unresolved: dict[str, float] = {}
+        # Sends task-token answers and heartbeats (contract §5); the daemon sets it.
+        self.answerer: Answerer | None = None
 
     @property
     def policy(self) -> Policy:
@@ -436,6 +440,9 @@ class Poller:
                 self.metrics.execution_errors.labels("unexpected").inc()
                 log.exception("poll failed unexpectedly; retried on the next poll")
             self.metrics.polls.labels(outcome).inc()
+            if self.answerer is not None and outcome in ("unchanged", "updated", "finalized"):
+                # tracked.item is what the table holds now (after our write, if any).
+                self.answerer.observe(tracked.item, landed_at=self.clock.monotonic())
 
     async def _decide_and_write(
         self,
@@ -465,7 +472,9 @@ class Poller:
             if not decision.writes:
                 return "unchanged"
             result = await self.store.write(
-                key=tracked.key, read=tracked.item, updates=decision.updates
+                key=tracked.key,
+                read=tracked.item,
+                updates=with_pending(read=tracked.item, updates=decision.updates),
             )
             if result.applied:
                 assert result.item is not None  # noqa: S101 - applied writes return the item

@@ -233,6 +233,39 @@ class Metrics:
             "Poll batches dispatched and not yet completed.",
             registry=reg,
         )
+        self.task_token_answers = Counter(
+            _PREFIX + "task_token_answers_total",
+            "Task-token answers, by kind (wave, execution) and outcome: success, failure"
+            " (SendTaskSuccess / SendTaskFailure accepted), invalid_token, task_timed_out,"
+            " task_does_not_exist (rejected; recorded, not retried), error (sent again later).",
+            ["kind", "outcome"],
+            registry=reg,
+        )
+        self.task_token_heartbeats = Counter(
+            _PREFIX + "task_token_heartbeats_total",
+            "SendTaskHeartbeat calls, by outcome: success, invalid_token, task_timed_out,"
+            " task_does_not_exist (recorded like an answer), error.",
+            ["outcome"],
+            registry=reg,
+        )
+        self.task_token_answer_delay = Histogram(
+            _PREFIX + "task_token_answer_delay_seconds",
+            "Seconds from the write that made a wave or execution final to Step Functions"
+            " accepting its answer.",
+            buckets=LATENESS_BUCKETS,
+            registry=reg,
+        )
+        self.task_token_dropped = Counter(
+            _PREFIX + "task_token_queue_full_total",
+            "Task-token answers or heartbeats not queued because the queue was full"
+            " (queued again at the next poll or sweep).",
+            registry=reg,
+        )
+        self.task_token_sweeps = Counter(
+            _PREFIX + "task_token_sweeps_total",
+            "Sweeps of the StatusIndex for finished executions with a task token not answered.",
+            registry=reg,
+        )
         self.unknown_values = Counter(
             _PREFIX + "unknown_values_total",
             "Values outside the DRS model's enums, by field and value, counted once per"

@@ -2,9 +2,10 @@
 
 The daemon reads execution items through the StatusIndex (Query), reads one item and
 writes it back conditionally (GetItem, UpdateItem), keeps its replica lease (UpdateItem,
-Query on the lease table), describes DRS jobs and instances and EC2 instances, and lists
-source servers' launch actions. It starts, stops and terminates nothing, and these tests
-hold the template to that.
+Query on the lease table), describes DRS jobs and instances and EC2 instances, lists
+source servers' launch actions, and answers the orchestrator's Step Functions task
+tokens (contract §5). It starts, stops and terminates nothing, and these tests hold
+the template to that.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ UNSCOPABLE = {
     "drs:GetLaunchConfiguration",
     "ec2:DescribeInstances",
 }
+# Answers to the orchestrator's Step Functions task tokens (contract §5): no
+# resource-level permissions either. They answer a waiting task; they start nothing.
+TASK_TOKEN_ANSWERS = {
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "states:SendTaskHeartbeat",
+}
 
 
 def expected_task_grants(*, table: str, index: str) -> set[tuple[str, str]]:
@@ -41,6 +49,7 @@ def expected_task_grants(*, table: str, index: str) -> set[tuple[str, str]]:
         ("dynamodb:Query", "{LeaseTable.Arn}"),
         ("dynamodb:UpdateItem", "{LeaseTable.Arn}"),
         *((action, "*") for action in UNSCOPABLE),
+        *((action, "*") for action in TASK_TOKEN_ANSWERS),
     }
 
 
@@ -104,7 +113,7 @@ def test_task_role_has_no_wildcard_actions_and_star_only_for_unscopable_describe
         assert "*" not in action
         assert ":" in action
         if resource == "*":
-            assert action in UNSCOPABLE
+            assert action in UNSCOPABLE | TASK_TOKEN_ANSWERS
         else:
             assert "*" not in resource
 
@@ -119,6 +128,7 @@ def test_task_role_cannot_start_stop_terminate_or_delete_anything():
         or ":Describe" in action
         or ":List" in action
         or action == "drs:GetLaunchConfiguration"  # a read of one source server's settings
+        or action in TASK_TOKEN_ANSWERS
         for action in actions
     )
 
