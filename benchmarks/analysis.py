@@ -1,4 +1,4 @@
-"""Tracker-agnostic figures from what the DRS double and the DynamoDB proxy recorded.
+"""Tracker-agnostic figures from what the DRS simulator and the DynamoDB proxy recorded.
 
 *Poll lateness.* An execution is polled when DRS is asked about its jobs. Its DescribeJobs
 calls are grouped into polls: a poll ends when one of its job ids is asked for again

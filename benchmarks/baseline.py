@@ -75,7 +75,7 @@ class Baseline:
         )
         self.session = aioboto3.Session(
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto and the double accept any
+            aws_secret_access_key="testing",  # noqa: S106 - moto and the simulator accept any
             region_name=self.region,
         )
         self.config = Config(

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
 from drs_poller.simulator.timelines import JobScript, ServerScript, standard_timeline
 
 REGIONS = ("us-east-1", "us-west-2")

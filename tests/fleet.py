@@ -10,8 +10,8 @@ from typing import Any
 
 from harness import OTHER_REGION, REGION
 
-from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
-from drs_poller.localstack.stack import compressed_durations
+from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.local.stack import compressed_durations
 from drs_poller.simulator.timelines import JobScript, ServerScript, standard_timeline
 
 # (execution type, outcome of each of 5 servers, final status), cycled over the fleet.
@@ -56,11 +56,11 @@ def seed_fleet(
     spread: float = 0.0,
     first: int = 0,
 ) -> Fleet:
-    """Add every execution's jobs to the DRS double and return the items to write.
+    """Add every execution's jobs to the DRS simulator and return the items to write.
 
     ``spread`` (real seconds): execution ``n`` starts ``n / executions * spread`` after
     now, so that they do not all start at once. Each server gets its own job. ``first``
-    numbers the servers and jobs, so that two fleets in one DRS double do not collide.
+    numbers the servers and jobs, so that two fleets in one DRS simulator do not collide.
     """
     fleet = Fleet()
     now = world.clock.time()

@@ -1,4 +1,4 @@
-"""The integration harness: a real moto server, the DRS double, a fresh table per test,
+"""The integration harness: a real moto server, the DRS simulator, a fresh table per test,
 ``World`` (which drives the real daemon components on a clock the test moves) and
 ``DaemonProcess`` (``drs-poller run`` as a real process). Tests import it as
 ``harness``; ``conftest.py`` only re-exports its fixtures."""
@@ -22,9 +22,9 @@ from moto.server import ThreadedMotoServer
 from drs_poller.clients.dynamodb import to_python, to_wire
 from drs_poller.clock import ManualClock, SystemClock
 from drs_poller.engine.daemon import Daemon
-from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
-from drs_poller.localstack.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack
-from drs_poller.localstack.table import create_table, lease_table_definition
+from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.local.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack
+from drs_poller.local.table import create_table, lease_table_definition
 from drs_poller.observability.metrics import Metrics
 from drs_poller.settings import load_settings
 from drs_poller.simulator.timelines import (
@@ -84,7 +84,7 @@ def _decimals(value: Any) -> Any:
 
 
 class World:
-    """One test's world: a table, the DRS double, the initiator's writes, and daemons."""
+    """One test's world: a table, the DRS simulator, the initiator's writes, and daemons."""
 
     def __init__(self, *, stack: Any, clock: ManualClock, table: str, ddb: Any) -> None:
         self.stack = stack

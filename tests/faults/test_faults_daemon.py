@@ -1,5 +1,5 @@
 """Fault injection against the daemon itself: real daemons on a clock the test moves,
-with the fault proxy between them and moto server / the DRS double. Each test names
+with the fault proxy between them and moto server / the DRS simulator. Each test names
 the fault, and asserts what must hold through it: no lost or repeated transition, no
 terminal status that moves, nothing written from a failed poll, and a loop that ends."""
 
@@ -19,7 +19,7 @@ from faultproxy import (
 from harness import REGION, ServerSnapshot, launched, metric, server_id, servers_of
 from structlog.testing import capture_logs
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 S1, S2 = server_id(1), server_id(2)
 

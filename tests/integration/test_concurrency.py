@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness import REGION, ServerSnapshot, launched, metric, server_id, servers_of
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 S1, S2, S3 = server_id(1), server_id(2), server_id(3)
 

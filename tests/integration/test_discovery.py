@@ -15,7 +15,7 @@ from harness import REGION, ServerSnapshot, metric, server_id, servers_of
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.core.backoff import ErrorKind
 from drs_poller.engine.tracking import queue_key
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 S1, S2, S3 = server_id(1), server_id(2), server_id(3)
 LONG_RUNNING: list[Any] = [(0, "STARTED", {})]  # never finishes

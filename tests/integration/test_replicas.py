@@ -1,7 +1,7 @@
 """Several replicas on one table (issue: leases, fenced writes): each execution has one
 poller in steady state, a peer takes over after a crash or a release, a replica that
 cannot renew stops polling, and wall clocks play no part. Real daemons, one moto
-server and the DRS double, on clocks the test moves."""
+server and the DRS simulator, on clocks the test moves."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 from harness import OTHER_REGION, REGION, ServerSnapshot, launched, metric, server_id, servers_of
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 LEASE = 30.0
 RENEW = LEASE / 3

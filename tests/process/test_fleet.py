@@ -1,4 +1,4 @@
-"""The fleet run: ``drs-poller run`` as a process against moto and the DRS double, with
+"""The fleet run: ``drs-poller run`` as a process against moto and the DRS simulator, with
 200 executions of 5 servers across 2 regions, on time compressed 60 times.
 
 It asserts every final status, and that DescribeJobs calls grow with dispatch batches
