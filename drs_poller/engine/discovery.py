@@ -12,6 +12,7 @@ import structlog
 
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.dynamodb import REVISION
+from drs_poller.clock import ticks
 from drs_poller.core.models import ExecutionStatus
 from drs_poller.core.ownership import home_region, job_count, shard_counts
 from drs_poller.engine.tracking import key_of, queue_key
@@ -275,14 +276,5 @@ class Discoverer:
 
     async def run(self) -> None:
         """Discover every ``interval`` seconds, drift-corrected, until cancelled."""
-        start = self.clock.monotonic()
-        tick = 0
-        while True:
+        async for _ in ticks(self.clock, self.interval):
             await self.tick()
-            tick += 1
-            next_tick = start + tick * self.interval
-            now = self.clock.monotonic()
-            if next_tick < now:  # fell behind (a slow query): skip ticks rather than burst
-                tick = int((now - start) // self.interval) + 1
-                next_tick = start + tick * self.interval
-            await asyncio.sleep(next_tick - now)

@@ -613,8 +613,8 @@ def _last_launch_result(script: JobScript | None, sid: str, now: float) -> str:
     return "FAILED" if status == "FAILED" else "PENDING"
 
 
-# The dispatch table: later operations (StartRecovery, TerminateRecoveryInstances,
-# DescribeSourceServers, ...) are one method and one line here.
+# The dispatch table: an operation is one method and one line here; any other answers
+# 404 UnknownOperationException.
 OPERATIONS: dict[str, Handler] = {
     "DescribeJobs": DrsSimulator.describe_jobs,
     "DescribeRecoveryInstances": DrsSimulator.describe_recovery_instances,
