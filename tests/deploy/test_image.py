@@ -1,6 +1,6 @@
 """The Dockerfile and .dockerignore: linted by hadolint, and the properties the image must
 have checked one by one (no Docker engine runs here, so the image itself is never built
-in the suite; README "Container image and docker compose" says how to build it)."""
+in the suite; docs/reference.md "Container image and docker compose" says how to build it)."""
 
 from __future__ import annotations
 

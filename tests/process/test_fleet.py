@@ -3,7 +3,7 @@
 
 It asserts every final status, and that DescribeJobs calls grow with dispatch batches
 (at most one per region per batch, plus pages), not with servers or executions. The
-figures it prints are the ones quoted in the README."""
+figures it prints are the ones quoted in docs/reference.md ("What one execution costs")."""
 
 from __future__ import annotations
 
