@@ -32,6 +32,7 @@ import json
 import signal
 import time
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -40,7 +41,7 @@ from botocore.config import Config
 
 from drs_poller.clients.dynamodb import to_python, to_wire
 from drs_poller.core.completion import Outcome, server_outcome
-from drs_poller.core.deciding import Policy, decide
+from drs_poller.core.deciding import decide
 from drs_poller.core.models import (
     JOB_NOT_FOUND,
     InstanceDetails,
@@ -51,6 +52,7 @@ from drs_poller.core.models import (
     parse_job,
 )
 from drs_poller.core.phases import Intervals, parse_phase
+from drs_poller.settings import load_settings, policy_from
 
 FINDER_PERIOD = 60.0
 LAMBDA_CONCURRENCY = 1000  # the default account concurrency limit
@@ -66,7 +68,8 @@ class Baseline:
         self.region = args.region
         self.period = FINDER_PERIOD / speed
         self.intervals = Intervals(45 / speed, 15 / speed, 30 / speed, 30 / speed)
-        self.policy = Policy(
+        self.policy = replace(
+            policy_from(load_settings(table_name=self.table)),
             intervals=self.intervals,
             post_launch_grace=600 / speed,
             overdue_after=1800 / speed,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from drs_poller.clock import epoch
 from drs_poller.core.completion import Outcome, final_status, server_outcome
-from drs_poller.core.history import append_transition, epoch
+from drs_poller.core.history import append_transition
 from drs_poller.core.models import (
     ExecutionType,
+    FinalStatus,
     InstanceDetails,
     JobLookup,
     JobStatus,
@@ -66,13 +68,16 @@ def is_older_observation(stored_status: str | None, observed: LaunchStatus | Non
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    intervals: Intervals = field(default_factory=Intervals)
-    post_launch_grace: float = 600.0
-    unknown_job_max_polls: int = 8
-    history_limit: int = 20
-    overdue_after: float = 1800.0
-    max_execution_age: float = 43200.0
-    heartbeat_interval: float = 300.0
+    """The rules' parameters. No defaults here: each lives once, in the settings
+    (``drs_poller.settings.policy_from``)."""
+
+    intervals: Intervals
+    post_launch_grace: float
+    unknown_job_max_polls: int
+    history_limit: int
+    overdue_after: float
+    max_execution_age: float
+    heartbeat_interval: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +94,7 @@ class Decision:
     kind: WriteKind
     phase: Phase
     updates: Mapping[str, Any]  # top-level attributes to SET; empty when kind == "none"
-    final_status: str | None = None
+    final_status: FinalStatus | None = None
     changes: tuple[ServerChange, ...] = ()
 
     @property
@@ -247,7 +252,8 @@ def _job_not_found(update: _ServerUpdate, *, succeeded: bool) -> None:
     update.raw["JobNotFoundPolls"] = misses
     if misses >= update.policy.unknown_job_max_polls:
         update.fail(
-            f"DRS does not know job {update.server.job_id} after {misses} polls", status="FAILED"
+            f"DRS does not know job {update.server.job_id} after {misses} polls",
+            status=FinalStatus.FAILED,
         )
 
 
@@ -291,7 +297,7 @@ def _judge_unlaunched(
         shown = launch_status.value if launch_status else "none reported"
         update.fail(
             f"job {job.job_id} completed but the server did not launch (launchStatus {shown})",
-            status=None if launch_status else "FAILED",
+            status=None if launch_status else FinalStatus.FAILED,
         )
 
 
@@ -354,7 +360,7 @@ def decide(
     )
     updated = parse_execution({**execution.raw, "Waves": new_waves})
     phase = derive_phase(updated, jobs=jobs, intervals=policy.intervals)
-    status, error_message = _settle_execution(
+    status, error_message, new_waves, changes = _conclude_execution(
         updated, new_waves=new_waves, now=now, policy=policy, changes=changes
     )
     updates: dict[str, Any] = {
@@ -417,7 +423,7 @@ def _advance_servers(
                 update.fail(
                     f"RecoveryJobId {server.job_id!r} is not a DRS job id "
                     "(drsjob- and 17 letters or digits)",
-                    status="FAILED",
+                    status=FinalStatus.FAILED,
                 )
             elif lookup is not None and not _frozen(server, mode):
                 _advance_server(
@@ -475,15 +481,17 @@ def derive_phase(
     return most_urgent(phases, intervals) or Phase.PENDING
 
 
-def _settle_execution(
+def _conclude_execution(
     updated: Execution,
     *,
     new_waves: list[dict[str, Any]],
     now: float,
     policy: Policy,
     changes: list[ServerChange],
-) -> tuple[str | None, str | None]:
-    """Settle every wave; return the execution's final status and error, if it is done."""
+) -> tuple[FinalStatus | None, str | None, list[dict[str, Any]], list[ServerChange]]:
+    """Set each wave's status; return the execution's final status and error (None while
+    it runs), and the waves and server changes to write (past the maximum age, those of
+    the abandoned execution)."""
     all_outcomes: list[Outcome] = []
     has_empty_wave = False
     for index, wave in enumerate(updated.waves):
@@ -491,20 +499,22 @@ def _settle_execution(
         outcomes = [server_outcome(server, mode) for server in wave.servers]
         all_outcomes.extend(outcomes)
         has_empty_wave = has_empty_wave or not wave.servers
-        _settle_wave(new_waves[index], outcomes=outcomes, now=now)
+        _set_wave_status(new_waves[index], outcomes=outcomes, now=now)
     status = final_status(all_outcomes, has_empty_wave=has_empty_wave)
     if status is None and now - updated.start_time >= policy.max_execution_age:
-        return "FAILED", _abandon(
+        message, abandoned, abandon_changes = _abandon(
             new_waves, updated=updated, now=now, policy=policy, changes=changes
         )
-    if status == "FAILED":
-        return status, _failure_summary(updated, has_empty_wave=has_empty_wave)
-    return status, None
+        return FinalStatus.FAILED, message, abandoned, abandon_changes
+    if status is FinalStatus.FAILED:
+        return status, _failure_summary(updated, has_empty_wave=has_empty_wave), new_waves, changes
+    return status, None, new_waves, changes
 
 
-def _settle_wave(raw: dict[str, Any], *, outcomes: list[Outcome], now: float) -> None:
+def _set_wave_status(raw: dict[str, Any], *, outcomes: list[Outcome], now: float) -> None:
+    """Write a wave's Status (and EndTime, once final) into its raw map, in place."""
     if not outcomes:
-        status: str | None = "FAILED"
+        status: str | None = FinalStatus.FAILED
         raw.setdefault("Error", "wave has no servers to recover")
     else:
         status = final_status(outcomes)
@@ -530,15 +540,19 @@ def _failure_summary(execution: Execution, *, has_empty_wave: bool) -> str:
 
 
 def _abandon(
-    new_waves: list[dict[str, Any]],
+    waves: list[dict[str, Any]],
     *,
     updated: Execution,
     now: float,
     policy: Policy,
     changes: list[ServerChange],
-) -> str:
-    """Past the maximum age: every unfinished server fails, and the execution ends FAILED."""
+) -> tuple[str, list[dict[str, Any]], list[ServerChange]]:
+    """Past the maximum age every unfinished server fails, and the execution ends FAILED.
+    Returns the execution's error message, the new waves and the server changes; the
+    arguments are left as they were."""
     age = int(policy.max_execution_age)
+    new_waves = [{**wave, "Servers": list(wave.get("Servers") or [])} for wave in waves]
+    new_changes = list(changes)
     active = not_started = 0
     for index, wave in enumerate(updated.waves):
         mode = updated.mode_of(wave)
@@ -552,24 +566,25 @@ def _abandon(
                 not_started += 1
             update = _ServerUpdate(server, now=now, policy=policy)
             update.fail(
-                f"not finished within the maximum execution age of {age} s", status="FAILED"
+                f"not finished within the maximum execution age of {age} s",
+                status=FinalStatus.FAILED,
             )
             new_waves[index]["Servers"][position] = update.raw
-            changes[:] = [
+            new_changes = [
                 c
-                for c in changes
+                for c in new_changes
                 if (c.wave, c.source_server_id) != (wave.name, server.source_server_id)
             ]
-            changes.append(
+            new_changes.append(
                 ServerChange(
                     wave=wave.name,
                     source_server_id=server.source_server_id,
                     old_status=server.status,
-                    new_status="FAILED",
+                    new_status=FinalStatus.FAILED,
                     error=update.raw["Error"],
                 )
             )
-        _settle_wave(
+        _set_wave_status(
             new_waves[index],
             outcomes=[
                 Outcome.FAILED if not o.terminal else o
@@ -577,7 +592,8 @@ def _abandon(
             ],
             now=now,
         )
-    return (
+    message = (
         f"exceeded the maximum execution age of {age} s without finishing: "
         f"{active} server(s) still active, {not_started} never started"
     )
+    return message, new_waves, new_changes

@@ -18,13 +18,12 @@ from drs_poller.clients.dynamodb import ExecutionStore
 from drs_poller.clients.ec2 import Ec2Adapter
 from drs_poller.clients.leases import LeaseTable
 from drs_poller.core.backoff import BackoffPolicy
-from drs_poller.core.deciding import Policy
-from drs_poller.core.phases import Intervals
 from drs_poller.engine.discovery import Discoverer
 from drs_poller.engine.dispatching import Dispatcher
 from drs_poller.engine.leasing import LeaseKeeper, default_replica_id
 from drs_poller.engine.polling import Poller
 from drs_poller.engine.state import EngineState
+from drs_poller.settings import policy_from
 
 if TYPE_CHECKING:
     import random
@@ -35,23 +34,6 @@ if TYPE_CHECKING:
     from drs_poller.observability.health import Health
     from drs_poller.observability.metrics import Metrics
     from drs_poller.settings import Settings
-
-
-def policy_from(settings: Settings) -> Policy:
-    return Policy(
-        intervals=Intervals(
-            pending=settings.interval_pending,
-            started=settings.interval_started,
-            in_progress=settings.interval_in_progress,
-            post_launch=settings.interval_post_launch,
-        ),
-        post_launch_grace=settings.post_launch_grace,
-        unknown_job_max_polls=settings.unknown_job_max_polls,
-        history_limit=settings.history_limit,
-        overdue_after=settings.overdue_after,
-        max_execution_age=settings.max_execution_age,
-        heartbeat_interval=settings.heartbeat_interval,
-    )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import structlog
 
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.paging import PagingError
+from drs_poller.core.completion import end_of_malformed
 from drs_poller.core.deciding import (
     Decision,
     Policy,
@@ -24,15 +25,14 @@ from drs_poller.core.deciding import (
     is_overdue,
     jobs_to_poll,
 )
-from drs_poller.core.history import epoch
 from drs_poller.core.models import (
     ExecutionStatus,
+    FinalStatus,
     InstanceDetails,
     JobLookup,
-    peek_start_time,
 )
 from drs_poller.core.phases import Phase, parse_phase
-from drs_poller.engine.tracking import Tracked, queue_key
+from drs_poller.engine.tracking import Tracked, queue_name
 from drs_poller.observability.logs import bind_execution
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class Poller:
         started = self.clock.monotonic()
         members: list[Tracked] = []
         for entry in batch:
-            tracked = self.state.tracked.get(entry.key)
+            tracked = self.state.tracked.get(entry.name)
             if tracked is None or tracked.dropped:
                 continue
             tracked.in_flight = True
@@ -121,7 +121,7 @@ class Poller:
             now = self.clock.time()
             await asyncio.gather(
                 *(
-                    self._settle(t, jobs=jobs, instances=instances, reasons=reasons, now=now)
+                    self._write_back(t, jobs=jobs, instances=instances, reasons=reasons, now=now)
                     for t in members
                 )
             )
@@ -235,7 +235,7 @@ class Poller:
 
     # --- decide and write back, one execution at a time ------------------------------
 
-    async def _settle(
+    async def _write_back(
         self,
         tracked: Tracked,
         *,
@@ -274,7 +274,7 @@ class Poller:
         for _ in range(self.write_attempts):
             execution = tracked.execution
             if execution is None:
-                return await self._settle_malformed(tracked, now=now)
+                return await self._end_if_malformed_too_long(tracked, now=now)
             self._report_overdue(tracked, now=now)
             decision = decide(
                 execution,
@@ -288,7 +288,7 @@ class Poller:
             if not decision.writes:
                 return "unchanged"
             result = await self.store.write(
-                key=tracked.key, read=tracked.item, updates=decision.updates
+                key=tracked.item_key, read=tracked.item, updates=decision.updates
             )
             if result.applied:
                 assert result.item is not None  # noqa: S101 - applied writes return the item
@@ -315,7 +315,9 @@ class Poller:
         )
         return "conflict"
 
-    async def _settle_malformed(self, tracked: Tracked, *, now: float) -> str:
+    async def _end_if_malformed_too_long(self, tracked: Tracked, *, now: float) -> str:
+        """Report a malformed item once per problem; write it only when the core's rule
+        (:func:`end_of_malformed`) ends it."""
         problem = tracked.problem
         assert problem is not None  # noqa: S101 - execution is None only when malformed
         if tracked.reported_problem != str(problem):
@@ -326,29 +328,26 @@ class Poller:
                 field=problem.field,
                 problem=problem.problem,
             )
-        start = peek_start_time(tracked.item)
-        if start is None or now - start < self.policy.max_execution_age:
+        updates = end_of_malformed(
+            tracked.item,
+            problem=f"{problem.field}: {problem.problem}",
+            now=now,
+            max_execution_age=self.policy.max_execution_age,
+        )
+        if updates is None:
             return "error"
-        message = (
-            f"malformed execution item ({problem.field}: {problem.problem}) was not "
-            f"fixed within the maximum execution age of {int(self.policy.max_execution_age)} s"
-        )
-        result = await self.store.write(
-            key=tracked.key,
-            read=tracked.item,
-            updates={"Status": "FAILED", "EndTime": epoch(now), "ErrorMessage": message},
-        )
+        result = await self.store.write(key=tracked.item_key, read=tracked.item, updates=updates)
         self.state.finish(tracked.name, now=self.clock.monotonic())
         if result.applied:
-            self.metrics.finalized.labels("UNKNOWN", "FAILED").inc()
-            log.error("ended malformed execution as FAILED", error_message=message)
+            self.metrics.finalized.labels("UNKNOWN", FinalStatus.FAILED).inc()
+            log.error("ended malformed execution as FAILED", error_message=updates["ErrorMessage"])
             return "finalized"
         return "gone"
 
     def _finalized(self, tracked: Tracked, decision: Decision, *, now: float) -> None:
         execution = tracked.execution
         kind = execution.execution_type.value if execution else "UNKNOWN"
-        status = decision.final_status or "FAILED"
+        status = decision.final_status or FinalStatus.FAILED
         self.metrics.finalized.labels(kind, status).inc()
         if execution is not None:
             self.metrics.execution_duration.labels(kind, status).observe(
@@ -403,4 +402,4 @@ class Poller:
             parse_phase(tracked.execution.phase) if tracked.execution else None
         ) or Phase.PENDING
         interval = self.policy.intervals.of(phase)
-        self.state.queue.schedule(queue_key(*tracked.key), polled_at + interval)
+        self.state.queue.schedule(queue_name(*tracked.item_key), polled_at + interval)
