@@ -33,13 +33,12 @@ import signal
 import time
 from contextlib import AsyncExitStack
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
 import aioboto3
 from botocore.config import Config
 
-from drs_poller.clients.dynamodb import to_python, to_wire
+from drs_poller.clients.dynamodb import to_python, to_wire, with_decimals
 from drs_poller.core.completion import Outcome, server_outcome
 from drs_poller.core.deciding import decide
 from drs_poller.core.models import (
@@ -256,7 +255,7 @@ class Baseline:
         assignments = []
         for position, (name, value) in enumerate(updates.items()):
             names[f"#a{position}"] = name
-            values[f":v{position}"] = to_wire(_decimals(value))
+            values[f":v{position}"] = to_wire(with_decimals(value))
             assignments.append(f"#a{position} = :v{position}")
         with contextlib.suppress(self.dynamodb.exceptions.ConditionalCheckFailedException):
             await self.dynamodb.update_item(
@@ -281,16 +280,6 @@ class Baseline:
             "invocations_over_concurrency": self.throttled_invocations,
             "overlapping_invocations": self.overlapping_invocations,
         }
-
-
-def _decimals(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {k: _decimals(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decimals(v) for v in value]
-    return value
 
 
 def _quantile(values: list[float], q: float) -> float | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from drs_poller.clients.dynamodb import to_python, to_wire
+from drs_poller.clients.dynamodb import to_python, to_wire, with_decimals
 from drs_poller.clock import ManualClock, SystemClock
 from drs_poller.engine.daemon import Daemon
 from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
@@ -73,17 +73,6 @@ def launched(*, runs: tuple[str, ...] | None = None) -> ServerSnapshot:
         "LAUNCHED",
         None if runs is None else tuple(RunSnapshot(r, f"action-{i}") for i, r in enumerate(runs)),
     )
-
-
-def _decimals(value: Any) -> Any:
-    """Test items may use floats; DynamoDB numbers are Decimals."""
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _decimals(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decimals(v) for v in value]
-    return value
 
 
 class Loops:
@@ -166,7 +155,7 @@ class World:
     # --- the table ----------------------------------------------------------------
     async def put(self, item: dict[str, Any]) -> None:
         await self.ddb.put_item(
-            TableName=self.table, Item={k: to_wire(_decimals(v)) for k, v in item.items()}
+            TableName=self.table, Item={k: to_wire(with_decimals(v)) for k, v in item.items()}
         )
 
     async def put_spec(self, spec: ExecutionSpec) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from drs_views import job_view, participant
 
 from drs_poller.clock import epoch
 from drs_poller.core.completion import Outcome, server_outcome
@@ -26,14 +27,11 @@ from drs_poller.core.deciding import (
 )
 from drs_poller.core.models import (
     JOB_NOT_FOUND,
-    ActionRun,
     ExecutionType,
     InstanceDetails,
     JobLookup,
     JobStatus,
-    JobView,
     LaunchStatus,
-    Participant,
     RunStatus,
     parse_execution,
 )
@@ -90,24 +88,7 @@ def _item(*waves: dict[str, Any], execution_type: str | None = "DRILL", **extra:
     return item
 
 
-def _p(
-    source: str = "s-1",
-    launch: LaunchStatus | None = None,
-    *runs: tuple[RunStatus, str | None, str | None],
-    instance: str | None = None,
-) -> Participant:
-    return Participant(
-        source_server_id=source,
-        launch_status=launch,
-        recovery_instance_id=instance,
-        runs=tuple(ActionRun(status=s, name=n, failure_reason=r) for s, n, r in runs),
-    )
-
-
-def _job(
-    status: JobStatus, *participants: Participant, job: str = "drsjob-00000000000000001"
-) -> JobView:
-    return JobView(job_id=job, status=status, servers={p.source_server_id: p for p in participants})
+_p, _job = participant, job_view
 
 
 def _decide(

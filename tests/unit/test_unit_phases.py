@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from drs_views import job_view, participant
 
 from drs_poller.core.models import ExecutionType, JobStatus, JobView, LaunchStatus, Participant
 from drs_poller.core.phases import Intervals, Phase, most_urgent, parse_phase, server_phase
@@ -15,13 +16,11 @@ RECOVERY = ExecutionType.RECOVERY
 
 
 def _job(status: JobStatus, launch: LaunchStatus | str | None = "absent") -> JobView:
-    servers = {}
-    if launch != "absent":
-        assert launch is None or isinstance(launch, LaunchStatus)
-        servers["s-1"] = Participant(
-            source_server_id="s-1", launch_status=launch, recovery_instance_id=None, runs=()
-        )
-    return JobView(job_id="drsjob-1", status=status, servers=servers)
+    """A job with server s-1 at ``launch`` ("absent": the job does not list it)."""
+    if launch == "absent":
+        return job_view(status)
+    assert launch is None or isinstance(launch, LaunchStatus)
+    return job_view(status, participant("s-1", launch))
 
 
 PHASES = [
