@@ -85,4 +85,4 @@ def end_of_malformed(
         f"malformed execution item ({problem}) was not fixed within the maximum "
         f"execution age of {int(max_execution_age)} s"
     )
-    return {"Status": FinalStatus.FAILED, "EndTime": epoch(now), "ErrorMessage": message}
+    return {"Status": FinalStatus.FAILED.value, "EndTime": epoch(now), "ErrorMessage": message}

@@ -253,7 +253,7 @@ def _job_not_found(update: _ServerUpdate, *, succeeded: bool) -> None:
     if misses >= update.policy.unknown_job_max_polls:
         update.fail(
             f"DRS does not know job {update.server.job_id} after {misses} polls",
-            status=FinalStatus.FAILED,
+            status=LaunchStatus.FAILED.value,
         )
 
 
@@ -297,7 +297,7 @@ def _judge_unlaunched(
         shown = launch_status.value if launch_status else "none reported"
         update.fail(
             f"job {job.job_id} completed but the server did not launch (launchStatus {shown})",
-            status=None if launch_status else FinalStatus.FAILED,
+            status=None if launch_status else LaunchStatus.FAILED.value,
         )
 
 
@@ -369,7 +369,7 @@ def decide(
         "LastPolledTime": epoch(now),
     }
     if status is not None:
-        updates.update(Status=status, EndTime=epoch(now))
+        updates.update(Status=status.value, EndTime=epoch(now))
         if error_message:
             updates["ErrorMessage"] = error_message
         return Decision(
@@ -423,7 +423,7 @@ def _advance_servers(
                 update.fail(
                     f"RecoveryJobId {server.job_id!r} is not a DRS job id "
                     "(drsjob- and 17 letters or digits)",
-                    status=FinalStatus.FAILED,
+                    status=LaunchStatus.FAILED.value,
                 )
             elif lookup is not None and not _frozen(server, mode):
                 _advance_server(
@@ -514,13 +514,13 @@ def _conclude_execution(
 def _set_wave_status(raw: dict[str, Any], *, outcomes: list[Outcome], now: float) -> None:
     """Write a wave's Status (and EndTime, once final) into its raw map, in place."""
     if not outcomes:
-        status: str | None = FinalStatus.FAILED
+        status: str | None = FinalStatus.FAILED.value
         raw.setdefault("Error", "wave has no servers to recover")
     else:
         status = final_status(outcomes)
     if status is not None:
         if raw.get("Status") != status:
-            raw["Status"] = status
+            raw["Status"] = str(status)  # the plain string, as read back from the table
         raw.setdefault("EndTime", epoch(now))
     elif any(outcome is Outcome.ACTIVE for outcome in outcomes):
         raw["Status"] = "IN_PROGRESS"  # contract §1: while any of its jobs is active
@@ -567,7 +567,7 @@ def _abandon(
             update = _ServerUpdate(server, now=now, policy=policy)
             update.fail(
                 f"not finished within the maximum execution age of {age} s",
-                status=FinalStatus.FAILED,
+                status=LaunchStatus.FAILED.value,
             )
             new_waves[index]["Servers"][position] = update.raw
             new_changes = [
@@ -580,7 +580,7 @@ def _abandon(
                     wave=wave.name,
                     source_server_id=server.source_server_id,
                     old_status=server.status,
-                    new_status=FinalStatus.FAILED,
+                    new_status=LaunchStatus.FAILED.value,
                     error=update.raw["Error"],
                 )
             )
