@@ -1,4 +1,4 @@
-"""Tracker-agnostic figures from what the DRS double and the DynamoDB proxy recorded.
+"""Tracker-agnostic figures from what the DRS simulator and the DynamoDB proxy recorded.
 
 *Poll lateness.* An execution is polled when DRS is asked about its jobs. Its DescribeJobs
 calls are grouped into polls: a poll ends when one of its job ids is asked for again
@@ -29,14 +29,15 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from drs_poller.core.models import ExecutionType, JobStatus, JobView, LaunchStatus, Participant
-from drs_poller.core.phases import Intervals, Phase, most_urgent, server_phase
+from drs_poller.core.phases import Phase, most_urgent, server_phase
+from drs_poller.settings import load_settings, policy_from
 
 if TYPE_CHECKING:
     from benchmarks.recording import DrsCall, ItemWrite
     from benchmarks.workloads import Seeded
     from drs_poller.simulator.timelines import JobScript
 
-REAL_INTERVALS = Intervals()
+REAL_INTERVALS = policy_from(load_settings(table_name="bench")).intervals  # the defaults
 
 
 def quantiles(values: list[float]) -> dict[str, float | None]:

@@ -32,16 +32,16 @@ import json
 import signal
 import time
 from contextlib import AsyncExitStack
-from decimal import Decimal
+from dataclasses import replace
 from typing import Any
 
 import aioboto3
 from botocore.config import Config
 
 from drs_poller.clients.drs import parse_job
-from drs_poller.clients.dynamodb import to_python, to_wire
+from drs_poller.clients.dynamodb import to_python, to_wire, with_decimals
 from drs_poller.core.completion import Outcome, server_outcome
-from drs_poller.core.deciding import Policy, decide
+from drs_poller.core.deciding import decide
 from drs_poller.core.models import (
     JOB_NOT_FOUND,
     InstanceDetails,
@@ -51,6 +51,7 @@ from drs_poller.core.models import (
     parse_execution,
 )
 from drs_poller.core.phases import Intervals, parse_phase
+from drs_poller.settings import load_settings, policy_from
 
 FINDER_PERIOD = 60.0
 LAMBDA_CONCURRENCY = 1000  # the default account concurrency limit
@@ -66,7 +67,8 @@ class Baseline:
         self.region = args.region
         self.period = FINDER_PERIOD / speed
         self.intervals = Intervals(45 / speed, 15 / speed, 30 / speed, 30 / speed)
-        self.policy = Policy(
+        self.policy = replace(
+            policy_from(load_settings(table_name=self.table)),
             intervals=self.intervals,
             post_launch_grace=600 / speed,
             overdue_after=1800 / speed,
@@ -75,7 +77,7 @@ class Baseline:
         )
         self.session = aioboto3.Session(
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 - moto and the double accept any
+            aws_secret_access_key="testing",  # noqa: S106 - moto and the simulator accept any
             region_name=self.region,
         )
         self.config = Config(
@@ -253,7 +255,7 @@ class Baseline:
         assignments = []
         for position, (name, value) in enumerate(updates.items()):
             names[f"#a{position}"] = name
-            values[f":v{position}"] = to_wire(_decimals(value))
+            values[f":v{position}"] = to_wire(with_decimals(value))
             assignments.append(f"#a{position} = :v{position}")
         with contextlib.suppress(self.dynamodb.exceptions.ConditionalCheckFailedException):
             await self.dynamodb.update_item(
@@ -278,16 +280,6 @@ class Baseline:
             "invocations_over_concurrency": self.throttled_invocations,
             "overlapping_invocations": self.overlapping_invocations,
         }
-
-
-def _decimals(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {k: _decimals(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decimals(v) for v in value]
-    return value
 
 
 def _quantile(values: list[float], q: float) -> float | None:

@@ -1,7 +1,7 @@
 """py-spy profiles of the processes in a benchmark run, and a summary of where time goes.
 
 ``./dev bench --profile`` runs ``py-spy record --format raw`` (collapsed stacks) on the
-tracker, on moto server and on the benchmark's own process (the DRS double and the
+tracker, on moto server and on the benchmark's own process (the DRS simulator and the
 DynamoDB proxy) for the measured period. py-spy is not in the lock: install it with
 ``.venv/bin/pip install py-spy``. ``python -m benchmarks.profiles FILE...`` prints the
 summary of collapsed-stack files.

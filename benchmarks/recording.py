@@ -1,4 +1,4 @@
-"""What the benchmark sees of each tracker: every DRS call at the DRS double, and every
+"""What the benchmark sees of each tracker: every DRS call at the DRS simulator, and every
 DynamoDB request and response through a recording proxy in front of moto server.
 
 The proxy prices each request in request units from real item sizes (``sizes``):
@@ -26,7 +26,7 @@ from aiohttp import web
 
 from benchmarks.sizes import item_size, read_units, write_units
 from drs_poller.simulator import service
-from drs_poller.simulator.service import DrsDouble, build_app
+from drs_poller.simulator.service import DrsSimulator, build_app
 from drs_poller.simulator.timelines import render_job, render_recovery_instance
 
 if TYPE_CHECKING:
@@ -39,11 +39,11 @@ LOOPBACK = "127.0.0.1"
 # --------------------------------------------------------------------------- DRS
 
 
-class IndexedDrsDouble(DrsDouble):
-    """The project's double, with DescribeJobs by job id and DescribeRecoveryInstances by
+class IndexedDrsSimulator(DrsSimulator):
+    """The project's simulator, with DescribeJobs by job id and DescribeRecoveryInstances by
     instance id served from an index.
 
-    The stock double sorts and scans every job (every recovery instance) of the region
+    The stock simulator sorts and scans every job (every recovery instance) of the region
     on each call; with 100,000 scripted jobs (W10k), or the baseline's one
     DescribeRecoveryInstances per launched server (W1k: 76 % of this process's samples
     went there before the index), that alone saturates the benchmark's process. Answers
@@ -71,7 +71,7 @@ class IndexedDrsDouble(DrsDouble):
                 if (script := self._by_id.get((region, job_id))) is not None
                 and script.created_at <= now
             ),
-            # The stock double's order: latest creationDateTime first, as DRS lists them.
+            # The stock simulator's order: latest creationDateTime first, as DRS lists them.
             key=lambda script: (-script.created_at, script.job_id),
         )
         items = [render_job(script, now) for script in scripts]
@@ -93,9 +93,11 @@ class IndexedDrsDouble(DrsDouble):
 
 # The stock dispatch table holds the base class's function; dispatch on the instance
 # instead, so the subclass's index serves DescribeJobs (same answers, this process only).
-service.OPERATIONS["DescribeJobs"] = lambda double, region, body: double.describe_jobs(region, body)
-service.OPERATIONS["DescribeRecoveryInstances"] = lambda double, region, body: (
-    double.describe_recovery_instances(region, body)
+service.OPERATIONS["DescribeJobs"] = lambda simulator, region, body: simulator.describe_jobs(
+    region, body
+)
+service.OPERATIONS["DescribeRecoveryInstances"] = lambda simulator, region, body: (
+    simulator.describe_recovery_instances(region, body)
 )
 
 
@@ -133,8 +135,8 @@ async def _serve(app: web.Application) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def serve_recorded_drs(double: DrsDouble, recorder: DrsRecorder) -> AsyncIterator[str]:
-    """The DRS double over HTTP, every call recorded with the job ids it asked about."""
+async def serve_recorded_drs(simulator: DrsSimulator, recorder: DrsRecorder) -> AsyncIterator[str]:
+    """The DRS simulator over HTTP, every call recorded with the job ids it asked about."""
 
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -154,7 +156,7 @@ async def serve_recorded_drs(double: DrsDouble, recorder: DrsRecorder) -> AsyncI
         )
         return response
 
-    app = build_app(double)
+    app = build_app(simulator)
     app.middlewares.append(record)
     async with _serve(app) as url:
         yield url

@@ -1,7 +1,7 @@
 """Run one workload against drs-poller and the baseline, one after the other, and write
 ``benchmarks/results/<workload>.json``.
 
-This process hosts the DRS double and the DynamoDB recording proxy; moto server runs
+This process hosts the DRS simulator and the DynamoDB recording proxy; moto server runs
 in its own process, and each tracker in its own subprocess, so that the tracker's CPU
 time and peak RSS (read from /proc) are its own.
 """
@@ -30,15 +30,15 @@ from benchmarks.analysis import detection, lateness, percentiles, poll_times, qu
 from benchmarks.recording import (
     DrsRecorder,
     DynamoRecorder,
-    IndexedDrsDouble,
+    IndexedDrsSimulator,
     serve_dynamodb_proxy,
     serve_recorded_drs,
 )
 from benchmarks.workloads import REGIONS, WORKLOADS, Workload, seed_workload
 from drs_poller.clients.dynamodb import to_python, to_wire
 from drs_poller.clock import SystemClock
-from drs_poller.localstack.stack import compressed_durations
-from drs_poller.localstack.table import create_table
+from drs_poller.local.stack import compressed_durations
+from drs_poller.local.table import create_table
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -225,13 +225,13 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     profile: Path | None = None,
 ) -> dict[str, Any]:
     session = aioboto3.Session(**CREDENTIALS, region_name=REGIONS[0])
-    double = IndexedDrsDouble(clock=SystemClock())
+    simulator = IndexedDrsSimulator(clock=SystemClock())
     drs_recorder, dynamo_recorder = DrsRecorder(), DynamoRecorder()
     table = f"bench-{workload.name.lower()}-{tracker}-{uuid.uuid4().hex[:8]}"
     summary_path = scratch / f"{table}-summary.json"
     async with (
         session.client("dynamodb", endpoint_url=moto_url) as ddb,
-        serve_recorded_drs(double, drs_recorder) as drs_url,
+        serve_recorded_drs(simulator, drs_recorder) as drs_url,
         serve_dynamodb_proxy(moto_url, dynamo_recorder) as dynamodb_url,
     ):
         await create_table(ddb, table)
@@ -242,7 +242,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         start = time.time()
         seeded = seed_workload(workload, speed=speed, start=start, seed=seed)
         for script in seeded.scripts:
-            double.add_job(script)
+            simulator.add_job(script)
         for item in seeded.items:
             dynamo_recorder.know({k: to_wire(v) for k, v in item.items()})
         command, env = tracker_command(

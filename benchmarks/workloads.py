@@ -11,18 +11,14 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
-from drs_poller.simulator.timelines import JobScript, ServerScript, standard_timeline
+from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.simulator.timelines import JobScript, one_server_job
 
 REGIONS = ("us-east-1", "us-west-2")
 PLAN_ID = "plan-bench"
 
-# Real DRS durations (seconds), as in the demo and the fleet test.
-REAL_PENDING = 13.5 * 60
-REAL_STARTED = 30.0
-REAL_LAUNCHING = 6 * 60
-REAL_ACTIONS = 10 * 60
-REAL_TERMINATE_AFTER = 10 * 60
+# Real DRS durations are one_server_job's (drs_poller/simulator/timelines.py), as in
+# the demo and the fleet test.
 JITTER = 0.2  # each execution's DRS runs up to 20 % faster or slower
 
 # (execution type, outcome of each server by position, final status); cycled.
@@ -115,21 +111,15 @@ def seed_workload(workload: Workload, *, speed: float, start: float, seed: int) 
                 this = outcome if scope == "all" or last else "launched"
                 sid = f"s-{n:09d}{index:08d}"
                 jid = f"drsjob-{n:09d}{index:08d}"
-                script = JobScript(
+                script = one_server_job(
                     job_id=jid,
+                    source_server_id=sid,
                     region=region,
                     is_drill=execution_type == "DRILL",
                     created_at=created,
-                    servers=(ServerScript(sid, recovery_instance_id=f"i-{n:09d}{index:08d}"),),
-                    timeline=standard_timeline(
-                        [sid],
-                        pending=REAL_PENDING * jitter / speed,
-                        started=REAL_STARTED / speed,
-                        launching=REAL_LAUNCHING * jitter / speed,
-                        actions=REAL_ACTIONS / speed if execution_type == "RECOVERY" else None,
-                        outcomes={sid: this},  # type: ignore[dict-item]
-                        terminate_after=REAL_TERMINATE_AFTER / speed,
-                    ),
+                    outcome=this,  # type: ignore[arg-type]
+                    speed=speed,
+                    jitter=jitter,
                 )
                 seeded.scripts.append(script)
                 seeded.job_owner[jid] = execution_id

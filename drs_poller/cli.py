@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run()
     if args.command == "demo":
-        from drs_poller.localstack.demo import run_demo  # noqa: PLC0415 - needs the [local] extra
+        from drs_poller.local.demo import run_demo  # noqa: PLC0415 - needs the [local] extra
 
         return _run_coroutine(
             run_demo(
@@ -330,7 +330,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _init_table(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
-    from drs_poller.localstack.table import SchemaMismatch, init_tables  # noqa: PLC0415
+    from drs_poller.local.table import SchemaMismatch, init_tables  # noqa: PLC0415
 
     if not args.table:
         _complain("init-table", "no table name: pass --table or set DRS_POLLER_TABLE_NAME")
@@ -371,7 +371,7 @@ def _initiate(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
-    from drs_poller.localstack.initiate import NotEnoughSourceServers  # noqa: PLC0415
+    from drs_poller.local.initiate import NotEnoughSourceServers  # noqa: PLC0415
 
     try:
         return _run_coroutine(_initiate_async(args, settings))
@@ -384,8 +384,8 @@ async def _initiate_async(args: argparse.Namespace, settings: Settings) -> int:
     import random  # noqa: PLC0415
     import time  # noqa: PLC0415
 
-    from drs_poller.localstack.initiate import Initiator  # noqa: PLC0415 - fast --help
-    from drs_poller.localstack.scenarios import plan_workload  # noqa: PLC0415
+    from drs_poller.local.initiate import Initiator  # noqa: PLC0415 - fast --help
+    from drs_poller.local.scenarios import plan_workload  # noqa: PLC0415
 
     plans = plan_workload(
         executions=args.executions,

@@ -12,6 +12,9 @@ from typing import Literal, Self
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from drs_poller.core.deciding import Policy
+from drs_poller.core.phases import Intervals
+
 ENV_PREFIX = "DRS_POLLER_"
 
 
@@ -350,3 +353,22 @@ def load_settings(**overrides: object) -> Settings:
             shown = "" if field == "" or isinstance(given, dict) else f" (got {given!r})"
             lines.append(f"{name}: {message}{shown}")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def policy_from(settings: Settings) -> Policy:
+    """The core's policy, from the settings: its every value has its default here alone."""
+    return Policy(
+        intervals=Intervals(
+            pending=settings.interval_pending,
+            started=settings.interval_started,
+            in_progress=settings.interval_in_progress,
+            post_launch=settings.interval_post_launch,
+        ),
+        post_launch_grace=settings.post_launch_grace,
+        launch_actions_wait=settings.launch_actions_wait,
+        unknown_job_max_polls=settings.unknown_job_max_polls,
+        history_limit=settings.history_limit,
+        overdue_after=settings.overdue_after,
+        max_execution_age=settings.max_execution_age,
+        heartbeat_interval=settings.heartbeat_interval,
+    )

@@ -1,5 +1,5 @@
 """A fault-injecting HTTP proxy for tests: it sits on loopback in front of one upstream
-(moto server, or the DRS double), forwards every request unchanged, and lets a test
+(moto server, or the DRS simulator), forwards every request unchanged, and lets a test
 inject the failures that real AWS endpoints and networks produce.
 
     async with FaultProxy(moto_url) as proxy:
@@ -17,7 +17,7 @@ what the upstream saw.
 Choices worth knowing:
 
 * The ``Host`` header is forwarded as the client sent it, so the SigV4 signature
-  still matches it (neither moto nor the double check signatures, nor route on Host).
+  still matches it (neither moto nor the simulator check signatures, nor route on Host).
 * Responses are decompressed on the way through (``Content-Encoding`` is dropped), so
   a rewrite sees plain bytes. A rewrite recomputes DynamoDB's ``x-amz-crc32``: it
   models a server that answered that body, not a corrupted wire.

@@ -10,9 +10,9 @@ from typing import Any
 
 from harness import OTHER_REGION, REGION
 
-from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
-from drs_poller.localstack.stack import compressed_durations
-from drs_poller.simulator.timelines import JobScript, ServerScript, standard_timeline
+from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.local.stack import compressed_durations
+from drs_poller.simulator.timelines import one_server_job
 
 # (execution type, outcome of each of 5 servers, final status), cycled over the fleet.
 KINDS: list[tuple[str, list[str], str]] = [
@@ -56,11 +56,11 @@ def seed_fleet(
     spread: float = 0.0,
     first: int = 0,
 ) -> Fleet:
-    """Add every execution's jobs to the DRS double and return the items to write.
+    """Add every execution's jobs to the DRS simulator and return the items to write.
 
     ``spread`` (real seconds): execution ``n`` starts ``n / executions * spread`` after
     now, so that they do not all start at once. Each server gets its own job. ``first``
-    numbers the servers and jobs, so that two fleets in one DRS double do not collide.
+    numbers the servers and jobs, so that two fleets in one DRS simulator do not collide.
     """
     fleet = Fleet()
     now = world.clock.time()
@@ -80,21 +80,15 @@ def seed_fleet(
             sid = f"s-{first + n:012d}{k:05d}"
             jid = f"drsjob-{first + n:012d}{k:05d}"
             world.drs.add_job(
-                JobScript(
+                one_server_job(
                     job_id=jid,
+                    source_server_id=sid,
                     region=region,
                     is_drill=kind == "DRILL",
                     created_at=start,
-                    servers=(ServerScript(sid, recovery_instance_id=f"i-{first + n:012d}{k:05d}"),),
-                    timeline=standard_timeline(
-                        [sid],
-                        pending=810 / speed * jitter,
-                        started=30 / speed,
-                        launching=360 / speed * jitter,
-                        actions=600 / speed if kind == "RECOVERY" else None,
-                        outcomes={sid: outcomes[k]},
-                        terminate_after=600 / speed,  # a drill is cleaned up well after launch
-                    ),
+                    outcome=outcomes[k],
+                    speed=speed,
+                    jitter=jitter,
                 )
             )
             specs.append(ServerSpec(sid, jid))

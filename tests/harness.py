@@ -1,4 +1,4 @@
-"""The integration harness: a real moto server, the DRS double, a fresh table per test,
+"""The integration harness: a real moto server, the DRS simulator, a fresh table per test,
 ``World`` (which drives the real daemon components on a clock the test moves) and
 ``DaemonProcess`` (``drs-poller run`` as a real process). Tests import it as
 ``harness``; ``conftest.py`` only re-exports its fixtures."""
@@ -14,17 +14,17 @@ import random
 import sys
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from moto.server import ThreadedMotoServer
 
-from drs_poller.clients.dynamodb import to_python, to_wire
+from drs_poller.clients.dynamodb import to_python, to_wire, with_decimals
 from drs_poller.clock import ManualClock, SystemClock
 from drs_poller.engine.daemon import Daemon
-from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
-from drs_poller.localstack.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack
-from drs_poller.localstack.table import create_table, lease_table_definition
+from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.local.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack
+from drs_poller.local.table import create_table, lease_table_definition
 from drs_poller.observability.metrics import Metrics
 from drs_poller.settings import load_settings
 from drs_poller.simulator.timelines import (
@@ -34,6 +34,9 @@ from drs_poller.simulator.timelines import (
     ServerSnapshot,
     Snapshot,
 )
+
+if TYPE_CHECKING:
+    from drs_poller.engine.components import Components
 
 REGION = "us-east-1"
 OTHER_REGION = "eu-west-1"
@@ -72,19 +75,22 @@ def launched(*, runs: tuple[str, ...] | None = None) -> ServerSnapshot:
     )
 
 
-def _decimals(value: Any) -> Any:
-    """Test items may use floats; DynamoDB numbers are Decimals."""
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _decimals(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decimals(v) for v in value]
-    return value
+class Loops:
+    """One daemon's root loops in a world. Until the test lets it (``held`` false), the
+    dispatcher polls nothing: it turns and waits on the clock, as while its lease lapsed,
+    so that a test moves time and discovers before the polls it then lets run."""
+
+    def __init__(self, components: Components) -> None:
+        self.components = components
+        self.tasks: list[asyncio.Task[None]] = []
+        self.held = True
+        self.free = False  # start(): free for good
+        may_poll = components.dispatcher.may_poll
+        components.dispatcher.may_poll = lambda: not self.held and may_poll()
 
 
 class World:
-    """One test's world: a table, the DRS double, the initiator's writes, and daemons."""
+    """One test's world: a table, the DRS simulator, the initiator's writes, and daemons."""
 
     def __init__(self, *, stack: Any, clock: ManualClock, table: str, ddb: Any) -> None:
         self.stack = stack
@@ -93,6 +99,8 @@ class World:
         self.ddb = ddb
         self.daemons: list[Daemon] = []
         self._lease_tables: list[str] = []
+        self._loops: dict[int, Loops] = {}
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def drs(self):
@@ -154,7 +162,7 @@ class World:
     # --- the table ----------------------------------------------------------------
     async def put(self, item: dict[str, Any]) -> None:
         await self.ddb.put_item(
-            TableName=self.table, Item={k: to_wire(_decimals(v)) for k, v in item.items()}
+            TableName=self.table, Item={k: to_wire(with_decimals(v)) for k, v in item.items()}
         )
 
     async def put_spec(self, spec: ExecutionSpec) -> dict[str, Any]:
@@ -215,6 +223,9 @@ class World:
         return name
 
     async def daemon(self, *, clock: Any = None, **overrides: Any) -> Daemon:
+        """A daemon's components, built as ``drs-poller run`` builds them, with its
+        dispatcher's real loop running on the world's clock (held until :meth:`step`,
+        :meth:`dispatch` or :meth:`start` lets it poll)."""
         settings = {
             "table_name": self.table,
             "dynamodb_endpoint_url": self.stack.moto_url,
@@ -235,17 +246,103 @@ class World:
             metrics=Metrics(),
             rng=random.Random(0),
         )
-        await daemon.open()
+        components = await daemon.open()
         self.daemons.append(daemon)
+        if isinstance(daemon.clock, ManualClock):  # not when the test runs it in real time
+            loops = Loops(components)
+            self._loops[id(daemon)] = loops
+            self._spawn(loops, components.dispatcher.run(), "dispatcher")
         return daemon
 
+    def _spawn(self, loops: Loops, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        loops.tasks.append(task)
+        self._tasks.append(task)
+
+    async def start(self, daemon: Daemon) -> None:
+        """Run all of the daemon's root loops, as ``startup()`` does (the discoverer, the
+        keeper of leases, and the dispatcher, free to poll), on the world's clock:
+        :meth:`run_for` then moves that clock."""
+        loops = self._loops[id(daemon)]
+        loops.held, loops.free = False, True
+        components = daemon.components
+        assert components is not None
+        self._spawn(loops, components.discoverer.run(), "discoverer")
+        if components.leases is not None:
+            self._spawn(loops, components.leases.run(), "keeper of leases")
+        components.state.wakeup.set()
+        await self.settle()
+
+    async def run_for(self, seconds: float) -> None:
+        """Virtual time: move the world's clock ``seconds`` ahead, from one deadline of
+        the loops to the next, each time only once every loop waits on the clock again
+        and no poll is in flight (real I/O is never skipped)."""
+        assert isinstance(self.clock, ManualClock)
+        end = self.clock.monotonic() + seconds
+        await self.settle()
+        while True:
+            deadline = self.clock.next_deadline()
+            if deadline is None or deadline > end:
+                self.clock.advance(max(0.0, end - self.clock.monotonic()))
+                await self.settle()
+                return
+            self.clock.advance(max(0.0, deadline - self.clock.monotonic()))
+            await self.settle()
+
+    async def settle(self, *, within: float = 120.0) -> None:
+        """Wait (real time) until every running loop waits on the clock and no batch of
+        polls is in flight; a loop that crashed raises here."""
+
+        async def quiet() -> None:
+            while True:
+                await self.clock.until_parked(len(self._tasks))
+                inflight = {
+                    task
+                    for loops in self._loops.values()
+                    for task in loops.components.dispatcher.inflight
+                }
+                if inflight:
+                    await asyncio.wait(inflight)
+                    continue
+                await asyncio.sleep(0)  # done-callbacks run; then look again
+                if self.clock.parked() >= len(self._tasks) and not any(
+                    loops.components.dispatcher.inflight for loops in self._loops.values()
+                ):
+                    return
+
+        waiter = asyncio.ensure_future(asyncio.wait_for(quiet(), within))
+        await asyncio.wait({waiter, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
+        crashed = [task for task in self._tasks if task.done()]
+        if crashed:
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+            raise AssertionError(f"a root loop ended: {crashed[0]!r}") from (
+                None if crashed[0].cancelled() else crashed[0].exception()
+            )
+        await waiter
+
+    async def dispatch(self, daemon: Daemon) -> int:
+        """Let the daemon's Dispatcher (its real loop) poll what is due now, and wait
+        until those polls are done. Returns how many executions it polled."""
+        loops = self._loops[id(daemon)]
+        dispatcher = loops.components.dispatcher
+        before = dispatcher.polled
+        loops.held = False
+        loops.components.state.wakeup.set()
+        try:
+            await self.settle()
+        finally:
+            loops.held = not loops.free
+        return dispatcher.polled - before
+
     async def step(self, daemon: Daemon, seconds: float = 0.0, *, discover: bool = True) -> int:
-        """Advance the clock, discover, and poll whatever is due. Returns executions polled."""
+        """Advance the clock, discover, and let the dispatcher poll whatever is due.
+        Returns executions polled."""
         if seconds:
             self.clock.advance(seconds)
         if discover:
             await daemon.discover_once()
-        return await daemon.poll_due()
+        return await self.dispatch(daemon)
 
     async def run_until_final(
         self, daemon: Daemon, execution_id: str, *, step: float = 5.0, limit: float = 4 * 3600
@@ -265,6 +362,11 @@ class World:
         await asyncio.sleep(seconds)
 
     async def close(self) -> None:
+        for loops in self._loops.values():
+            loops.components.dispatcher.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for daemon in self.daemons:
             await daemon.close()
         for name in self._lease_tables:

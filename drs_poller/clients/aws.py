@@ -38,7 +38,7 @@ def client_config(settings: Settings, *, pool: int) -> Config:
 
     botocore's client-side parameter validation is off: it walked every request again
     (the Waves twice in each write), 6 % of the daemon's CPU at W10k. Our requests are
-    built by code that the tests run against moto and the DRS double, and a request
+    built by code that the tests run against moto and the DRS simulator, and a request
     that is still wrong is refused by the service as a ValidationException, which the
     caller treats as permanent, as it would a local validation error."""
     return Config(

@@ -91,6 +91,18 @@ def item_key(key: tuple[str, str]) -> dict[str, Any]:
     return {"ExecutionId": {"S": key[0]}, "PlanId": {"S": key[1]}}
 
 
+def with_decimals(value: Any) -> Any:
+    """``value`` with every float, however deep, as the Decimal it prints as: DynamoDB
+    numbers are Decimals, and boto3 refuses floats."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: with_decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_decimals(v) for v in value]
+    return value
+
+
 def to_wire(value: Any) -> dict[str, Any]:
     """A value in its wire form, as boto3's ``TypeSerializer`` gives it, faster for the
     types an execution item is made of: every write sends the Waves twice (the new value

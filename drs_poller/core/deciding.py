@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+from drs_poller.clock import epoch
 from drs_poller.core.completion import Outcome, final_status, server_outcome
-from drs_poller.core.history import append_transition, epoch
+from drs_poller.core.history import append_transition
 from drs_poller.core.models import (
     ActionRun,
     ExecutionType,
+    FinalStatus,
     InstanceDetails,
     JobLookup,
     JobStatus,
@@ -93,16 +95,19 @@ def is_older_observation(
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    intervals: Intervals = field(default_factory=Intervals)
-    post_launch_grace: float = 600.0
+    """The rules' parameters. No defaults here: each lives once, in the settings
+    (``drs_poller.settings.policy_from``)."""
+
+    intervals: Intervals
+    post_launch_grace: float
     # How long a RECOVERY server whose listed runs all ended waits for the runs of the
     # source server's other active launch actions (ListLaunchActions) to be listed.
-    launch_actions_wait: float = 600.0
-    unknown_job_max_polls: int = 8
-    history_limit: int = 20
-    overdue_after: float = 1800.0
-    max_execution_age: float = 43200.0
-    heartbeat_interval: float = 300.0
+    launch_actions_wait: float
+    unknown_job_max_polls: int
+    history_limit: int
+    overdue_after: float
+    max_execution_age: float
+    heartbeat_interval: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +124,7 @@ class Decision:
     kind: WriteKind
     phase: Phase
     updates: Mapping[str, Any]  # top-level attributes to SET; empty when kind == "none"
-    final_status: str | None = None
+    final_status: FinalStatus | None = None
     changes: tuple[ServerChange, ...] = ()
 
     @property
@@ -413,7 +418,8 @@ def _job_not_found(update: _ServerUpdate, *, succeeded: bool) -> None:
     update.raw["JobNotFoundPolls"] = misses
     if misses >= update.policy.unknown_job_max_polls:
         update.fail(
-            f"DRS does not know job {update.server.job_id} after {misses} polls", status="FAILED"
+            f"DRS does not know job {update.server.job_id} after {misses} polls",
+            status=LaunchStatus.FAILED.value,
         )
 
 
@@ -457,7 +463,7 @@ def _judge_unlaunched(
         shown = launch_status.value if launch_status else "none reported"
         update.fail(
             f"job {job.job_id} completed but the server did not launch (launchStatus {shown})",
-            status=None if launch_status else "FAILED",
+            status=None if launch_status else LaunchStatus.FAILED.value,
         )
 
 
@@ -645,7 +651,7 @@ def decide(
     )
     updated = parse_execution({**execution.raw, "Waves": new_waves})
     phase = derive_phase(updated, jobs=jobs, intervals=policy.intervals)
-    status, error_message = _settle_execution(
+    status, error_message, new_waves, changes = _conclude_execution(
         updated, new_waves=new_waves, now=now, policy=policy, changes=changes, jobs=jobs
     )
     updates: dict[str, Any] = {
@@ -654,7 +660,7 @@ def decide(
         "LastPolledTime": epoch(now),
     }
     if status is not None:
-        updates.update(Status=status, EndTime=epoch(now))
+        updates.update(Status=status.value, EndTime=epoch(now))
         if error_message:
             updates["ErrorMessage"] = error_message
         return Decision(
@@ -710,7 +716,7 @@ def _advance_servers(
                 update.fail(
                     f"RecoveryJobId {server.job_id!r} is not a DRS job id "
                     "(drsjob- and 17 letters or digits)",
-                    status="FAILED",
+                    status=LaunchStatus.FAILED.value,
                 )
             elif lookup is not None and not _frozen(server, mode):
                 key = (server.job_id or "", server.source_server_id)
@@ -783,7 +789,7 @@ def derive_phase(
     return most_urgent(phases, intervals) or Phase.PENDING
 
 
-def _settle_execution(
+def _conclude_execution(
     updated: Execution,
     *,
     new_waves: list[dict[str, Any]],
@@ -791,8 +797,10 @@ def _settle_execution(
     policy: Policy,
     changes: list[ServerChange],
     jobs: Mapping[str, JobLookup],
-) -> tuple[str | None, str | None]:
-    """Settle every wave; return the execution's final status and error, if it is done."""
+) -> tuple[FinalStatus | None, str | None, list[dict[str, Any]], list[ServerChange]]:
+    """Set each wave's status; return the execution's final status and error (None while
+    it runs), and the waves and server changes to write (past the maximum age, those of
+    the abandoned execution)."""
     all_outcomes: list[Outcome] = []
     has_empty_wave = False
     for index, wave in enumerate(updated.waves):
@@ -800,26 +808,28 @@ def _settle_execution(
         outcomes = [server_outcome(server, mode) for server in wave.servers]
         all_outcomes.extend(outcomes)
         has_empty_wave = has_empty_wave or not wave.servers
-        _settle_wave(new_waves[index], outcomes=outcomes, now=now)
+        _set_wave_status(new_waves[index], outcomes=outcomes, now=now)
     status = final_status(all_outcomes, has_empty_wave=has_empty_wave)
     if status is None and now - updated.start_time >= policy.max_execution_age:
-        return "FAILED", _abandon(
+        message, abandoned, abandon_changes = _abandon(
             new_waves, updated=updated, now=now, policy=policy, changes=changes, jobs=jobs
         )
-    if status == "FAILED":
-        return status, _failure_summary(updated, has_empty_wave=has_empty_wave)
-    return status, None
+        return FinalStatus.FAILED, message, abandoned, abandon_changes
+    if status is FinalStatus.FAILED:
+        return status, _failure_summary(updated, has_empty_wave=has_empty_wave), new_waves, changes
+    return status, None, new_waves, changes
 
 
-def _settle_wave(raw: dict[str, Any], *, outcomes: list[Outcome], now: float) -> None:
+def _set_wave_status(raw: dict[str, Any], *, outcomes: list[Outcome], now: float) -> None:
+    """Write a wave's Status (and EndTime, once final) into its raw map, in place."""
     if not outcomes:
-        status: str | None = "FAILED"
+        status: str | None = FinalStatus.FAILED.value
         raw.setdefault("Error", "wave has no servers to recover")
     else:
         status = final_status(outcomes)
     if status is not None:
         if raw.get("Status") != status:
-            raw["Status"] = status
+            raw["Status"] = str(status)  # the plain string, as read back from the table
         raw.setdefault("EndTime", epoch(now))
     elif any(outcome is Outcome.ACTIVE for outcome in outcomes):
         raw["Status"] = "IN_PROGRESS"  # contract §1: while any of its jobs is active
@@ -839,17 +849,21 @@ def _failure_summary(execution: Execution, *, has_empty_wave: bool) -> str:
 
 
 def _abandon(
-    new_waves: list[dict[str, Any]],
+    waves: list[dict[str, Any]],
     *,
     updated: Execution,
     now: float,
     policy: Policy,
     changes: list[ServerChange],
     jobs: Mapping[str, JobLookup],
-) -> str:
-    """Past the maximum age: every unfinished server fails, and the execution ends FAILED.
-    A server held by a value outside the DRS model says which, and so does the message."""
+) -> tuple[str, list[dict[str, Any]], list[ServerChange]]:
+    """Past the maximum age every unfinished server fails, and the execution ends FAILED.
+    A server held by a value outside the DRS model says which, and so does the message.
+    Returns the execution's error message, the new waves and the server changes; the
+    arguments are left as they were."""
     age = int(policy.max_execution_age)
+    new_waves = [{**wave, "Servers": list(wave.get("Servers") or [])} for wave in waves]
+    new_changes = list(changes)
     active = not_started = 0
     all_unknown: list[str] = []
     for index, wave in enumerate(updated.waves):
@@ -874,24 +888,24 @@ def _abandon(
             update.fail(
                 f"not finished within the maximum execution age of {age} s"
                 + (held if unknown else ""),
-                status="FAILED",
+                status=LaunchStatus.FAILED.value,
             )
             new_waves[index]["Servers"][position] = update.raw
-            changes[:] = [
+            new_changes = [
                 c
-                for c in changes
+                for c in new_changes
                 if (c.wave, c.source_server_id) != (wave.name, server.source_server_id)
             ]
-            changes.append(
+            new_changes.append(
                 ServerChange(
                     wave=wave.name,
                     source_server_id=server.source_server_id,
                     old_status=server.status,
-                    new_status="FAILED",
+                    new_status=LaunchStatus.FAILED.value,
                     error=update.raw["Error"],
                 )
             )
-        _settle_wave(
+        _set_wave_status(
             new_waves[index],
             outcomes=[
                 Outcome.FAILED if not o.terminal else o
@@ -904,7 +918,8 @@ def _abandon(
         if all_unknown
         else ""
     )
-    return (
+    message = (
         f"exceeded the maximum execution age of {age} s without finishing: "
         f"{active} server(s) still active, {not_started} never started{unknown_note}"
     )
+    return message, new_waves, new_changes

@@ -7,16 +7,12 @@ its newest ``limit`` transitions.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from drs_poller.clock import epoch
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-
-def epoch(seconds: float) -> Decimal:
-    """Epoch seconds as stored (type N): millisecond precision, exact in DynamoDB."""
-    return Decimal(f"{seconds:.3f}")
 
 
 def append_transition(

@@ -32,7 +32,16 @@ class ExecutionStatus(StrEnum):
     FAILED = "FAILED"
 
 
-FINAL_STATUSES: Final = frozenset({"COMPLETED", "PARTIAL", "FAILED"})
+class FinalStatus(StrEnum):
+    """What an execution, a wave or a server's run ends as (contract §2). A StrEnum:
+    it compares and serialises as its string."""
+
+    COMPLETED = "COMPLETED"
+    PARTIAL = "PARTIAL"
+    FAILED = "FAILED"
+
+
+FINAL_STATUSES: Final = frozenset(FinalStatus)
 
 
 class JobStatus(StrEnum):

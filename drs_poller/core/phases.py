@@ -29,10 +29,12 @@ _URGENCY = (Phase.STARTED, Phase.IN_PROGRESS, Phase.POST_LAUNCH, Phase.PENDING)
 
 @dataclass(frozen=True, slots=True)
 class Intervals:
-    pending: float = 45.0
-    started: float = 15.0
-    in_progress: float = 30.0
-    post_launch: float = 30.0
+    """Seconds between polls, by phase (the values come from the settings)."""
+
+    pending: float
+    started: float
+    in_progress: float
+    post_launch: float
 
     def of(self, phase: Phase) -> float:
         return {

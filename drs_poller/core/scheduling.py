@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Due:
-    key: str
+    name: str  # the execution's queue name (Tracked.name)
     due: float
 
 
@@ -61,7 +61,7 @@ class PollQueue:
                 break
             due, _, key = heapq.heappop(self._heap)
             del self._due[key]
-            popped.append(Due(key=key, due=due))
+            popped.append(Due(name=key, due=due))
         return popped
 
     def _drop_stale_head(self) -> None:

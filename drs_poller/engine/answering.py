@@ -29,8 +29,8 @@ import structlog
 
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.stepfunctions import TokenRejectedError
+from drs_poller.clock import epoch
 from drs_poller.core.answering import Answer, Beat, answer_for, heartbeats_due, tokens_due
-from drs_poller.core.history import epoch
 from drs_poller.core.models import FINAL_STATUSES
 from drs_poller.engine.tracking import key_of
 

@@ -12,30 +12,14 @@ from __future__ import annotations
 import asyncio
 import signal
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aioboto3
 import structlog
 
-from drs_poller.clients.answer_records import AnswerRecords
-from drs_poller.clients.aws import ClientPool
-from drs_poller.clients.calling import Caller
-from drs_poller.clients.drs import DrsAdapter
-from drs_poller.clients.dynamodb import ExecutionStore
-from drs_poller.clients.ec2 import Ec2Adapter
-from drs_poller.clients.leases import LeaseTable
-from drs_poller.clients.stepfunctions import StepFunctionsAdapter
-from drs_poller.clock import Clock, SystemClock
-from drs_poller.core.backoff import BackoffPolicy
-from drs_poller.core.deciding import Policy
-from drs_poller.core.phases import Intervals
-from drs_poller.engine.answering import Answerer
-from drs_poller.engine.discovery import Discoverer
-from drs_poller.engine.dispatching import Dispatcher
-from drs_poller.engine.leasing import LeaseKeeper, default_replica_id
-from drs_poller.engine.polling import Poller
-from drs_poller.engine.state import EngineState
-from drs_poller.engine.tracking import queue_key
+from drs_poller.clock import SystemClock
+from drs_poller.engine.components import Components, build_components
 from drs_poller.observability.health import Health
 from drs_poller.observability.http import serve_http
 from drs_poller.observability.metrics import Metrics
@@ -43,36 +27,40 @@ from drs_poller.observability.metrics import Metrics
 if TYPE_CHECKING:
     import random
 
+    from drs_poller.clients.aws import ClientPool
+    from drs_poller.clients.dynamodb import ExecutionStore
+    from drs_poller.clock import Clock
+    from drs_poller.engine.answering import Answerer
+    from drs_poller.engine.discovery import Discoverer
+    from drs_poller.engine.dispatching import Dispatcher
+    from drs_poller.engine.leasing import LeaseKeeper
+    from drs_poller.engine.polling import Poller
+    from drs_poller.engine.state import EngineState
     from drs_poller.settings import Settings
 
 log = structlog.get_logger("drs_poller.daemon")
 
 
 EXIT_STARTUP = 2
-KEEPER_TASK = "keeper of leases"
-ANSWER_TASKS = ("senders of answers", "sweeper of unanswered tokens")
 
 
 class StartupError(Exception):
     """The daemon cannot start (for instance, no AWS region). Exit code 2."""
 
 
-def policy_from(settings: Settings) -> Policy:
-    return Policy(
-        intervals=Intervals(
-            pending=settings.interval_pending,
-            started=settings.interval_started,
-            in_progress=settings.interval_in_progress,
-            post_launch=settings.interval_post_launch,
-        ),
-        post_launch_grace=settings.post_launch_grace,
-        launch_actions_wait=settings.launch_actions_wait,
-        unknown_job_max_polls=settings.unknown_job_max_polls,
-        history_limit=settings.history_limit,
-        overdue_after=settings.overdue_after,
-        max_execution_age=settings.max_execution_age,
-        heartbeat_interval=settings.heartbeat_interval,
-    )
+@dataclass
+class RootTasks:
+    """The root tasks, held by reference: shutdown stops each in its own order."""
+
+    discoverer: asyncio.Task[None]
+    dispatcher: asyncio.Task[None]
+    keeper: asyncio.Task[None] | None
+    senders: asyncio.Task[None]  # senders of task-token answers (contract §5)
+    sweeper: asyncio.Task[None] | None  # sweeper of unanswered tokens
+
+    def all(self) -> list[asyncio.Task[None]]:
+        tasks = (self.discoverer, self.dispatcher, self.keeper, self.senders, self.sweeper)
+        return [task for task in tasks if task]
 
 
 class Daemon:
@@ -93,9 +81,10 @@ class Daemon:
         self.rng = rng
         self.metrics_url: str | None = None
         self.exit_code = 0
+        self.components: Components | None = None
+        self.roots: RootTasks | None = None
         self._stop = asyncio.Event()
         self._stack = AsyncExitStack()
-        self._roots: list[asyncio.Task[None]] = []
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -119,149 +108,84 @@ class Daemon:
             log.info("stop requested; no new polls will start", reason=reason)
         self._stop.set()
 
-    async def open(self) -> None:
-        """Build the components (clients, store, poller, ...) without starting any task.
+    async def open(self) -> Components:
+        """Build the components (:func:`build_components`) without starting any task.
 
-        ``startup`` calls it; tests and the demo call it alone and then drive
-        :meth:`discover_once` and :meth:`poll_due` on a clock they control.
+        ``startup`` calls it; tests call it alone and run the same loops on a clock
+        they control (tests/harness.py).
         """
-        if getattr(self, "state", None) is not None:
-            return
-        settings = self.settings
+        if self.components is not None:
+            return self.components
         region = self.session.region_name
         if not region:
             raise StartupError("no AWS region: set AWS_REGION (the table's region)")
-        self.clients = ClientPool(
+        self.components = build_components(
+            self.settings,
             session=self.session,
-            settings=settings,
-            endpoints={
-                "dynamodb": settings.dynamodb_endpoint_url,
-                "drs": settings.drs_endpoint_url,
-                "ec2": settings.ec2_endpoint_url,
-                "stepfunctions": settings.stepfunctions_endpoint_url,
-            },
-        )
-        self._stack.push_async_callback(self.clients.aclose)
-        caller = Caller(
-            metrics=self.metrics,
+            region=region,
             clock=self.clock,
-            policy=BackoffPolicy(
-                base=settings.backoff_base,
-                cap=settings.backoff_cap,
-                max_attempts=settings.max_attempts,
-                max_retry_after=settings.max_retry_after,
-            ),
-            max_concurrent=settings.max_concurrent_calls,
-            max_per_region=settings.max_concurrent_calls_per_region,
+            metrics=self.metrics,
+            health=self.health,
             rng=self.rng,
         )
-        self.store = ExecutionStore(
-            clients=self.clients,
-            caller=caller,
-            region=region,
-            table=settings.table_name,
-            index=settings.status_index,
-        )
-        self.state = EngineState(
-            metrics=self.metrics,
-            policy=policy_from(settings),
-            tombstone_seconds=3 * settings.discovery_interval,
-        )
-        self.poller = Poller(
-            drs=DrsAdapter(clients=self.clients, caller=caller),
-            ec2=Ec2Adapter(clients=self.clients, caller=caller),
-            store=self.store,
-            state=self.state,
-            metrics=self.metrics,
-            clock=self.clock,
-            write_attempts=settings.write_attempts,
-            max_concurrent_writes=settings.max_concurrent_writes,
-        )
-        self.answerer = Answerer(
-            stepfunctions=StepFunctionsAdapter(clients=self.clients, caller=caller, region=region),
-            records=AnswerRecords(
-                clients=self.clients,
-                caller=caller,
-                region=region,
-                table=settings.table_name,
-                index=settings.status_index,
-            ),
-            store=self.store,
-            metrics=self.metrics,
-            clock=self.clock,
-            heartbeat_interval=settings.task_heartbeat_interval,
-            max_execution_age=settings.max_execution_age,
-            may_sweep=lambda key, item: self.state.owns(queue_key(*key), dict(item)),
-        )
-        self.poller.answerer = self.answerer
-        self.leases: LeaseKeeper | None = None
-        if settings.lease_table_name:
-            self.leases = LeaseKeeper(
-                table=LeaseTable(
-                    clients=self.clients,
-                    caller=caller,
-                    region=region,
-                    table=settings.lease_table_name,
-                    group=settings.lease_group or settings.table_name,
-                ),
-                state=self.state,
-                metrics=self.metrics,
-                clock=self.clock,
-                replica_id=settings.replica_id or default_replica_id(),
-                lease_time=settings.lease_time,
-                discovery_interval=settings.discovery_interval,
-            )
-            self.state.me = self.leases.replica_id
-            self.state.members = ()  # nothing is ours before the first renewal
-        self.discoverer = Discoverer(
-            store=self.store,
-            state=self.state,
-            metrics=self.metrics,
-            health=self.health,
-            clock=self.clock,
-            interval=settings.discovery_interval,
-            full_interval=settings.full_discovery_interval,
-            jobs_per_shard=settings.shard_jobs,
-            fetch_concurrency=settings.max_concurrent_writes,
-        )
-        self.dispatcher = Dispatcher(
-            state=self.state,
-            poller=self.poller,
-            metrics=self.metrics,
-            health=self.health,
-            clock=self.clock,
-            coalesce_window=settings.coalesce_window,
-            max_inflight_batches=settings.max_inflight_batches,
-            may_poll=self.may_poll,
-        )
+        self._stack.push_async_callback(self.components.aclose)
+        return self.components
+
+    # The components, by name, once open() has built them.
+    @property
+    def built(self) -> Components:
+        if self.components is None:
+            raise RuntimeError("the daemon is not open")
+        return self.components
+
+    @property
+    def clients(self) -> ClientPool:
+        return self.built.clients
+
+    @property
+    def store(self) -> ExecutionStore:
+        return self.built.store
+
+    @property
+    def state(self) -> EngineState:
+        return self.built.state
+
+    @property
+    def poller(self) -> Poller:
+        return self.built.poller
+
+    @property
+    def discoverer(self) -> Discoverer:
+        return self.built.discoverer
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.built.dispatcher
+
+    @property
+    def leases(self) -> LeaseKeeper | None:
+        return self.built.leases
+
+    @property
+    def answerer(self) -> Answerer:
+        return self.built.answerer
 
     def may_poll(self) -> bool:
-        return self.leases is None or self.leases.may_poll()
+        return self.built.may_poll()
 
     async def discover_once(self) -> int:
-        return await self.discoverer.discover_once()
+        return await self.built.discoverer.discover_once()
 
     async def renew_leases(self) -> None:
         """One turn of the keeper of leases (tests drive it on their clock)."""
-        if self.leases is not None:
-            await self.leases.tick()
-
-    async def poll_due(self) -> int:
-        """Poll, as one batch, every execution due now (within the coalescing window)."""
-        if not self.may_poll():
-            return 0
-        batch = self.state.queue.pop_due(
-            self.clock.monotonic(), window=self.settings.coalesce_window
-        )
-        if batch:
-            await self.poller.poll_batch(batch)
-        return len(batch)
+        if self.built.leases is not None:
+            await self.built.leases.tick()
 
     async def close(self) -> None:
         await self._stack.aclose()
 
     async def startup(self) -> None:
-        await self.open()
+        components = await self.open()
         settings = self.settings
         try:
             self.metrics_url = await self._stack.enter_async_context(
@@ -277,22 +201,23 @@ class Daemon:
                 f"cannot serve /metrics on {settings.metrics_host}:{settings.metrics_port} "
                 f"(DRS_POLLER_METRICS_HOST / DRS_POLLER_METRICS_PORT): {error.strerror or error}"
             ) from None
-        if self.leases is not None:
-            await self._first_lease(self.leases)
-        self._roots = [
-            asyncio.create_task(self.discoverer.run(), name="discoverer"),
-            asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
-        ]
-        if self.leases is not None:
-            self._roots.append(asyncio.create_task(self.leases.run(), name=KEEPER_TASK))
-        self._roots.append(asyncio.create_task(self.answerer.run(), name=ANSWER_TASKS[0]))
-        if settings.task_token_sweep_interval > 0:
-            self._roots.append(
-                asyncio.create_task(
-                    self.answerer.sweep_forever(settings.task_token_sweep_interval),
-                    name=ANSWER_TASKS[1],
-                )
-            )
+        leases = components.leases
+        if leases is not None:
+            await self._first_lease(leases)
+        self.roots = RootTasks(
+            discoverer=asyncio.create_task(components.discoverer.run(), name="discoverer"),
+            dispatcher=asyncio.create_task(components.dispatcher.run(), name="dispatcher"),
+            keeper=None
+            if leases is None
+            else asyncio.create_task(leases.run(), name="keeper of leases"),
+            senders=asyncio.create_task(components.answerer.run(), name="senders of answers"),
+            sweeper=None
+            if settings.task_token_sweep_interval <= 0
+            else asyncio.create_task(
+                components.answerer.sweep_forever(settings.task_token_sweep_interval),
+                name="sweeper of unanswered tokens",
+            ),
+        )
         log.info(
             "drs-poller started",
             table=settings.table_name,
@@ -316,13 +241,14 @@ class Daemon:
             "lease taken",
             replica_id=leases.replica_id,
             lease_group=self.settings.lease_group or self.settings.table_name,
-            replicas=list(self.state.members or ()),
+            replicas=list(self.built.state.members or ()),
         )
 
     async def main_loop(self) -> None:
+        roots = self.roots.all() if self.roots is not None else []
         stop = asyncio.create_task(self._stop.wait(), name="stop flag")
         try:
-            done, _ = await asyncio.wait([stop, *self._roots], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([stop, *roots], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
         for task in done:
@@ -335,49 +261,51 @@ class Daemon:
 
     async def shutdown(self) -> None:
         self.health.mark_stopping()
-        dispatcher = getattr(self, "dispatcher", None)
-        if dispatcher is not None:
-            dispatcher.stop()
-        # The keeper of leases keeps renewing while polls in flight finish.
-        keeper = [task for task in self._roots if task.get_name() == KEEPER_TASK]
-        answering = [task for task in self._roots if task.get_name() in ANSWER_TASKS]
-        intake = [task for task in self._roots if task not in keeper and task not in answering]
-        for task in intake:
-            if task.get_name() == "discoverer":
-                task.cancel("shutdown: no more discovery")
-        await asyncio.gather(*intake, return_exceptions=True)
-        if dispatcher is not None and dispatcher.inflight:
-            pending = set(dispatcher.inflight)
-            log.info(
-                "waiting for polls in flight",
-                batches=len(pending),
-                grace_seconds=self.settings.shutdown_grace,
-            )
-            _, still_running = await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
-            for task in still_running:
-                task.cancel("shutdown grace period over")
-            if still_running:
-                log.warning(
-                    "cancelled polls still in flight after the grace period",
-                    batches=len(still_running),
-                )
-                await asyncio.gather(*still_running, return_exceptions=True)
-        await self._stop_answering(answering)
-        for task in keeper:
-            task.cancel("shutdown: polls done, releasing the lease")
-        await asyncio.gather(*keeper, return_exceptions=True)
-        leases = getattr(self, "leases", None)
-        if leases is not None:
-            await leases.release()
+        components, roots = self.components, self.roots
+        if components is not None:
+            components.dispatcher.stop()
+        if roots is not None:
+            roots.discoverer.cancel("shutdown: no more discovery")
+            # The dispatcher returns on its own once stopped; the keeper of leases keeps
+            # renewing while the polls in flight finish.
+            await asyncio.gather(roots.discoverer, roots.dispatcher, return_exceptions=True)
+        if components is not None:
+            await self._finish_inflight(components.dispatcher)
+        if components is not None and roots is not None:
+            await self._stop_answering(components.answerer, roots)
+        if roots is not None and roots.keeper is not None:
+            roots.keeper.cancel("shutdown: polls done, releasing the lease")
+            await asyncio.gather(roots.keeper, return_exceptions=True)
+        if components is not None and components.leases is not None:
+            await components.leases.release()
         await self.close()
         log.info("drs-poller stopped", exit_code=self.exit_code)
 
-    async def _stop_answering(self, tasks: list[asyncio.Task[None]]) -> None:
+    async def _finish_inflight(self, dispatcher: Dispatcher) -> None:
+        """Give the batches in flight ``shutdown_grace`` seconds, then cancel them."""
+        if not dispatcher.inflight:
+            return
+        pending = set(dispatcher.inflight)
+        log.info(
+            "waiting for polls in flight",
+            batches=len(pending),
+            grace_seconds=self.settings.shutdown_grace,
+        )
+        _, still_running = await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
+        for task in still_running:
+            task.cancel("shutdown grace period over")
+        if still_running:
+            log.warning(
+                "cancelled polls still in flight after the grace period",
+                batches=len(still_running),
+            )
+            await asyncio.gather(*still_running, return_exceptions=True)
+
+    async def _stop_answering(self, answerer: Answerer, roots: RootTasks) -> None:
         """Answers queued by the last polls get part of the grace period; what is left is
         answered after a restart (by the next poll, or by the sweep)."""
-        answerer = getattr(self, "answerer", None)
-        if answerer is not None and tasks:
-            await answerer.close(grace=self.settings.shutdown_grace / 2)
+        await answerer.close(grace=self.settings.shutdown_grace / 2)
+        tasks = [task for task in (roots.senders, roots.sweeper) if task is not None]
         for task in tasks:
             task.cancel("shutdown: no more task-token answers")
         await asyncio.gather(*tasks, return_exceptions=True)

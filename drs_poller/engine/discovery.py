@@ -12,9 +12,10 @@ import structlog
 
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.dynamodb import REVISION
+from drs_poller.clock import ticks
 from drs_poller.core.models import ExecutionStatus
 from drs_poller.core.ownership import home_region, job_count, shard_counts
-from drs_poller.engine.tracking import key_of, queue_key
+from drs_poller.engine.tracking import key_of, queue_name
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ _Seen = tuple[tuple[str, str], dict[str, Any], bool]
 # A lean pass reads whole with GetItem at most ``lean_fetch_floor`` items, or one in
 # this many of those it saw if that is more; beyond that it turns into a full pass.
 _LEAN_FETCH_SHARE = 8
+LEAN_FETCH_FLOOR = 100
 
 
 def _revision(item: dict[str, Any]) -> int:
@@ -71,10 +73,10 @@ class Discoverer:
         health: Health,
         clock: Clock,
         interval: float,
-        full_interval: float = 0.0,
-        jobs_per_shard: int = 1000,
-        fetch_concurrency: int = 16,
-        lean_fetch_floor: int = 100,
+        full_interval: float,
+        jobs_per_shard: int,
+        fetch_concurrency: int,
+        lean_fetch_floor: int = LEAN_FETCH_FLOOR,
     ) -> None:
         self.store = store
         self.state = state
@@ -123,7 +125,7 @@ class Discoverer:
             for item in page:
                 key = self._key(item)
                 if key is not None:
-                    yield key, queue_key(*key), item
+                    yield key, queue_name(*key), item
 
     async def _read_whole(self) -> tuple[dict[str, _Seen], list[tuple[str, str]]]:
         state = self.state
@@ -176,7 +178,7 @@ class Discoverer:
         seen: dict[str, _Seen] = {}
         failed = 0
         for key, result in zip(keys, results, strict=True):
-            name = queue_key(*key)
+            name = queue_name(*key)
             if isinstance(result, BaseException):
                 if not isinstance(result, AwsCallError):
                     raise result
@@ -246,7 +248,7 @@ class Discoverer:
     ) -> bool:
         """Track, refresh, or set aside for its owner one POLLING item; True if new.
         An item not read in this pass (``fresh`` false) is the copy already held."""
-        state, name = self.state, queue_key(*key)
+        state, name = self.state, queue_name(*key)
         if state.recently_finished(name, now=now):
             return False
         tracked = state.tracked.get(name)
@@ -275,14 +277,5 @@ class Discoverer:
 
     async def run(self) -> None:
         """Discover every ``interval`` seconds, drift-corrected, until cancelled."""
-        start = self.clock.monotonic()
-        tick = 0
-        while True:
+        async for _ in ticks(self.clock, self.interval):
             await self.tick()
-            tick += 1
-            next_tick = start + tick * self.interval
-            now = self.clock.monotonic()
-            if next_tick < now:  # fell behind (a slow query): skip ticks rather than burst
-                tick = int((now - start) // self.interval) + 1
-                next_tick = start + tick * self.interval
-            await asyncio.sleep(next_tick - now)

@@ -4,7 +4,6 @@ execution due within the coalescing window to the poller as one batch."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from typing import TYPE_CHECKING
 
@@ -62,6 +61,7 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(max_inflight_batches)
         self._stopping = False
         self._batches = 0
+        self.polled = 0  # executions handed to the poller, in all
 
     def stopping(self) -> bool:
         # A method, not an attribute: its value changes across awaits.
@@ -84,8 +84,7 @@ class Dispatcher:
             if next_due is None or next_due > now:
                 wait = IDLE_TURN if next_due is None else min(IDLE_TURN, next_due - now)
                 wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wakeup.wait(), timeout=wait)
+                await self.clock.wait(wakeup, wait)
                 continue
             if not await self._acquire_slot():
                 break
@@ -94,6 +93,7 @@ class Dispatcher:
                 self._slots.release()
                 continue
             self._batches += 1
+            self.polled += len(batch)
             slot = _Slot(self._slots)
             task = asyncio.create_task(
                 self.poller.poll_batch(batch, observed=slot.release),

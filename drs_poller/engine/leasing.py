@@ -16,7 +16,6 @@ time plus two ticks (at most one discovery interval), and a release within one t
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from drs_poller.clients.calling import AwsCallError
+from drs_poller.clock import ticks
 from drs_poller.core.ownership import Membership
 
 if TYPE_CHECKING:
@@ -120,21 +120,11 @@ class LeaseKeeper:
 
     async def run(self) -> None:
         """Tick every renew interval, drift-corrected, until cancelled."""
-        start = self.clock.monotonic()
-        tick = 0
-        while True:
+        async for _ in ticks(self.clock, self.renew_interval):
             try:
                 await self.tick()
             except Exception:
                 log.exception("lease keeping failed unexpectedly")
-            tick += 1
-            next_tick = start + tick * self.renew_interval
-            now = self.clock.monotonic()
-            if next_tick < now:
-                tick = int((now - start) // self.renew_interval) + 1
-                next_tick = start + tick * self.renew_interval
-            # The lease may lapse between ticks (a slow renewal): rebalance when it does.
-            await asyncio.sleep(next_tick - now)
 
     async def release(self) -> None:
         """Give up our executions: peers take them over at their next read."""

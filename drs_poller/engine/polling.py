@@ -19,6 +19,7 @@ from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.paging import PagingError
 from drs_poller.core.answering import with_pending
 from drs_poller.core.backoff import ErrorKind
+from drs_poller.core.completion import end_of_malformed
 from drs_poller.core.deciding import (
     Decision,
     Policy,
@@ -31,18 +32,17 @@ from drs_poller.core.deciding import (
     terminations_to_check,
     unknown_values,
 )
-from drs_poller.core.history import epoch
 from drs_poller.core.models import (
     ExecutionStatus,
+    FinalStatus,
     InstanceDetails,
     JobLookup,
     JobView,
     LaunchActionsLookup,
     LaunchActionsUnavailable,
-    peek_start_time,
 )
 from drs_poller.core.phases import Phase, parse_phase
-from drs_poller.engine.tracking import Tracked, queue_key
+from drs_poller.engine.tracking import Tracked, queue_name
 from drs_poller.observability.logs import bind_execution
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class Poller:
         started = self.clock.monotonic()
         members: list[Tracked] = []
         for entry in batch:
-            tracked = self.state.tracked.get(entry.key)
+            tracked = self.state.tracked.get(entry.name)
             if tracked is None or tracked.dropped:
                 continue
             tracked.in_flight = True
@@ -157,7 +157,9 @@ class Poller:
             observed()
             now = self.clock.time()
             seen = _Seen(instances=instances, reasons=reasons, terminated=terminated)
-            await asyncio.gather(*(self._settle(t, jobs=jobs, seen=seen, now=now) for t in members))
+            await asyncio.gather(
+                *(self._write_back(t, jobs=jobs, seen=seen, now=now) for t in members)
+            )
         finally:
             for tracked in members:
                 self._release(tracked, polled_at=started)
@@ -418,7 +420,7 @@ class Poller:
 
     # --- decide and write back, one execution at a time ------------------------------
 
-    async def _settle(
+    async def _write_back(
         self,
         tracked: Tracked,
         *,
@@ -456,7 +458,7 @@ class Poller:
         for _ in range(self.write_attempts):
             execution = tracked.execution
             if execution is None:
-                return await self._settle_malformed(tracked, now=now)
+                return await self._end_if_malformed_too_long(tracked, now=now)
             self._report_overdue(tracked, now=now)
             decision = decide(
                 execution,
@@ -472,7 +474,7 @@ class Poller:
             if not decision.writes:
                 return "unchanged"
             result = await self.store.write(
-                key=tracked.key,
+                key=tracked.item_key,
                 read=tracked.item,
                 updates=with_pending(read=tracked.item, updates=decision.updates),
             )
@@ -501,7 +503,9 @@ class Poller:
         )
         return "conflict"
 
-    async def _settle_malformed(self, tracked: Tracked, *, now: float) -> str:
+    async def _end_if_malformed_too_long(self, tracked: Tracked, *, now: float) -> str:
+        """Report a malformed item once per problem; write it only when the core's rule
+        (:func:`end_of_malformed`) ends it."""
         problem = tracked.problem
         assert problem is not None  # noqa: S101 - execution is None only when malformed
         if tracked.reported_problem != str(problem):
@@ -512,29 +516,26 @@ class Poller:
                 field=problem.field,
                 problem=problem.problem,
             )
-        start = peek_start_time(tracked.item)
-        if start is None or now - start < self.policy.max_execution_age:
+        updates = end_of_malformed(
+            tracked.item,
+            problem=f"{problem.field}: {problem.problem}",
+            now=now,
+            max_execution_age=self.policy.max_execution_age,
+        )
+        if updates is None:
             return "error"
-        message = (
-            f"malformed execution item ({problem.field}: {problem.problem}) was not "
-            f"fixed within the maximum execution age of {int(self.policy.max_execution_age)} s"
-        )
-        result = await self.store.write(
-            key=tracked.key,
-            read=tracked.item,
-            updates={"Status": "FAILED", "EndTime": epoch(now), "ErrorMessage": message},
-        )
+        result = await self.store.write(key=tracked.item_key, read=tracked.item, updates=updates)
         self.state.finish(tracked.name, now=self.clock.monotonic())
         if result.applied:
-            self.metrics.finalized.labels("UNKNOWN", "FAILED").inc()
-            log.error("ended malformed execution as FAILED", error_message=message)
+            self.metrics.finalized.labels("UNKNOWN", FinalStatus.FAILED).inc()
+            log.error("ended malformed execution as FAILED", error_message=updates["ErrorMessage"])
             return "finalized"
         return "gone"
 
     def _finalized(self, tracked: Tracked, decision: Decision, *, now: float) -> None:
         execution = tracked.execution
         kind = execution.execution_type.value if execution else "UNKNOWN"
-        status = decision.final_status or "FAILED"
+        status = decision.final_status or FinalStatus.FAILED
         self.metrics.finalized.labels(kind, status).inc()
         if execution is not None:
             self.metrics.execution_duration.labels(kind, status).observe(
@@ -589,4 +590,4 @@ class Poller:
             parse_phase(tracked.execution.phase) if tracked.execution else None
         ) or Phase.PENDING
         interval = self.policy.intervals.of(phase)
-        self.state.queue.schedule(queue_key(*tracked.key), polled_at + interval)
+        self.state.queue.schedule(queue_name(*tracked.item_key), polled_at + interval)

@@ -43,7 +43,7 @@ class EngineState:
         return owner_of(shard, self.members) == self.me
 
     def track(self, key: tuple[str, str], item: dict[str, Any], *, now: float) -> None:
-        tracked = Tracked(key=key, item=item)
+        tracked = Tracked(item_key=key, item=item)
         self.tracked[tracked.name] = tracked
         self.others.pop(tracked.name, None)
         self.queue.schedule(tracked.name, now)

@@ -22,7 +22,7 @@ from drs_poller.core.models import (
 )
 
 
-def queue_key(execution_id: str, plan_id: str) -> str:
+def queue_name(execution_id: str, plan_id: str) -> str:
     return f"{execution_id}\x1f{plan_id}"
 
 
@@ -35,7 +35,7 @@ def key_of(item: dict[str, Any]) -> tuple[str, str] | None:
 
 @dataclass(slots=True)
 class Tracked:
-    key: tuple[str, str]
+    item_key: tuple[str, str]  # the table key: (ExecutionId, PlanId)
     item: dict[str, Any]
     execution: Execution | None = None
     problem: MalformedItemError | None = None
@@ -62,11 +62,11 @@ class Tracked:
 
     @property
     def execution_id(self) -> str:
-        return self.key[0]
+        return self.item_key[0]
 
     @property
     def name(self) -> str:
-        return queue_key(*self.key)
+        return queue_name(*self.item_key)
 
     def load(self, item: dict[str, Any]) -> None:
         self.item = item

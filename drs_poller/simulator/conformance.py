@@ -1,6 +1,6 @@
 """Check JSON values against botocore's DRS model, reporting every violation.
 
-Used by the conformance tests on everything the double emits, by the double on
+Used by the conformance tests on everything the simulator emits, by the simulator on
 incoming request bodies (so it rejects what real DRS rejects), and meant for a
 later ``drs-poller simulate --self-check``.
 """
@@ -59,7 +59,7 @@ def shape_violations(
     """Every way ``value`` (parsed JSON) breaks ``shape``; empty when it conforms.
 
     ``allow_unknown_members`` is for request bodies, where real services ignore
-    fields they do not know; responses the double emits must never carry one.
+    fields they do not know; responses the simulator emits must never carry one.
     ``deliberate`` names the paths where a script put an enum value outside the model
     on purpose (``deliberately_outside_model``; see ``timelines.deliberate_paths``):
     exactly that violation, at exactly those paths, is accepted; any other is reported.

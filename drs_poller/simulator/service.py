@@ -1,6 +1,6 @@
-"""An in-process AWS Elastic Disaster Recovery double speaking DRS's rest-json protocol.
+"""An in-process AWS Elastic Disaster Recovery simulator speaking DRS's rest-json protocol.
 
-Point a real aiobotocore ``drs`` client at :func:`serve_drs_double`'s URL. The
+Point a real aiobotocore ``drs`` client at :func:`serve_drs_simulator`'s URL. The
 region is taken from the SigV4 credential scope, as real DRS endpoints are
 per region. Job state comes from :class:`~drs_poller.simulator.timelines.JobScript`
 evaluated on the injected clock, so nothing here sleeps except the optional
@@ -11,7 +11,7 @@ Choices where real DRS leaves room (kept deliberately, tests rely on them):
 * ``DescribeJobLogItems`` for an unknown job id answers 200 with no items; the
   operation's model lists no ResourceNotFoundException.
 * Without ``maxResults`` a page holds up to :data:`DEFAULT_MAX_RESULTS` items;
-  ``DrsDouble(page_size=n)`` caps every page at ``n`` to force paging in tests.
+  ``DrsSimulator(page_size=n)`` caps every page at ``n`` to force paging in tests.
 * ``nextToken`` is opaque: urlsafe base64 of the offset and a digest of the
   operation and filters; reusing it with other filters is a ValidationException.
 * Jobs are listed latest ``creationDateTime`` first, as the DescribeJobs API
@@ -19,7 +19,7 @@ Choices where real DRS leaves room (kept deliberately, tests rely on them):
   response is sorted by creationDataTime - latest date first"; a job whose
   ``created_at`` is still in the future does not exist yet.
 * ``ListLaunchActions`` lists a source server's launch actions (shape
-  ``LaunchAction``): those scripted with :meth:`DrsDouble.set_launch_actions`, else
+  ``LaunchAction``): those scripted with :meth:`DrsSimulator.set_launch_actions`, else
   the simulation inventory's (scenario file ``launchActions``). A source server known
   to neither is a ResourceNotFoundException (an operation error in the model); a
   launch configuration template id (``lct-``) has none. ``launch_actions_denied``
@@ -27,13 +27,13 @@ Choices where real DRS leaves room (kept deliberately, tests rely on them):
 * Request bodies are validated against the botocore model (lengths, patterns,
   ranges); unknown members are ignored.
 
-Beyond the describes, the double also *runs* DRS (what ``drs-poller simulate`` serves):
+Beyond the describes, the simulator also *runs* DRS (what ``drs-poller simulate`` serves):
 
 * ``StartRecovery`` creates a job whose timeline comes from :class:`Simulation`
   (durations, per-server behaviours, failure rates) and checks :class:`Quotas` first:
   too many servers, active jobs or servers in active jobs is a 402
   ServiceQuotaExceededException; a source server already in an active job is a 409
-  ConflictException. A source server the double does not know is accepted and treated
+  ConflictException. A source server the simulator does not know is accepted and treated
   as untagged (the rates decide its end).
 * When a server launches, its recovery instance is created through the
   :class:`~drs_poller.simulator.instances.InstanceBackend` (EC2 RunInstances against
@@ -49,7 +49,7 @@ Beyond the describes, the double also *runs* DRS (what ``drs-poller simulate`` s
   filters (shape ``DescribeSourceServersRequestFilters``) apply: ``sourceServerIDs``,
   ``hardwareId`` ("either an EC2 instance id, a VMware uuid or a mac address": each
   server has a made-up VMware uuid, shown as ``identificationHints.vmWareUuid``) and
-  ``stagingAccountIDs`` (``stagingArea.stagingAccountID``, the double's account).
+  ``stagingAccountIDs`` (``stagingArea.stagingAccountID``, the simulator's account).
 """
 
 from __future__ import annotations
@@ -203,7 +203,9 @@ class CallRecord:
     job_ids: tuple[str, ...] = ()
 
 
-Handler = Callable[["DrsDouble", str, dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]]
+Handler = Callable[
+    ["DrsSimulator", str, dict[str, Any]], dict[str, Any] | Awaitable[dict[str, Any]]
+]
 
 
 def quota_exceeded(quota: str, message: str, *, resource_type: str) -> DrsError:
@@ -227,7 +229,7 @@ def conflict(message: str, *, resource_id: str, resource_type: str) -> DrsError:
     return error
 
 
-class DrsDouble:
+class DrsSimulator:
     def __init__(
         self,
         *,
@@ -722,17 +724,17 @@ def _last_launch_result(script: JobScript | None, sid: str, now: float) -> str:
     return "FAILED" if status == "FAILED" else "PENDING"
 
 
-# The dispatch table: later operations (StartRecovery, TerminateRecoveryInstances,
-# DescribeSourceServers, ...) are one method and one line here.
+# The dispatch table: an operation is one method and one line here; any other answers
+# 404 UnknownOperationException.
 OPERATIONS: dict[str, Handler] = {
-    "DescribeJobs": DrsDouble.describe_jobs,
-    "DescribeRecoveryInstances": DrsDouble.describe_recovery_instances,
-    "DescribeJobLogItems": DrsDouble.describe_job_log_items,
-    "DescribeSourceServers": DrsDouble.describe_source_servers,
-    "ListLaunchActions": DrsDouble.list_launch_actions,
-    "GetLaunchConfiguration": DrsDouble.get_launch_configuration,
-    "StartRecovery": DrsDouble.start_recovery,
-    "TerminateRecoveryInstances": DrsDouble.terminate_recovery_instances,
+    "DescribeJobs": DrsSimulator.describe_jobs,
+    "DescribeRecoveryInstances": DrsSimulator.describe_recovery_instances,
+    "DescribeJobLogItems": DrsSimulator.describe_job_log_items,
+    "DescribeSourceServers": DrsSimulator.describe_source_servers,
+    "ListLaunchActions": DrsSimulator.list_launch_actions,
+    "GetLaunchConfiguration": DrsSimulator.get_launch_configuration,
+    "StartRecovery": DrsSimulator.start_recovery,
+    "TerminateRecoveryInstances": DrsSimulator.terminate_recovery_instances,
 }
 
 
@@ -827,7 +829,7 @@ def _error_response(error: DrsError, request_id: str) -> web.Response:
     return web.json_response(error.body, status=error.status, headers=headers)
 
 
-def build_app(double: DrsDouble) -> web.Application:
+def build_app(simulator: DrsSimulator) -> web.Application:
     async def dispatch(request: web.Request) -> web.Response:
         operation = request.path.strip("/")
         region = _region_of(request)
@@ -839,18 +841,18 @@ def build_app(double: DrsDouble) -> web.Application:
             response = _error_response(error, request_id)
         else:
             response.headers["x-amzn-RequestId"] = request_id
-        double.record(
+        simulator.record(
             CallRecord(
                 operation=operation,
                 region=region,
-                at=double.clock.time(),
+                at=simulator.clock.time(),
                 ids_count=_ids_count(raw_body),
                 status=response.status,
-                job_ids=double.job_ids_asked(operation, region, raw_body),
+                job_ids=simulator.job_ids_asked(operation, region, raw_body),
             )
         )
-        if double.faults.latency > 0:
-            await asyncio.sleep(double.faults.latency)
+        if simulator.faults.latency > 0:
+            await asyncio.sleep(simulator.faults.latency)
         return response
 
     async def _handle(
@@ -863,12 +865,12 @@ def build_app(double: DrsDouble) -> web.Application:
             raise DrsError(
                 403, "MissingAuthenticationTokenException", "Missing Authentication Token"
             )
-        fault = double.faults.draw(operation)
+        fault = simulator.faults.draw(operation)
         if fault is not None:
             raise fault
         body = _validate_request(operation, raw_body)
-        await double.create_due_instances()
-        result = handler(double, region, body)
+        await simulator.create_due_instances()
+        result = handler(simulator, region, body)
         if inspect.isawaitable(result):
             result = await result
         status = drs_service_model().operation_model(operation).http.get("responseCode", 200)
@@ -880,13 +882,13 @@ def build_app(double: DrsDouble) -> web.Application:
 
 
 @asynccontextmanager
-async def serve_drs_double(
-    double: DrsDouble, *, host: str = "127.0.0.1", port: int = 0
+async def serve_drs_simulator(
+    simulator: DrsSimulator, *, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[str]:
-    """Serve the double over HTTP; yields its endpoint URL (port 0 picks a free port)."""
-    # A double does not drain requests on the way out: a test that injected a long
+    """Serve the simulator over HTTP; yields its endpoint URL (port 0 picks a free port)."""
+    # A simulator does not drain requests on the way out: a test that injected a long
     # latency must not wait it out in teardown.
-    runner = web.AppRunner(build_app(double), access_log=None, shutdown_timeout=0.25)
+    runner = web.AppRunner(build_app(simulator), access_log=None, shutdown_timeout=0.25)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -902,9 +904,9 @@ __all__ = [
     "LAUNCH_LOOKAHEAD",
     "OPERATIONS",
     "CallRecord",
-    "DrsDouble",
     "DrsError",
+    "DrsSimulator",
     "Faults",
     "build_app",
-    "serve_drs_double",
+    "serve_drs_simulator",
 ]

@@ -1,4 +1,4 @@
-"""``drs-poller simulate``: the DRS double as a standalone service on the real clock.
+"""``drs-poller simulate``: the DRS simulator as a standalone service on the real clock.
 
 Runs until SIGTERM or SIGINT, then exits 0. Every duration is real DRS's divided by
 ``speed``. With an EC2 endpoint (moto server), recovery instances are real instances
@@ -21,7 +21,7 @@ from drs_poller.clock import SystemClock
 from drs_poller.simulator.behaviour import OutcomeRates, Quotas, Scenario, Simulation
 from drs_poller.simulator.instances import DerivedInstances, Ec2Instances, InstanceBackend
 from drs_poller.simulator.scenario_file import ScenarioFileError, load_scenario
-from drs_poller.simulator.service import DrsDouble, Faults, serve_drs_double
+from drs_poller.simulator.service import DrsSimulator, Faults, serve_drs_simulator
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,14 +79,14 @@ class SimulatorOptions:
         return problems
 
 
-def build_double(
+def build_simulator(
     options: SimulatorOptions,
     *,
     clock: Clock,
     scenario: Scenario | None = None,
     instances: InstanceBackend | None = None,
-) -> DrsDouble:
-    """The double as ``simulate`` configures it (the demo builds its own through this)."""
+) -> DrsSimulator:
+    """The simulator as ``simulate`` configures it (the demo builds its own through this)."""
     simulation = Simulation(
         speed=options.speed,
         scenario=scenario or Scenario(),
@@ -114,7 +114,7 @@ def build_double(
             if options.ec2_endpoint_url
             else DerivedInstances(random.Random(f"instances/{options.seed}"))  # noqa: S311
         )
-    return DrsDouble(
+    return DrsSimulator(
         clock=clock,
         faults=faults,
         simulation=simulation,
@@ -123,10 +123,10 @@ def build_double(
     )
 
 
-async def create_instances_continually(double: DrsDouble) -> None:
+async def create_instances_continually(simulator: DrsSimulator) -> None:
     """The simulator's *launcher* task: recovery instances appear when servers launch."""
     while True:
-        await double.create_due_instances()
+        await simulator.create_due_instances()
         await asyncio.sleep(INSTANCE_TICK)
 
 
@@ -148,14 +148,14 @@ async def serve_simulator(
         for problem in problems:
             log.error("bad option", problem=problem)
         return EXIT_BAD_OPTIONS
-    double = build_double(options, clock=SystemClock(), scenario=scenario)
+    simulator = build_simulator(options, clock=SystemClock(), scenario=scenario)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
     try:
-        async with serve_drs_double(double, host=options.host, port=options.port) as url:
+        async with serve_drs_simulator(simulator, host=options.host, port=options.port) as url:
             log.info(
                 "simulator listening",
                 url=url,
@@ -169,13 +169,13 @@ async def serve_simulator(
             if on_ready is not None:
                 on_ready(url)
             launcher = asyncio.create_task(
-                create_instances_continually(double), name="recovery instance launcher"
+                create_instances_continually(simulator), name="recovery instance launcher"
             )
             await stop.wait()
             launcher.cancel()
             with suppress(asyncio.CancelledError):
                 await launcher
-            log.info("simulator stopping", calls=len(double.calls))
+            log.info("simulator stopping", calls=len(simulator.calls))
     except OSError as error:
         log.error("cannot listen", host=options.host, port=options.port, error=str(error))  # noqa: TRY400 - a start-up message; a traceback adds nothing
         return EXIT_BAD_OPTIONS
@@ -189,7 +189,7 @@ async def serve_simulator(
 __all__ = [
     "DEFAULT_SOURCE_SERVERS",
     "SimulatorOptions",
-    "build_double",
+    "build_simulator",
     "create_instances_continually",
     "serve_simulator",
 ]

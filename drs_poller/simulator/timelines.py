@@ -715,3 +715,40 @@ def _log_server_stage(
         log("CONVERSION_END", at, sourceServerID=sid, conversionServerID=conversion_server)
         target = server.ec2_instance_id or _derived_instance_id(script.job_id, sid, "target")
         log("LAUNCH_START", at, sourceServerID=sid, targetInstanceID=target)
+
+
+def one_server_job(
+    *,
+    job_id: str,
+    source_server_id: str,
+    region: str,
+    is_drill: bool,
+    created_at: float,
+    outcome: ServerOutcome,
+    speed: float = 1.0,
+    jitter: float = 1.0,
+) -> JobScript:
+    """A job of one server, with real DRS's durations divided by ``speed`` (pending and
+    launching also scaled by ``jitter``), a recovery's post-launch actions, and a drill's
+    clean-up: the unit the fleet tests and the benchmark's workloads are made of. Its
+    recovery instance id is the job id's digits after ``i-``."""
+    return JobScript(
+        job_id=job_id,
+        region=region,
+        is_drill=is_drill,
+        created_at=created_at,
+        servers=(
+            ServerScript(
+                source_server_id, recovery_instance_id="i-" + job_id.removeprefix("drsjob-")
+            ),
+        ),
+        timeline=standard_timeline(
+            [source_server_id],
+            pending=13.5 * 60 * jitter / speed,
+            started=30.0 / speed,
+            launching=6 * 60 * jitter / speed,
+            actions=None if is_drill else 10 * 60 / speed,
+            outcomes={source_server_id: outcome},
+            terminate_after=10 * 60 / speed,  # a drill is cleaned up well after launch
+        ),
+    )

@@ -449,7 +449,7 @@ def image_size(docker: str, tag: str) -> int:
     return int(run([docker, "image", "inspect", "--format", "{{.Size}}", tag]).stdout.strip())
 
 
-# --- containers (async: the DRS double serves on the tests' event loop) ---------------
+# --- containers (async: the DRS simulator serves on the tests' event loop) ---------------
 
 
 def free_port() -> int:
@@ -459,7 +459,7 @@ def free_port() -> int:
 
 
 async def adocker(docker: str, *args: str, within: float = 120.0) -> tuple[int, str, str]:
-    """The docker CLI without blocking the event loop (the DRS double serves on it)."""
+    """The docker CLI without blocking the event loop (the DRS simulator serves on it)."""
     proc = await asyncio.create_subprocess_exec(
         docker,
         *args,

@@ -31,7 +31,7 @@ from engine import (
 )
 
 from drs_poller.clients.dynamodb import to_python
-from drs_poller.localstack.scenarios import plan_workload
+from drs_poller.local.scenarios import plan_workload
 
 PROJECT_SERVICES = ("ec2", "drs-sim", "init", "poller")
 

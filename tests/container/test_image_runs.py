@@ -1,5 +1,5 @@
 """The images running: ``drs-poller run`` in the production image against moto server and
-the DRS double in this test process (all on 127.0.0.1, the container on the host
+the DRS simulator in this test process (all on 127.0.0.1, the container on the host
 network), and ``drs-poller demo`` in the local image.
 
 The daemon's environment is the compose ``poller`` service's, with only what running on
@@ -26,7 +26,7 @@ from engine import (
 )
 from harness import REGION, ServerSnapshot, launched, server_id
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 # The hardening an orchestrator may apply; the daemon must not need more.
 HARDENED = (

@@ -22,7 +22,7 @@ import aiohttp
 from harness import DaemonProcess
 from test_cloudformation import Stack
 
-from drs_poller.localstack.stack import FAKE_CREDENTIALS
+from drs_poller.local.stack import FAKE_CREDENTIALS
 
 
 def _free_port() -> int:

@@ -109,5 +109,5 @@ def test_the_cost_arithmetic_matches_the_task_size():
     assert f"${gb_hour}" in text
     assert f"**${per_task:.2f}**" in text
     assert f"**${per_task * desired:.2f}**" in text
-    assert "7.15" in text  # the README's measured writes per execution
+    assert "7.15" in text  # the measured writes per execution
     assert "7.15" in (ROOT / "README.md").read_text(encoding="utf-8")

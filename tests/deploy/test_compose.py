@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from drs_poller.cli import build_parser
-from drs_poller.localstack.demo import demo_settings
-from drs_poller.localstack.stack import LocalStack
+from drs_poller.local.demo import demo_settings
+from drs_poller.local.stack import LocalStack
 from drs_poller.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]

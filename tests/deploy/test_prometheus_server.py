@@ -1,5 +1,5 @@
 """A real Prometheus server (Debian's) scrapes a real ``drs-poller run`` process, against
-moto server and the DRS double, and its HTTP API shows drs_poller_ series arriving and the
+moto server and the DRS simulator, and its HTTP API shows drs_poller_ series arriving and the
 alert rules loaded."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import aiohttp
 import yaml
 from harness import REGION, DaemonProcess, ServerSnapshot, daemon_env, server_id
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy/prometheus/rules/drs-poller.rules.yml"

@@ -1,5 +1,5 @@
 """The fault proxy, through the real aiobotocore clients against moto server and the
-DRS double; then how the project's retrying ``Caller`` classifies each fault it injects.
+DRS simulator; then how the project's retrying ``Caller`` classifies each fault it injects.
 
 What arrives through aiobotocore (``retries.total_max_attempts = 1``), measured here:
 
@@ -65,11 +65,11 @@ from drs_poller.clients.paging import PagingError, paginate
 from drs_poller.clock import ManualClock
 from drs_poller.core.backoff import BackoffPolicy, ErrorKind
 from drs_poller.core.models import JOB_NOT_FOUND, JobStatus, JobView, Unknown
-from drs_poller.localstack.initiator import ServerSpec
-from drs_poller.localstack.stack import FAKE_CREDENTIALS, LOOPBACK
+from drs_poller.local.items import ServerSpec
+from drs_poller.local.stack import FAKE_CREDENTIALS, LOOPBACK
 from drs_poller.observability.metrics import Metrics
 from drs_poller.settings import load_settings
-from drs_poller.simulator.service import DrsDouble, serve_drs_double
+from drs_poller.simulator.service import DrsSimulator, serve_drs_simulator
 from drs_poller.simulator.timelines import (
     JobScript,
     ServerScript,
@@ -132,13 +132,13 @@ async def table(moto_url):
 
 
 @pytest.fixture
-def double() -> DrsDouble:
-    return DrsDouble(clock=ManualClock(start=START))
+def simulator() -> DrsSimulator:
+    return DrsSimulator(clock=ManualClock(start=START))
 
 
 @pytest.fixture
-async def drs_url(double):
-    async with serve_drs_double(double, host=LOOPBACK) as url:
+async def drs_url(simulator):
+    async with serve_drs_simulator(simulator, host=LOOPBACK) as url:
         yield url
 
 
@@ -157,13 +157,13 @@ async def drs(drs_proxy):
 _rng = random.Random(99)
 
 
-def add_jobs(double: DrsDouble, count: int) -> list[str]:
+def add_jobs(simulator: DrsSimulator, count: int) -> list[str]:
     """``count`` launched one-server drill jobs in REGION; returns their ids."""
     ids = []
     for _ in range(count):
         server = new_source_server_id(_rng)
         job = new_job_id(_rng)
-        double.add_job(
+        simulator.add_job(
             JobScript(
                 job_id=job,
                 region=REGION,
@@ -292,15 +292,15 @@ async def test_dynamodb_passes_through_unchanged(ddb_proxy, ddb):
     assert all(r.rule is None and r.reached_upstream for r in ddb_proxy.records)
 
 
-async def test_drs_describe_jobs_passes_through_unchanged(double, drs_url, drs_proxy, drs):
-    jobs = add_jobs(double, 3)
+async def test_drs_describe_jobs_passes_through_unchanged(simulator, drs_url, drs_proxy, drs):
+    jobs = add_jobs(simulator, 3)
     through_proxy = await drs.describe_jobs(filters={"jobIDs": jobs})
     async with _session().client("drs", endpoint_url=drs_url) as direct:
         straight = await direct.describe_jobs(filters={"jobIDs": jobs})
 
     assert through_proxy["items"] == straight["items"]
     assert sorted(job["jobID"] for job in through_proxy["items"]) == sorted(jobs)
-    assert double.count("DescribeJobs", REGION) == 2
+    assert simulator.count("DescribeJobs", REGION) == 2
     assert drs_proxy.count("DescribeJobs", service="drs", outcome=Outcome.FORWARDED) == 1
 
 
@@ -494,8 +494,8 @@ async def test_dynamodb_throttling_is_parsed_by_botocore(ddb_proxy, ddb, table, 
     assert "Item" not in missing
 
 
-async def test_drs_throttling_carries_retry_after(double, drs_proxy, drs):
-    jobs = add_jobs(double, 1)
+async def test_drs_throttling_carries_retry_after(simulator, drs_proxy, drs):
+    jobs = add_jobs(simulator, 1)
     drs_proxy.add(drs_throttle(retry_after_seconds=7), operation="DescribeJobs", times=1)
     with pytest.raises(ClientError) as raised:
         await drs.describe_jobs(filters={"jobIDs": jobs})
@@ -505,9 +505,9 @@ async def test_drs_throttling_carries_retry_after(double, drs_proxy, drs):
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 429
     assert response["retryAfterSeconds"] == "7"
     assert response["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "7"
-    assert double.count("DescribeJobs") == 0
+    assert simulator.count("DescribeJobs") == 0
     assert (await drs.describe_jobs(filters={"jobIDs": jobs}))["items"]
-    assert double.count("DescribeJobs") == 1
+    assert simulator.count("DescribeJobs") == 1
 
 
 async def test_a_bare_5xx_without_a_body_reaches_the_client_as_its_status(ddb_proxy, ddb, table):
@@ -520,8 +520,8 @@ async def test_a_bare_5xx_without_a_body_reaches_the_client_as_its_status(ddb_pr
 # ---------------------------------------------------------------- rewrites
 
 
-async def test_a_truncated_json_body_arrives_as_is(double, drs_proxy, drs):
-    jobs = add_jobs(double, 2)
+async def test_a_truncated_json_body_arrives_as_is(simulator, drs_proxy, drs):
+    jobs = add_jobs(simulator, 2)
     body = json.dumps({"filters": {"jobIDs": jobs}}).encode()
     headers = {
         "Authorization": f"AWS4-HMAC-SHA256 Credential=AK/20261125/{REGION}/drs/aws4_request, "
@@ -545,8 +545,8 @@ async def test_a_truncated_json_body_arrives_as_is(double, drs_proxy, drs):
     assert drs_proxy.count("DescribeJobs", outcome=Outcome.REWRITTEN) == 2
 
 
-async def test_an_unknown_job_status_and_a_dropped_field_arrive(double, drs_proxy, drs):
-    jobs = add_jobs(double, 2)
+async def test_an_unknown_job_status_and_a_dropped_field_arrive(simulator, drs_proxy, drs):
+    jobs = add_jobs(simulator, 2)
 
     def corrupt(page: dict[str, Any]) -> dict[str, Any]:
         first, second = sorted(page["items"], key=lambda job: job["jobID"])
@@ -563,9 +563,9 @@ async def test_an_unknown_job_status_and_a_dropped_field_arrive(double, drs_prox
     assert second["participatingServers"][0]["sourceServerID"]
 
 
-async def test_a_repeating_next_token_arrives_and_paging_stops_on_it(double, drs_proxy, drs):
-    double.page_size = 1
-    jobs = add_jobs(double, 3)
+async def test_a_repeating_next_token_arrives_and_paging_stops_on_it(simulator, drs_proxy, drs):
+    simulator.page_size = 1
+    jobs = add_jobs(simulator, 3)
     drs_proxy.add(repeat_next_token(), operation="DescribeJobs")
 
     first = await drs.describe_jobs(filters={"jobIDs": jobs})
@@ -855,10 +855,10 @@ CLASSIFICATION_CASES = [
     [case[1:] for case in CLASSIFICATION_CASES],
     ids=[case[0] for case in CLASSIFICATION_CASES],
 )
-async def test_the_caller_classifies_each_injected_fault(calls, double, table, case):
+async def test_the_caller_classifies_each_injected_fault(calls, simulator, table, case):
     service, operation, action, kind, code = case
     proxy = calls.drs_proxy if service == "drs" else calls.ddb_proxy
-    params = _params(operation, table=table, jobs=add_jobs(double, 1))
+    params = _params(operation, table=table, jobs=add_jobs(simulator, 1))
     retried = kind is not ErrorKind.PERMANENT
 
     # Once: a retryable fault is ridden out by the next attempt.
@@ -886,14 +886,16 @@ async def test_the_caller_classifies_each_injected_fault(calls, double, table, c
     assert len(calls.sleeps) == attempts - 1
 
 
-async def test_the_caller_honours_drs_retry_after_sent_through_the_proxy(calls, drs_proxy, double):
-    jobs = add_jobs(double, 1)
+async def test_the_caller_honours_drs_retry_after_sent_through_the_proxy(
+    calls, drs_proxy, simulator
+):
+    jobs = add_jobs(simulator, 1)
     drs_proxy.add(drs_throttle(retry_after_seconds=7), operation="DescribeJobs", times=2)
     answer = await calls.call("drs", "DescribeJobs", filters={"jobIDs": jobs})
     assert [job["jobID"] for job in answer["items"]] == jobs
     assert len(calls.sleeps) == 2
     assert all(7 <= delay <= 7.5 for delay in calls.sleeps)
-    assert double.count("DescribeJobs") == 1
+    assert simulator.count("DescribeJobs") == 1
 
 
 async def test_a_write_retried_after_a_lost_response_lands_twice(calls, ddb_proxy, table):
@@ -914,11 +916,11 @@ async def test_a_write_retried_after_a_lost_response_lands_twice(calls, ddb_prox
 
 
 async def test_an_unknown_job_status_degrades_that_field_in_the_drs_adapter(
-    calls, drs_proxy, double
+    calls, drs_proxy, simulator
 ):
     """Contract §2 (issue 11): a value outside the model degrades one field, never the
     job; the job reads as STARTED and carries the value for counting."""
-    jobs = add_jobs(double, 2)
+    jobs = add_jobs(simulator, 2)
 
     def pause_first(page: dict[str, Any]) -> dict[str, Any]:
         for job in page["items"]:
@@ -945,9 +947,9 @@ async def test_a_truncated_dynamodb_answer_is_a_transient_error(calls, ddb_proxy
 
 
 async def test_a_truncated_describe_jobs_answer_is_not_read_as_unknown_jobs(
-    calls, drs_proxy, double
+    calls, drs_proxy, simulator
 ):
-    jobs = add_jobs(double, 2)
+    jobs = add_jobs(simulator, 2)
     drs_proxy.add(truncate(0.5), operation="DescribeJobs")
     adapter = DrsAdapter(clients=calls.pool, caller=calls.caller)
     # Today every job comes back JOB_NOT_FOUND, a step towards failing its server.

@@ -1,5 +1,5 @@
 """Fault injection against the daemon itself: real daemons on a clock the test moves,
-with the fault proxy between them and moto server / the DRS double. Each test names
+with the fault proxy between them and moto server / the DRS simulator. Each test names
 the fault, and asserts what must hold through it: no lost or repeated transition, no
 terminal status that moves, nothing written from a failed poll, and a loop that ends."""
 
@@ -19,7 +19,7 @@ from faultproxy import (
 from harness import REGION, ServerSnapshot, launched, metric, server_id, servers_of
 from structlog.testing import capture_logs
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 S1, S2 = server_id(1), server_id(2)
 
@@ -138,7 +138,7 @@ async def test_a_throttling_storm_is_ridden_out_with_bounded_jittered_retries(
         for _ in range(3):  # three discoveries and polls inside the storm
             world.clock.advance(60)
             await daemon.discoverer.tick()
-            await daemon.poll_due()
+            await world.dispatch(daemon)
     # Attempts are bounded: 4 per call, one DescribeJobs call per poll.
     assert drs_proxy.count("DescribeJobs", outcome=Outcome.INJECTED) == 3 * 4
     assert ddb_proxy.count("Query", outcome=Outcome.INJECTED) == 3 * 4
@@ -293,4 +293,4 @@ async def test_an_item_already_terminal_is_never_written_while_drs_still_runs(
     assert metric(daemon, "drs_poller_polls_total", {"outcome": "gone"}) == 1
     assert not daemon.state.tracked
     world.clock.advance(60)
-    assert await daemon.poll_due() == 0  # and it stays let go of
+    assert await world.dispatch(daemon) == 0  # and it stays let go of

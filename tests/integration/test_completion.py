@@ -1,4 +1,4 @@
-"""contract §2 end to end: real aiobotocore clients, moto server and the DRS double,
+"""contract §2 end to end: real aiobotocore clients, moto server and the DRS simulator,
 driven on a manual clock (nothing sleeps)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from harness import (
     servers_of,
 )
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 S1, S2, S3 = server_id(1), server_id(2), server_id(3)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness import REGION, ServerSnapshot, launched, metric, server_id, servers_of
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 S1, S2, S3 = server_id(1), server_id(2), server_id(3)
 
@@ -83,7 +83,7 @@ async def test_terminal_status_never_moves(world):
     await daemon.discover_once()
     # Someone else finalizes it first, as COMPLETED (say, a manual override).
     await world.update("ex", "SET #s = :c", {":c": "COMPLETED"}, names={"#s": "Status"})
-    await daemon.poll_due()
+    await world.dispatch(daemon)
     item = await world.get("ex")
     assert item["Status"] == "COMPLETED"
     assert "EndTime" not in item
@@ -124,7 +124,7 @@ async def test_two_daemons_reach_the_same_result_as_one(world):
         world.clock.advance(15)
         for daemon in (first, second):  # both poll everything: they race on every write
             await daemon.discover_once()
-            await daemon.poll_due()
+            await world.dispatch(daemon)
     statuses = [(await world.get(f"ex-{i}"))["Status"] for i in range(3)]
     assert statuses == ["PARTIAL", "PARTIAL", "COMPLETED"]  # jobs 0 and 3 fail
     for i in range(3):

@@ -14,10 +14,10 @@ import pytest
 import structlog
 
 from drs_poller.clients.dynamodb import to_python
-from drs_poller.localstack.demo import DemoOptions, execute_demo, run_demo
-from drs_poller.localstack.scenarios import ExecutionPlan, ScenarioKind, WavePlan
-from drs_poller.localstack.stack import FAKE_CREDENTIALS
-from drs_poller.localstack.view import LiveView, build_rows, progress_line, render_rows
+from drs_poller.local.demo import DemoOptions, execute_demo, run_demo
+from drs_poller.local.scenarios import ExecutionPlan, ScenarioKind, WavePlan
+from drs_poller.local.stack import FAKE_CREDENTIALS
+from drs_poller.local.view import LiveView, build_rows, progress_line, render_rows
 from drs_poller.simulator.behaviour import Behaviour
 
 

@@ -14,8 +14,8 @@ from harness import REGION, ServerSnapshot, metric, server_id, servers_of
 
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.core.backoff import ErrorKind
-from drs_poller.engine.tracking import queue_key
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.engine.tracking import queue_name
+from drs_poller.local.items import ServerSpec
 
 S1, S2, S3 = server_id(1), server_id(2), server_id(3)
 LONG_RUNNING: list[Any] = [(0, "STARTED", {})]  # never finishes
@@ -43,7 +43,7 @@ def record_passes(daemon: Any) -> list[str]:
 
 
 def tracked_item(daemon: Any, execution_id: str) -> dict[str, Any]:
-    return daemon.state.tracked[queue_key(execution_id, "plan-local")].item
+    return daemon.state.tracked[queue_name(execution_id, "plan-local")].item
 
 
 async def put_running(world: Any, execution_id: str, *, servers: int = 1) -> str:
@@ -96,7 +96,7 @@ async def test_lean_passes_read_whole_only_new_and_waiting_executions(world):
     assert await daemon.discover_once() == 3
     assert passes[-1] == "lean"
     assert get_items(daemon) == 3  # "waiting" again, and "new"
-    assert queue_key("new", "plan-local") in daemon.state.tracked
+    assert queue_name("new", "plan-local") in daemon.state.tracked
 
     await world.step(daemon, 300)  # FULL_DISCOVERY_INTERVAL is up
     assert passes[-1] == "full"
@@ -201,9 +201,9 @@ async def test_an_item_that_cannot_be_read_is_read_by_the_next_pass(world):
 
     daemon.store.get = flaky_get
     assert await daemon.discover_once() == 1  # "later" is not seen yet; "first" stays
-    assert set(daemon.state.tracked) == {queue_key("first", "plan-local")}
+    assert set(daemon.state.tracked) == {queue_name("first", "plan-local")}
     assert await daemon.discover_once() == 2
-    assert queue_key("later", "plan-local") in daemon.state.tracked
+    assert queue_name("later", "plan-local") in daemon.state.tracked
 
 
 async def test_a_full_discovery_interval_of_zero_reads_whole_items_every_pass(world):
@@ -221,7 +221,7 @@ async def test_a_lean_pass_offers_no_stale_copy_to_a_poll_in_flight(world):
     await put_running(world, "ex")
     daemon = await world.daemon(full_discovery_interval=3600)
     await world.step(daemon)
-    tracked = daemon.state.tracked[queue_key("ex", "plan-local")]
+    tracked = daemon.state.tracked[queue_name("ex", "plan-local")]
     tracked.in_flight = True
     assert await daemon.discover_once() == 1
     assert tracked.newer_item is None

@@ -14,7 +14,7 @@ from drs_poller.clients.dynamodb import ExecutionStore
 from drs_poller.clock import ManualClock
 from drs_poller.core.backoff import BackoffPolicy, ErrorKind
 from drs_poller.core.models import JOB_NOT_FOUND, JobView
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 from drs_poller.observability.metrics import Metrics
 from drs_poller.settings import load_settings
 

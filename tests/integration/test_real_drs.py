@@ -1,7 +1,7 @@
 """Issue 11 end to end (contract §2 on real DRS): optional post-launch actions, the runs
 ListLaunchActions says to expect, values DRS adds later, and the evidence that a
 TERMINATED server launched. Real aiobotocore clients against moto server and the DRS
-double, on a manual clock (nothing sleeps)."""
+simulator, on a manual clock (nothing sleeps)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from harness import (
     servers_of,
 )
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 from drs_poller.simulator.timelines import LaunchActionScript, RunSnapshot, Snapshot
 
 S1, S2, S3 = server_id(1), server_id(2), server_id(3)

@@ -1,7 +1,7 @@
 """Several replicas on one table (issue: leases, fenced writes): each execution has one
 poller in steady state, a peer takes over after a crash or a release, a replica that
 cannot renew stops polling, and wall clocks play no part. Real daemons, one moto
-server and the DRS double, on clocks the test moves."""
+server and the DRS simulator, on clocks the test moves."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 from harness import OTHER_REGION, REGION, ServerSnapshot, launched, metric, server_id, servers_of
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 LEASE = 30.0
 RENEW = LEASE / 3
@@ -30,6 +30,12 @@ class SkewedClock:
 
     def monotonic(self) -> float:
         return self.base.monotonic() + self.mono_offset
+
+    async def sleep(self, seconds: float) -> None:
+        await self.base.sleep(seconds)
+
+    async def wait(self, event, at_most: float) -> bool:
+        return await self.base.wait(event, at_most)
 
 
 async def _executions(world, count: int, *, seconds: float = 3600.0) -> list[str]:
@@ -62,7 +68,7 @@ async def _turn(world, *daemons, seconds: float = 0.0) -> None:
         await daemon.renew_leases()
     for daemon in daemons:
         await daemon.discover_once()
-        await daemon.poll_due()
+        await world.dispatch(daemon)
 
 
 def _owned(daemon) -> set[str]:
@@ -195,7 +201,7 @@ async def test_a_replica_that_cannot_renew_stops_polling_what_it_no_longer_owns(
     # Its executions fall due (PENDING: 45 s), and still nothing is polled.
     world.clock.advance(46 - 0.8 * LEASE)
     world.drs.reset_calls()
-    assert await a.poll_due() == 0
+    assert await world.dispatch(a) == 0
     assert world.drs.count("DescribeJobs") == 0
     # Renewed again: it polls what is due.
     await _turn(world, a)

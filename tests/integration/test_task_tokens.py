@@ -26,7 +26,7 @@ from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from drs_poller.clock import SystemClock
 from drs_poller.core.answering import PENDING
-from drs_poller.localstack.initiator import ServerSpec, execution_item
+from drs_poller.local.items import ServerSpec, execution_item
 
 S1, S2, S3 = server_id(1), server_id(2), server_id(3)
 TEMPLATE = Path(__file__).parents[2] / "deploy" / "cloudformation" / "drs-poller.yaml"
@@ -463,7 +463,7 @@ async def test_delay_from_the_final_write_to_the_answer(world, capsys):
         await client.send_task_success(taskToken="warm-up", output="{}")
     for n in range(count):
         source = server_id(100 + n)
-        # The waves end half a second apart (on the DRS double's clock, moved below).
+        # The waves end half a second apart (on the DRS simulator's clock, moved below).
         job = world.job(
             [source], [(0, "STARTED", {}), (1 + n / 2, "COMPLETED", {source: launched()})]
         )

@@ -22,7 +22,7 @@ from faultproxy import FaultProxy
 from fleet import compressed_settings, history_problems, seed_fleet, wait_for_all
 from harness import DaemonProcess, World, daemon_env
 
-from drs_poller.localstack.table import create_table
+from drs_poller.local.table import create_table
 
 SPEED = 60.0
 EXECUTIONS = 100

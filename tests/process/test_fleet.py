@@ -1,9 +1,9 @@
-"""The fleet run: ``drs-poller run`` as a process against moto and the DRS double, with
+"""The fleet run: ``drs-poller run`` as a process against moto and the DRS simulator, with
 200 executions of 5 servers across 2 regions, on time compressed 60 times.
 
 It asserts every final status, and that DescribeJobs calls grow with dispatch batches
 (at most one per region per batch, plus pages), not with servers or executions. The
-figures it prints are the ones quoted in the README."""
+figures it prints are the ones quoted in docs/reference.md ("What one execution costs")."""
 
 from __future__ import annotations
 

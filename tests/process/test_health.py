@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 from harness import REGION, ServerSnapshot, server_id
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 
 async def _status(http: aiohttp.ClientSession, url: str) -> int:

@@ -9,7 +9,7 @@ import time
 import pytest
 from harness import REGION, DaemonProcess, ServerSnapshot, daemon_env, server_id
 
-from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.local.items import ServerSpec
 
 
 async def _seed(world, count: int = 3) -> None:

@@ -12,7 +12,7 @@ import botocore.config
 import pytest
 
 from drs_poller.clock import ManualClock
-from drs_poller.simulator.service import DrsDouble, serve_drs_double
+from drs_poller.simulator.service import DrsSimulator, serve_drs_simulator
 from drs_poller.simulator.timelines import (
     JobScript,
     ServerScript,
@@ -37,13 +37,13 @@ def rng() -> random.Random:
 
 
 @pytest.fixture
-def double(clock: ManualClock) -> DrsDouble:
-    return DrsDouble(clock=clock)
+def simulator(clock: ManualClock) -> DrsSimulator:
+    return DrsSimulator(clock=clock)
 
 
 @pytest.fixture
-async def endpoint(double: DrsDouble) -> AsyncIterator[str]:
-    async with serve_drs_double(double) as url:
+async def endpoint(simulator: DrsSimulator) -> AsyncIterator[str]:
+    async with serve_drs_simulator(simulator) as url:
         yield url
 
 
@@ -103,7 +103,7 @@ RawPost = Callable[..., Any]
 
 @pytest.fixture
 async def raw_post(endpoint: str) -> AsyncIterator[RawPost]:
-    """POST straight to the double, bypassing botocore (and its client-side validation)."""
+    """POST straight to the simulator, bypassing botocore (and its client-side validation)."""
     async with aiohttp.ClientSession() as session:
 
         async def post(

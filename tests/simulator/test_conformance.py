@@ -1,4 +1,4 @@
-"""Everything the double can say, fetched over HTTP and checked against botocore's DRS model."""
+"""Everything the simulator can say, fetched over HTTP and checked against botocore's DRS model."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ EVERYTHING = (
 
 
 @pytest.fixture
-def everything_job(double) -> Any:
+def everything_job(simulator) -> Any:
     script = JobScript(
         job_id=JOB_ID,
         region="us-east-1",
@@ -158,13 +158,13 @@ def everything_job(double) -> Any:
         ),
         timeline=EVERYTHING,
     )
-    double.add_job(script)
+    simulator.add_job(script)
     return script
 
 
-async def test_every_job_state_conforms(raw_post, clock, double, everything_job, job_factory):
+async def test_every_job_state_conforms(raw_post, clock, simulator, everything_job, job_factory):
     for outcome in ("launched", "launch_failed", "action_failed", "terminated_after_launch"):
-        double.add_job(
+        simulator.add_job(
             job_factory(
                 servers=2,
                 timeline=lambda ids, outcome=outcome: standard_timeline(
@@ -172,7 +172,7 @@ async def test_every_job_state_conforms(raw_post, clock, double, everything_job,
                 ),
             )
         )
-    double.add_job(job_factory(timeline=lambda ids: standard_timeline(ids, stall=True)))
+    simulator.add_job(job_factory(timeline=lambda ids: standard_timeline(ids, stall=True)))
 
     seen: dict[str, set[str]] = {"job": set(), "server": set(), "run": set(), "actions": set()}
     for moment in (0, 60, 120, 300, 13.5 * 60, 14 * 60, 20 * 60, 21 * 60, 40 * 60):
@@ -229,10 +229,10 @@ async def test_filters_on_recovery_instances(raw_post, clock, everything_job):
     assert [item["sourceServerID"] for item in by_source.body["items"]] == [SOURCES[2]]
 
 
-async def test_paged_responses_conform(raw_post, clock, double, everything_job, job_factory):
-    double.page_size = 2
+async def test_paged_responses_conform(raw_post, clock, simulator, everything_job, job_factory):
+    simulator.page_size = 2
     for _ in range(4):
-        double.add_job(job_factory())
+        simulator.add_job(job_factory())
     clock.advance(400)
     for operation, body in (
         ("DescribeJobs", {}),
@@ -254,11 +254,11 @@ async def test_paged_responses_conform(raw_post, clock, double, everything_job, 
                 break
         assert pages > 1, operation
         assert len(collected) == len({repr(item) for item in collected}), "no item twice"
-    assert double.count("DescribeJobs") == 3  # 5 jobs, 2 per page
+    assert simulator.count("DescribeJobs") == 3  # 5 jobs, 2 per page
 
 
-async def test_max_results_and_unknown_job_log(raw_post, double, everything_job, job_factory):
-    double.add_job(job_factory())
+async def test_max_results_and_unknown_job_log(raw_post, simulator, everything_job, job_factory):
+    simulator.add_job(job_factory())
     first = await raw_post("DescribeJobs", {"maxResults": 1})
     assert len(first.body["items"]) == 1
     assert "nextToken" in first.body
@@ -305,7 +305,7 @@ ERROR_CASES = [
 
 
 @pytest.mark.parametrize(("operation", "body", "status", "code", "reason"), ERROR_CASES)
-async def test_errors_conform(raw_post, double, *, operation, body, status, code, reason):
+async def test_errors_conform(raw_post, simulator, *, operation, body, status, code, reason):
     if isinstance(body, bytes):
         response = await raw_post(operation, data=body)
     else:
@@ -314,13 +314,13 @@ async def test_errors_conform(raw_post, double, *, operation, body, status, code
     assert response.headers["x-amzn-errortype"] == code
     assert error_violations(code, response.body) == []
     assert response.body.get("reason") == reason
-    assert double.calls[-1].status == status
+    assert simulator.calls[-1].status == status
 
 
-async def test_next_token_is_bound_to_its_filters(raw_post, double, job_factory):
-    double.page_size = 1
-    double.add_job(job_factory())
-    double.add_job(job_factory())
+async def test_next_token_is_bound_to_its_filters(raw_post, simulator, job_factory):
+    simulator.page_size = 1
+    simulator.add_job(job_factory())
+    simulator.add_job(job_factory())
     first = await raw_post("DescribeJobs", {})
     reused = await raw_post(
         "DescribeJobs",
@@ -344,10 +344,10 @@ async def test_missing_signature_and_wrong_method(raw_post):
     [("throttle", 429, "ThrottlingException"), ("error", 500, "InternalServerException")],
 )
 async def test_fault_responses_conform(
-    raw_post, double, *, retry_after, header, kind, status, code
+    raw_post, simulator, *, retry_after, header, kind, status, code
 ):
-    double.faults.retry_after_seconds = retry_after
-    setattr(double.faults, f"{kind}_next", 1)
+    simulator.faults.retry_after_seconds = retry_after
+    setattr(simulator.faults, f"{kind}_next", 1)
     faulted = await raw_post("DescribeJobs", {})
     assert faulted.status == status
     assert faulted.headers["x-amzn-errortype"] == code
@@ -359,11 +359,11 @@ async def test_fault_responses_conform(
 # ---------------------------------------------------------------- through real aiobotocore
 
 
-async def test_client_paginates_describe_jobs(drs_client, double, job_factory):
-    double.page_size = 3
+async def test_client_paginates_describe_jobs(drs_client, simulator, job_factory):
+    simulator.page_size = 3
     added = [job_factory() for _ in range(8)]
     for script in added:
-        double.add_job(script)
+        simulator.add_job(script)
     expected = [script.job_id for script in sorted(added, key=lambda s: (s.created_at, s.job_id))]
     async with drs_client("us-east-1") as client:
         by_hand: list[str] = []
@@ -380,25 +380,25 @@ async def test_client_paginates_describe_jobs(drs_client, double, job_factory):
         pages = [page async for page in paginator.paginate(filters={"jobIDs": expected[:5]})]
         assert [len(page["items"]) for page in pages] == [3, 2]
         assert [job["jobID"] for page in pages for job in page["items"]] == expected[:5]
-    assert double.count("DescribeJobs", "us-east-1") == 3 + 2
+    assert simulator.count("DescribeJobs", "us-east-1") == 3 + 2
 
 
-async def test_client_sees_only_its_signing_region(drs_client, double, job_factory):
+async def test_client_sees_only_its_signing_region(drs_client, simulator, job_factory):
     ireland = job_factory(region="eu-west-1")
     virginia = job_factory(region="us-east-1")
-    double.add_job(ireland)
-    double.add_job(virginia)
+    simulator.add_job(ireland)
+    simulator.add_job(virginia)
     async with drs_client("us-east-1") as east, drs_client("eu-west-1") as west:
         assert [j["jobID"] for j in (await east.describe_jobs())["items"]] == [virginia.job_id]
         assert [j["jobID"] for j in (await west.describe_jobs())["items"]] == [ireland.job_id]
         lookup = await east.describe_jobs(filters={"jobIDs": [ireland.job_id]})
         assert lookup["items"] == []  # unknown ids are absent, not an error
-    assert double.count("DescribeJobs", "eu-west-1") == 1
-    assert double.count("DescribeJobs", "us-east-1") == 2
+    assert simulator.count("DescribeJobs", "eu-west-1") == 1
+    assert simulator.count("DescribeJobs", "us-east-1") == 2
 
 
-async def test_throttling_reaches_the_client_with_retry_after(drs_client, double):
-    double.faults = Faults(throttle_next=1, retry_after_seconds=7)
+async def test_throttling_reaches_the_client_with_retry_after(drs_client, simulator):
+    simulator.faults = Faults(throttle_next=1, retry_after_seconds=7)
     async with drs_client() as client:
         with pytest.raises(ClientError) as caught:
             await client.describe_jobs()
@@ -409,11 +409,11 @@ async def test_throttling_reaches_the_client_with_retry_after(drs_client, double
     # (a str for ThrottlingException, whose model types it as a string).
     assert response["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "7"
     assert response["retryAfterSeconds"] == "7"
-    assert double.calls[-1].status == 429
+    assert simulator.calls[-1].status == 429
 
 
-async def test_internal_error_reaches_the_client_with_retry_after(drs_client, double):
-    double.faults = Faults(error_next=1, retry_after_seconds=3)
+async def test_internal_error_reaches_the_client_with_retry_after(drs_client, simulator):
+    simulator.faults = Faults(error_next=1, retry_after_seconds=3)
     async with drs_client() as client:
         with pytest.raises(ClientError) as caught:
             await client.describe_jobs()
@@ -424,8 +424,8 @@ async def test_internal_error_reaches_the_client_with_retry_after(drs_client, do
     assert response["retryAfterSeconds"] == 3  # an int: the model types it as a long
 
 
-async def test_no_retry_after_when_not_configured(drs_client, double):
-    double.faults = Faults(throttle_next=1)
+async def test_no_retry_after_when_not_configured(drs_client, simulator):
+    simulator.faults = Faults(throttle_next=1)
     async with drs_client() as client:
         with pytest.raises(ClientError) as caught:
             await client.describe_jobs()
@@ -433,15 +433,15 @@ async def test_no_retry_after_when_not_configured(drs_client, double):
     assert "retryAfterSeconds" not in caught.value.response
 
 
-async def test_the_double_not_botocore_rejects_1001_job_ids(drs_client, double):
+async def test_the_double_not_botocore_rejects_1001_job_ids(drs_client, simulator):
     async with drs_client() as client:
         with pytest.raises(ClientError) as caught:
             await client.describe_jobs(filters={"jobIDs": [JOB_ID] * 1001})
     assert caught.value.response["Error"]["Code"] == "ValidationException"
     assert caught.value.response["reason"] == "fieldValidationFailed"
-    # The request reached the double: botocore does not check list maxima client side.
-    assert double.calls[-1].ids_count == 1001
-    assert double.calls[-1].status == 400
+    # The request reached the simulator: botocore does not check list maxima client side.
+    assert simulator.calls[-1].ids_count == 1001
+    assert simulator.calls[-1].status == 400
 
 
 async def test_client_reads_recovery_instances_and_job_log(drs_client, clock, everything_job):
@@ -456,46 +456,46 @@ async def test_client_reads_recovery_instances_and_job_log(drs_client, clock, ev
         assert log["items"][0]["event"] == "JOB_START"
 
 
-async def test_faults_can_target_one_operation(drs_client, double, everything_job):
-    double.faults = Faults(throttle_next=5, operations=frozenset({"DescribeRecoveryInstances"}))
+async def test_faults_can_target_one_operation(drs_client, simulator, everything_job):
+    simulator.faults = Faults(throttle_next=5, operations=frozenset({"DescribeRecoveryInstances"}))
     async with drs_client() as client:
         await client.describe_jobs()
         with pytest.raises(ClientError):
             await client.describe_recovery_instances()
-    assert [(call.operation, call.status) for call in double.calls] == [
+    assert [(call.operation, call.status) for call in simulator.calls] == [
         ("DescribeJobs", 200),
         ("DescribeRecoveryInstances", 429),
     ]
-    assert double.faults.throttle_next == 4
+    assert simulator.faults.throttle_next == 4
 
 
-async def test_seeded_fault_rates_are_reproducible(raw_post, double):
+async def test_seeded_fault_rates_are_reproducible(raw_post, simulator):
     async def statuses() -> list[int]:
-        double.reset_calls()
+        simulator.reset_calls()
         for _ in range(40):
             await raw_post("DescribeJobs", {})
-        return [call.status for call in double.calls]
+        return [call.status for call in simulator.calls]
 
-    double.faults = Faults(throttle_rate=0.3, error_rate=0.2)
+    simulator.faults = Faults(throttle_rate=0.3, error_rate=0.2)
     first = await statuses()
-    double.faults = Faults(throttle_rate=0.3, error_rate=0.2)
+    simulator.faults = Faults(throttle_rate=0.3, error_rate=0.2)
     assert await statuses() == first
     assert {429, 500, 200} <= set(first)
 
 
-async def test_latency_delays_responses(raw_post, double):
-    double.faults.latency = 0.15
+async def test_latency_delays_responses(raw_post, simulator):
+    simulator.faults.latency = 0.15
     started = time.monotonic()
     await raw_post("DescribeJobs", {})
     assert time.monotonic() - started >= 0.15
 
 
 async def test_forgotten_jobs_vanish_but_their_instances_stay(
-    drs_client, clock, double, everything_job
+    drs_client, clock, simulator, everything_job
 ):
     clock.advance(400)
-    double.remove_job("us-east-1", JOB_ID)
-    assert double.jobs("us-east-1") == []
+    simulator.remove_job("us-east-1", JOB_ID)
+    assert simulator.jobs("us-east-1") == []
     async with drs_client() as client:
         assert (await client.describe_jobs(filters={"jobIDs": [JOB_ID]}))["items"] == []
         instances = await client.describe_recovery_instances()
@@ -503,13 +503,13 @@ async def test_forgotten_jobs_vanish_but_their_instances_stay(
 
 
 async def test_jobs_are_invisible_before_creation_and_filtered_by_date(
-    drs_client, clock, double, job_factory
+    drs_client, clock, simulator, job_factory
 ):
     now = clock.time()
     old = job_factory(created_at=now - 7200)
     future = job_factory(created_at=now + 60)
-    double.add_job(old)
-    double.add_job(future)
+    simulator.add_job(old)
+    simulator.add_job(future)
     async with drs_client() as client:
         visible = await client.describe_jobs()
         assert [j["jobID"] for j in visible["items"]] == [old.job_id]
@@ -520,11 +520,11 @@ async def test_jobs_are_invisible_before_creation_and_filtered_by_date(
         assert [j["jobID"] for j in early["items"]] == [old.job_id]
 
 
-def test_add_job_twice_is_a_mistake(double, job_factory):
+def test_add_job_twice_is_a_mistake(simulator, job_factory):
     script = job_factory()
-    double.add_job(script)
+    simulator.add_job(script)
     with pytest.raises(ValueError, match="already exists"):
-        double.add_job(script)
+        simulator.add_job(script)
 
 
 async def test_many_violations_make_a_bounded_error(raw_post):

@@ -11,8 +11,8 @@ from drs_poller.clock import ManualClock
 from drs_poller.simulator.behaviour import Scenario, Simulation, SourceServer
 from drs_poller.simulator.conformance import error_violations, output_violations
 from drs_poller.simulator.scenario_file import ScenarioFileError, parse_scenario
-from drs_poller.simulator.service import DrsDouble, vmware_uuid
-from drs_poller.simulator.standalone import SimulatorOptions, build_double
+from drs_poller.simulator.service import DrsSimulator, vmware_uuid
+from drs_poller.simulator.standalone import SimulatorOptions, build_simulator
 from drs_poller.simulator.timelines import (
     DEFAULT_ACCOUNT_ID,
     JobScript,
@@ -36,8 +36,8 @@ START = 1_800_000_000.0
 # --- ListLaunchActions ---------------------------------------------------------------------
 
 
-async def test_list_launch_actions_conforms_and_matches_the_runs(raw_post, double):
-    double.set_launch_actions(
+async def test_list_launch_actions_conforms_and_matches_the_runs(raw_post, simulator):
+    simulator.set_launch_actions(
         SOURCE,
         [
             LaunchActionScript("Validate"),
@@ -59,9 +59,9 @@ async def test_list_launch_actions_conforms_and_matches_the_runs(raw_post, doubl
     assert [i["order"] for i in items] == [2, 3, 4]
 
 
-async def test_list_launch_actions_pages_and_filters(raw_post, double):
-    double.page_size = 1
-    double.set_launch_actions(SOURCE, [LaunchActionScript("A"), LaunchActionScript("B")])
+async def test_list_launch_actions_pages_and_filters(raw_post, simulator):
+    simulator.page_size = 1
+    simulator.set_launch_actions(SOURCE, [LaunchActionScript("A"), LaunchActionScript("B")])
     first = await raw_post("ListLaunchActions", {"resourceId": SOURCE})
     assert len(first.body["items"]) == 1
     second = await raw_post(
@@ -75,25 +75,25 @@ async def test_list_launch_actions_pages_and_filters(raw_post, double):
     assert [i["actionId"] for i in filtered.body["items"]] == [wanted]
 
 
-async def test_list_launch_actions_errors(raw_post, double):
+async def test_list_launch_actions_errors(raw_post, simulator):
     unknown = await raw_post("ListLaunchActions", {"resourceId": OTHER})
     assert unknown.status == 404
     assert unknown.body["resourceId"] == OTHER
     template = await raw_post("ListLaunchActions", {"resourceId": "lct-aaaaaaaaaaaaaaaaa"})
     assert template.body["items"] == []
-    double.set_launch_actions(SOURCE, [])
-    double.launch_actions_denied = True
+    simulator.set_launch_actions(SOURCE, [])
+    simulator.launch_actions_denied = True
     denied = await raw_post("ListLaunchActions", {"resourceId": SOURCE})
     assert denied.status == 403
 
 
-async def test_get_launch_configuration_conforms_and_says_if_actions_run(raw_post, double):
-    double.set_launch_actions(SOURCE, [LaunchActionScript("Validate")])
+async def test_get_launch_configuration_conforms_and_says_if_actions_run(raw_post, simulator):
+    simulator.set_launch_actions(SOURCE, [LaunchActionScript("Validate")])
     enabled = await raw_post("GetLaunchConfiguration", {"sourceServerID": SOURCE})
     assert enabled.status == 200
     assert output_violations("GetLaunchConfiguration", enabled.body) == []
     assert enabled.body["postLaunchEnabled"] is True
-    double.set_post_launch_enabled(SOURCE, enabled=False)
+    simulator.set_post_launch_enabled(SOURCE, enabled=False)
     disabled = await raw_post("GetLaunchConfiguration", {"sourceServerID": SOURCE})
     assert disabled.body["postLaunchEnabled"] is False
     unknown = await raw_post("GetLaunchConfiguration", {"sourceServerID": OTHER})
@@ -165,10 +165,10 @@ async def test_a_scenario_server_runs_its_own_actions(clock):
             ],
         }
     )
-    double = DrsDouble(clock=clock, simulation=Simulation(scenario=scenario))
-    job = double.simulation.timeline(
+    simulator = DrsSimulator(clock=clock, simulation=Simulation(scenario=scenario))
+    job = simulator.simulation.timeline(
         "us-east-1",
-        double.simulation.behaviours("us-east-1", [SOURCE], profile=None),
+        simulator.simulation.behaviours("us-east-1", [SOURCE], profile=None),
         is_drill=False,
         profile=None,
     )
@@ -205,7 +205,7 @@ def test_a_value_outside_the_model_must_be_flagged_deliberate():
         _script(Snapshot(0, "QUEUED"))
 
 
-async def test_the_checker_accepts_exactly_the_deliberate_values(raw_post, double, clock):
+async def test_the_checker_accepts_exactly_the_deliberate_values(raw_post, simulator, clock):
     script = _script(
         Snapshot(
             0,
@@ -220,7 +220,7 @@ async def test_the_checker_accepts_exactly_the_deliberate_values(raw_post, doubl
             deliberately_outside_model=True,
         )
     )
-    double.add_job(script)
+    simulator.add_job(script)
     response = await raw_post("DescribeJobs", {})
     body = response.body
     deliberate = deliberate_paths(script, clock.time(), prefix="$.items[0]")
@@ -281,9 +281,11 @@ def test_scenario_file_rejects_bad_new_fields(server, complaint):
 # --- DescribeJobs order, DescribeSourceServers filters, Retry-After ----------------------------
 
 
-async def test_describe_jobs_lists_the_latest_creation_first(raw_post, double, job_factory, clock):
+async def test_describe_jobs_lists_the_latest_creation_first(
+    raw_post, simulator, job_factory, clock
+):
     for offset in (0, 30, 10):
-        double.add_job(job_factory(created_at=START + offset))
+        simulator.add_job(job_factory(created_at=START + offset))
     clock.advance(60)
     items = (await raw_post("DescribeJobs", {})).body["items"]
     created = [item["creationDateTime"] for item in items]
@@ -293,25 +295,25 @@ async def test_describe_jobs_lists_the_latest_creation_first(raw_post, double, j
 
 async def test_describe_source_servers_applies_hardware_and_staging_filters(clock):
     scenario = Scenario(source_servers=(SourceServer(SOURCE, "a"), SourceServer(OTHER, "b")))
-    double = DrsDouble(clock=clock, simulation=Simulation(scenario=scenario))
-    by_hardware = double.describe_source_servers(
+    simulator = DrsSimulator(clock=clock, simulation=Simulation(scenario=scenario))
+    by_hardware = simulator.describe_source_servers(
         "us-east-1", {"filters": {"hardwareId": vmware_uuid(OTHER)}}
     )
     assert [i["sourceServerID"] for i in by_hardware["items"]] == [OTHER]
     assert output_violations("DescribeSourceServers", by_hardware) == []
-    staged = double.describe_source_servers(
+    staged = simulator.describe_source_servers(
         "us-east-1", {"filters": {"stagingAccountIDs": [DEFAULT_ACCOUNT_ID]}}
     )
     assert len(staged["items"]) == 2
-    elsewhere = double.describe_source_servers(
+    elsewhere = simulator.describe_source_servers(
         "us-east-1", {"filters": {"stagingAccountIDs": ["999999999999"]}}
     )
     assert elsewhere["items"] == []
 
 
 def test_simulate_throttles_with_retry_after():
-    double = build_double(SimulatorOptions(throttle_rate=1.0), clock=ManualClock(start=START))
-    fault = double.faults.draw("DescribeJobs")
+    simulator = build_simulator(SimulatorOptions(throttle_rate=1.0), clock=ManualClock(start=START))
+    fault = simulator.faults.draw("DescribeJobs")
     assert fault is not None
     assert fault.code == "ThrottlingException"
     assert fault.headers["Retry-After"] == "1"

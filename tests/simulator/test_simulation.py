@@ -23,7 +23,7 @@ from drs_poller.simulator.behaviour import (
 from drs_poller.simulator.behaviour import Scenario as SimScenario
 from drs_poller.simulator.conformance import error_violations, output_violations
 from drs_poller.simulator.instances import Ec2Instances
-from drs_poller.simulator.service import DrsDouble
+from drs_poller.simulator.service import DrsSimulator
 from drs_poller.simulator.timelines import new_source_server_id
 
 SPEED = 60.0
@@ -56,18 +56,18 @@ SCRIPTED = [
 HEALTHY, LAUNCH_FAILS, ACTION_FAILS, STALLS, NO_ACTIONS = (s.source_server_id for s in SCRIPTED)
 
 
-def make_double(clock, **options: Any) -> DrsDouble:
+def make_simulator(clock, **options: Any) -> DrsSimulator:
     simulation = options.pop(
         "simulation",
         Simulation(speed=SPEED, scenario=SimScenario(source_servers=tuple(SCRIPTED))),
     )
-    return DrsDouble(clock=clock, simulation=simulation, **options)
+    return DrsSimulator(clock=clock, simulation=simulation, **options)
 
 
 @pytest.fixture
-def double(clock) -> DrsDouble:
-    """Overrides conftest's plain double: this one runs a simulation at speed 60."""
-    return make_double(clock)
+def simulator(clock) -> DrsSimulator:
+    """Overrides conftest's plain simulator: this one runs a simulation at speed 60."""
+    return make_simulator(clock)
 
 
 def at(clock, seconds: float) -> None:
@@ -190,7 +190,7 @@ async def test_probability_outcomes_are_drawn_with_the_seed(clock):
             rates=OutcomeRates(launch_failure=0.3, action_failure=0.3, stall=0.2),
             rng=random.Random(seed),
         )
-        sim = DrsDouble(clock=clock, simulation=simulation)
+        sim = DrsSimulator(clock=clock, simulation=simulation)
         ids = server_ids(40, seed=seed)
         sim.start_recovery(
             "us-east-1", {"isDrill": False, "sourceServers": [{"sourceServerID": s} for s in ids]}
@@ -214,7 +214,7 @@ async def test_a_tagged_server_ignores_the_rates(clock):
         scenario=SimScenario(source_servers=tuple(SCRIPTED)),
         rates=OutcomeRates(launch_failure=1.0),
     )
-    sim = DrsDouble(clock=clock, simulation=simulation)
+    sim = DrsSimulator(clock=clock, simulation=simulation)
     behaviours = simulation.behaviours("us-east-1", [NO_ACTIONS, "s-" + "z" * 17], profile=None)
     assert behaviours == {NO_ACTIONS: Behaviour.NO_ACTIONS, "s-" + "z" * 17: Behaviour.LAUNCH_FAILS}
     assert sim.quotas == Quotas()
@@ -223,7 +223,7 @@ async def test_a_tagged_server_ignores_the_rates(clock):
 # ---------------------------------------------------------------- quotas
 
 
-async def test_quota_servers_per_job(raw_post, double):
+async def test_quota_servers_per_job(raw_post, simulator):
     response = await start(raw_post, server_ids(101))
     assert response.status == 402
     assert response.headers["x-amzn-errortype"] == "ServiceQuotaExceededException"
@@ -233,7 +233,7 @@ async def test_quota_servers_per_job(raw_post, double):
     assert (await start(raw_post, server_ids(100))).status == 202
 
 
-async def test_quota_concurrent_jobs_and_their_end(raw_post, clock, double):
+async def test_quota_concurrent_jobs_and_their_end(raw_post, clock, simulator):
     ids = server_ids(21)
     for sid in ids[:20]:
         assert (await start(raw_post, [sid])).status == 202
@@ -246,7 +246,7 @@ async def test_quota_concurrent_jobs_and_their_end(raw_post, clock, double):
     assert (await start(raw_post, [ids[20]])).status == 202
 
 
-async def test_quota_servers_in_active_jobs(raw_post, double):
+async def test_quota_servers_in_active_jobs(raw_post, simulator):
     ids = server_ids(501)
     for offset in range(0, 500, 100):
         assert (await start(raw_post, ids[offset : offset + 100])).status == 202
@@ -272,7 +272,7 @@ async def test_one_active_job_per_source_server(drs_client, clock):
 
 
 async def test_no_quotas_when_turned_off(clock):
-    sim = make_double(clock, quotas=None)
+    sim = make_simulator(clock, quotas=None)
     for _ in range(3):
         sim.start_recovery("us-east-1", {"sourceServers": [{"sourceServerID": HEALTHY}]})
     assert len(sim.active_jobs("us-east-1", clock.time())) == 3
@@ -282,15 +282,15 @@ async def test_no_quotas_when_turned_off(clock):
 
 
 async def test_describe_source_servers_lists_the_inventory_with_behaviour_tags(drs_client, clock):
-    sim = make_double(clock)
+    sim = make_simulator(clock)
     sim.simulation.generated_per_region = 16
     sim.simulation.seed = 4
     generated = generated_source_servers(count=16, region="us-west-2", seed=4)
     assert generated == generated_source_servers(count=16, region="us-west-2", seed=4)
     assert generated != generated_source_servers(count=16, region="us-east-1", seed=4)
-    from drs_poller.simulator.service import serve_drs_double  # noqa: PLC0415
+    from drs_poller.simulator.service import serve_drs_simulator  # noqa: PLC0415
 
-    async with serve_drs_double(sim) as url:
+    async with serve_drs_simulator(sim) as url:
         session = aioboto3.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-west-2"
         )
@@ -329,7 +329,7 @@ async def test_describe_source_servers_conforms(raw_post):
 # ---------------------------------------------------------------- recovery instances
 
 
-async def test_recovery_instances_appear_at_launch_and_terminate(raw_post, clock, double):
+async def test_recovery_instances_appear_at_launch_and_terminate(raw_post, clock, simulator):
     job = (await start(raw_post, [HEALTHY, LAUNCH_FAILS])).body["job"]
     at(clock, LAUNCHED_AT - 5)
     assert (await raw_post("DescribeRecoveryInstances", {})).body["items"] == []
@@ -403,7 +403,7 @@ async def test_terminate_errors(raw_post, clock):
 
 
 async def test_recovery_instances_are_ec2_instances_in_moto(clock, moto_url):
-    sim = make_double(clock, instances=Ec2Instances(moto_url))
+    sim = make_simulator(clock, instances=Ec2Instances(moto_url))
     job = sim.start_recovery(
         "eu-west-1",
         {"sourceServers": [{"sourceServerID": HEALTHY}, {"sourceServerID": NO_ACTIONS}]},
@@ -443,20 +443,20 @@ async def test_new_operations_reject_bad_requests(raw_post):
         assert error_violations("ValidationException", response.body) == []
 
 
-async def test_faults_apply_to_start_recovery(drs_client, double):
-    double.faults.throttle_next = 1
+async def test_faults_apply_to_start_recovery(drs_client, simulator):
+    simulator.faults.throttle_next = 1
     async with drs_client() as client:
         with pytest.raises(ClientError) as caught:
             await client.start_recovery(sourceServers=[{"sourceServerID": HEALTHY}])
         assert caught.value.response["Error"]["Code"] == "ThrottlingException"
-        assert double.jobs("us-east-1") == []
+        assert simulator.jobs("us-east-1") == []
         await client.start_recovery(sourceServers=[{"sourceServerID": HEALTHY}])
-    assert len(double.jobs("us-east-1")) == 1
+    assert len(simulator.jobs("us-east-1")) == 1
 
 
-async def test_calls_record_the_jobs_they_ask_about(raw_post, double):
+async def test_calls_record_the_jobs_they_ask_about(raw_post, simulator):
     job_id = (await start(raw_post, [HEALTHY])).body["job"]["jobID"]
     await raw_post("DescribeJobs", {"filters": {"jobIDs": [job_id]}})
     await raw_post("DescribeJobLogItems", {"jobID": job_id})
     await raw_post("DescribeJobs", {})
-    assert [call.job_ids for call in double.calls] == [(), (job_id,), (job_id,), ()]
+    assert [call.job_ids for call in simulator.calls] == [(), (job_id,), (job_id,), ()]

@@ -7,11 +7,14 @@ Items are plain Python values as the DynamoDB deserializer gives them: numbers a
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from drs_views import job_view, participant
 
+from drs_poller.clock import epoch
 from drs_poller.core.completion import Outcome, server_outcome
 from drs_poller.core.deciding import (
     Decision,
@@ -22,26 +25,23 @@ from drs_poller.core.deciding import (
     is_overdue,
     jobs_to_poll,
 )
-from drs_poller.core.history import epoch
 from drs_poller.core.models import (
     JOB_NOT_FOUND,
-    ActionRun,
     ExecutionType,
     InstanceDetails,
     JobLookup,
     JobStatus,
-    JobView,
     LaunchStatus,
-    Participant,
     RunStatus,
     parse_execution,
 )
 from drs_poller.core.phases import Intervals, Phase
+from drs_poller.settings import load_settings, policy_from
 
 START = 1_800_000_000.0
 NOW = START + 1_000.0
 EAST, WEST = "us-east-1", "eu-west-1"
-POLICY = Policy()
+POLICY = policy_from(load_settings(table_name="executions"))  # the settings' defaults
 FINAL_KINDS = {"finalize"}
 
 
@@ -88,24 +88,7 @@ def _item(*waves: dict[str, Any], execution_type: str | None = "DRILL", **extra:
     return item
 
 
-def _p(
-    source: str = "s-1",
-    launch: LaunchStatus | None = None,
-    *runs: tuple[RunStatus, str | None, str | None],
-    instance: str | None = None,
-) -> Participant:
-    return Participant(
-        source_server_id=source,
-        launch_status=launch,
-        recovery_instance_id=instance,
-        runs=tuple(ActionRun(status=s, name=n, failure_reason=r) for s, n, r in runs),
-    )
-
-
-def _job(
-    status: JobStatus, *participants: Participant, job: str = "drsjob-00000000000000001"
-) -> JobView:
-    return JobView(job_id=job, status=status, servers={p.source_server_id: p for p in participants})
+_p, _job = participant, job_view
 
 
 def _decide(
@@ -644,7 +627,7 @@ def test_execution_without_waves_fails():
 # --- unknown and unobserved jobs --------------------------------------------------------
 
 MAX_POLLS = 3
-UNKNOWN_POLICY = Policy(unknown_job_max_polls=MAX_POLLS)
+UNKNOWN_POLICY = replace(POLICY, unknown_job_max_polls=MAX_POLLS)
 
 
 @pytest.mark.parametrize(
@@ -707,7 +690,7 @@ def test_unknown_job_after_success_changes_nothing():
             JobStatus.STARTED, _p("s-2", LaunchStatus.IN_PROGRESS), job="drsjob-00000000000000002"
         ),
     }
-    decision = _decide(item, jobs, policy=Policy(unknown_job_max_polls=1))
+    decision = _decide(item, jobs, policy=replace(POLICY, unknown_job_max_polls=1))
     s1 = _servers(decision)[0]
     assert "JobNotFoundPolls" not in s1
     assert "Error" not in s1
@@ -817,7 +800,7 @@ def test_failed_server_is_frozen(mode, stored, participant):
 
 
 def test_max_age_fails_every_unfinished_server():
-    policy = Policy(max_execution_age=7200.0)
+    policy = replace(POLICY, max_execution_age=7200.0)
     now = START + 7201.0
     item = _item(
         _wave(
@@ -855,7 +838,7 @@ def test_max_age_fails_every_unfinished_server():
 
 
 def test_below_max_age_and_overdue_is_not_failed():
-    policy = Policy(overdue_after=1800.0, max_execution_age=7200.0)
+    policy = replace(POLICY, overdue_after=1800.0, max_execution_age=7200.0)
     now = START + 7199.0
     item = _item(
         _wave(_server("s-1", "drsjob-00000000000000001", Status="IN_PROGRESS")), Phase="IN_PROGRESS"
@@ -977,7 +960,9 @@ def test_transition_history_is_bounded_by_the_policy():
         _wave(_server("s-1", "drsjob-00000000000000001", Status="X4", TransitionHistory=history))
     )
     job = _job(JobStatus.STARTED, _p("s-1", LaunchStatus.IN_PROGRESS))
-    decision = _decide(item, {"drsjob-00000000000000001": job}, policy=Policy(history_limit=3))
+    decision = _decide(
+        item, {"drsjob-00000000000000001": job}, policy=replace(POLICY, history_limit=3)
+    )
     assert _servers(decision)[0]["TransitionHistory"] == [
         {"status": "X3", "timestamp": Decimal(3)},
         {"status": "X4", "timestamp": Decimal(4)},
@@ -1033,7 +1018,7 @@ def test_custom_intervals_pick_the_phase():
         ),
     }
     assert _decide(item, jobs).phase is Phase.IN_PROGRESS
-    fast_pending = Policy(intervals=Intervals(pending=5.0))
+    fast_pending = replace(POLICY, intervals=replace(POLICY.intervals, pending=5.0))
     assert _decide(item, jobs, policy=fast_pending).phase is Phase.PENDING
 
 
@@ -1129,15 +1114,19 @@ def test_instances_to_describe():
     assert instances_to_describe(parse_execution(item), {}) == {}
 
 
-def test_policy_defaults():
-    assert Policy() == Policy(
-        intervals=Intervals(45.0, 15.0, 30.0, 30.0),
-        post_launch_grace=600.0,
-        unknown_job_max_polls=8,
-        history_limit=20,
-        overdue_after=1800.0,
-        max_execution_age=43200.0,
-        heartbeat_interval=300.0,
+def test_the_policy_takes_its_defaults_from_the_settings():
+    assert (
+        Policy(
+            intervals=Intervals(45.0, 15.0, 30.0, 30.0),
+            post_launch_grace=600.0,
+            launch_actions_wait=600.0,
+            unknown_job_max_polls=8,
+            history_limit=20,
+            overdue_after=1800.0,
+            max_execution_age=43200.0,
+            heartbeat_interval=300.0,
+        )
+        == POLICY
     )
 
 

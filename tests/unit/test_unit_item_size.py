@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from decimal import Decimal
 
 from drs_poller.clients.dynamodb import to_wire
-from drs_poller.core.deciding import Policy, decide
+from drs_poller.core.deciding import decide
 from drs_poller.core.history import append_transition
 from drs_poller.core.models import (
     ActionRun,
@@ -18,6 +19,7 @@ from drs_poller.core.models import (
     RunStatus,
     parse_execution,
 )
+from drs_poller.settings import load_settings, policy_from
 
 DYNAMODB_ITEM_LIMIT = 400 * 1024
 
@@ -70,7 +72,7 @@ def test_a_100_server_execution_stays_far_below_the_item_limit():
             }
         ],
     }
-    policy = Policy(history_limit=20)
+    policy = replace(policy_from(load_settings(table_name="executions")), history_limit=20)
     now = 1_800_000_000.0
     # DRS's launchStatus only moves forward and the daemon never records a step back, so
     # a real server has about five transitions. Worst case anyway: histories that some

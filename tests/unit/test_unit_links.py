@@ -74,18 +74,9 @@ def test_every_relative_link_resolves_inside_the_repository(path):
 
 def test_the_contract_cited_is_the_repositorys_own():
     """Code, tests and docs cite docs/contract.md, never the outside reference."""
-    listed = subprocess.run(
-        [  # noqa: S607 - git from PATH, as everywhere in the tests
-            "git",
-            "grep",
-            "-n",
-            "-I",
-            "shared/CONTRACT",
-            "--",
-            ".",
-            ":!docs/contract.md",
-            ":!tests/unit/test_unit_links.py",
-        ],
+    outside = "shared/" + "CONTRACT"  # split, or this line would be the one found
+    listed = subprocess.run(  # noqa: S603 - a fixed git command, no outside input
+        ["git", "grep", "-n", "-I", outside, "--", ".", ":!docs/contract.md"],  # noqa: S607
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from drs_views import job_view, participant
 
 from drs_poller.core.models import ExecutionType, JobStatus, JobView, LaunchStatus, Participant
 from drs_poller.core.phases import Intervals, Phase, most_urgent, parse_phase, server_phase
+from drs_poller.settings import load_settings, policy_from
 
 DRILL = ExecutionType.DRILL
 RECOVERY = ExecutionType.RECOVERY
 
 
 def _job(status: JobStatus, launch: LaunchStatus | str | None = "absent") -> JobView:
-    servers = {}
-    if launch != "absent":
-        assert launch is None or isinstance(launch, LaunchStatus)
-        servers["s-1"] = Participant(
-            source_server_id="s-1", launch_status=launch, recovery_instance_id=None, runs=()
-        )
-    return JobView(job_id="drsjob-1", status=status, servers=servers)
+    """A job with server s-1 at ``launch`` ("absent": the job does not list it)."""
+    if launch == "absent":
+        return job_view(status)
+    assert launch is None or isinstance(launch, LaunchStatus)
+    return job_view(status, participant("s-1", launch))
 
 
 PHASES = [
@@ -102,7 +104,7 @@ def test_server_phase_looks_up_the_right_server():
 
 
 P, ST, IP, PL = Phase.PENDING, Phase.STARTED, Phase.IN_PROGRESS, Phase.POST_LAUNCH
-DEFAULT = Intervals()
+DEFAULT = policy_from(load_settings(table_name="executions")).intervals  # the settings' defaults
 EQUAL = Intervals(pending=10, started=10, in_progress=10, post_launch=10)
 
 URGENT = [
@@ -116,9 +118,9 @@ URGENT = [
     ("equal: started first", EQUAL, [P, PL, IP, ST], ST),
     ("equal: in_progress before post_launch", EQUAL, [P, PL, IP], IP),
     ("equal: post_launch before pending", EQUAL, [P, PL], PL),
-    ("custom: pending shortest", Intervals(pending=5), [P, ST, IP, PL], P),
-    ("custom: post_launch shortest", Intervals(post_launch=1.5), [P, ST, IP, PL], PL),
-    ("custom: interval beats urgency", Intervals(started=40, in_progress=35), [ST, IP], IP),
+    ("custom: pending shortest", replace(DEFAULT, pending=5), [P, ST, IP, PL], P),
+    ("custom: post_launch shortest", replace(DEFAULT, post_launch=1.5), [P, ST, IP, PL], PL),
+    ("custom: interval beats urgency", replace(DEFAULT, started=40, in_progress=35), [ST, IP], IP),
     (
         "custom tie pending/post_launch",
         Intervals(pending=8, started=20, in_progress=20, post_launch=8),

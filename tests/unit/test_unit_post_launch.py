@@ -5,11 +5,13 @@ evidence that a TERMINATED server launched. Pure tables on hand-built items."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from drs_poller.clock import epoch
 from drs_poller.core.completion import Outcome, server_outcome
 from drs_poller.core.deciding import (
     NOT_RUN,
@@ -21,7 +23,6 @@ from drs_poller.core.deciding import (
     terminations_to_check,
     unknown_values,
 )
-from drs_poller.core.history import epoch
 from drs_poller.core.models import (
     ActionRun,
     ExecutionType,
@@ -38,12 +39,17 @@ from drs_poller.core.models import (
     parse_execution,
 )
 from drs_poller.core.phases import Phase
+from drs_poller.settings import load_settings, policy_from
 
 START = 1_800_000_000.0
 NOW = START + 2_000.0
 EAST = "us-east-1"
 JOB = "drsjob-00000000000000001"
-POLICY = Policy(launch_actions_wait=600.0, post_launch_grace=600.0)
+POLICY = replace(
+    policy_from(load_settings(table_name="executions")),
+    launch_actions_wait=600.0,
+    post_launch_grace=600.0,
+)
 LAUNCHED, TERMINATED = LaunchStatus.LAUNCHED, LaunchStatus.TERMINATED
 OK, BAD, RUNNING = RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.IN_PROGRESS
 A1, A2, A3 = (f"00000000-0000-4000-8000-00000000000{n}" for n in (1, 2, 3))
@@ -396,7 +402,7 @@ def test_an_unknown_job_status_counts_as_started():
 
 
 def test_the_maximum_age_names_the_unknown_value():
-    policy = Policy(max_execution_age=1_000.0)
+    policy = replace(POLICY, max_execution_age=1_000.0)
     job = _job(_p("s-1", Unknown("launchStatus", "BOOTING")))
     decision = _decide(_item(_server("s-1"), mode="DRILL"), job, policy=policy)
     assert decision.final_status == "FAILED"

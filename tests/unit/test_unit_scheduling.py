@@ -40,7 +40,7 @@ def test_pops_in_due_order():
 
 def test_equal_due_times_pop_in_schedule_order():
     queue = _queue({"x": 5.0, "y": 5.0, "z": 5.0})
-    assert [due.key for due in queue.pop_due(5.0)] == ["x", "y", "z"]
+    assert [due.name for due in queue.pop_due(5.0)] == ["x", "y", "z"]
 
 
 POPS = [
@@ -67,7 +67,7 @@ POPS = [
 def test_pop_due(now, window, limit, keys):
     queue = _queue({"a": 10.0, "b": 20.0, "c": 30.0})
     popped = queue.pop_due(now, window=window, limit=limit)
-    assert [due.key for due in popped] == keys
+    assert [due.name for due in popped] == keys
     assert len(queue) == 3 - len(keys)
     for key in keys:
         assert key not in queue
@@ -181,10 +181,10 @@ def test_many_reschedules_with_discards_and_pops():
             popped = queue.pop_due(now, limit=3)
             due_now = sorted(d for d in model.values() if d <= now)[:3]
             assert [entry.due for entry in popped] == due_now, step
-            assert all(model[entry.key] == entry.due for entry in popped), step
-            assert len({entry.key for entry in popped}) == len(popped), step
+            assert all(model[entry.name] == entry.due for entry in popped), step
+            assert len({entry.name for entry in popped}) == len(popped), step
             for entry in popped:
-                del model[entry.key]
+                del model[entry.name]
         assert len(queue) == len(model)
         assert queue.next_due() == (min(model.values()) if model else None)
 

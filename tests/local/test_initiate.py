@@ -15,22 +15,22 @@ import pytest
 from drs_poller import cli
 from drs_poller.clients.dynamodb import to_python
 from drs_poller.clock import SystemClock
-from drs_poller.localstack.initiate import (
+from drs_poller.local.initiate import (
     EXECUTION_TAG,
     Initiator,
     Inventory,
     NotEnoughSourceServers,
 )
-from drs_poller.localstack.scenarios import (
+from drs_poller.local.scenarios import (
     ExecutionPlan,
     ScenarioKind,
     WavePlan,
     plan_workload,
 )
-from drs_poller.localstack.stack import local_stack
-from drs_poller.localstack.table import create_table
+from drs_poller.local.stack import local_stack
+from drs_poller.local.table import create_table
 from drs_poller.simulator.behaviour import Behaviour, Quotas, Simulation
-from drs_poller.simulator.service import DrsDouble
+from drs_poller.simulator.service import DrsSimulator
 
 SPEED = 600.0  # a drill's job is active for (13.5 min + 30 s + 6 min) / 600 = 2 s
 
@@ -46,12 +46,12 @@ def drill(n: int, servers: int = 2) -> ExecutionPlan:
 
 @pytest.fixture
 async def stack(moto_url):
-    double = DrsDouble(
+    simulator = DrsSimulator(
         clock=SystemClock(),
         simulation=Simulation(speed=SPEED, generated_per_region=64, seed=1),
         quotas=Quotas(max_concurrent_jobs=2),
     )
-    async with local_stack(clock=double.clock, moto_url=moto_url, double=double) as stack:
+    async with local_stack(clock=simulator.clock, moto_url=moto_url, simulator=simulator) as stack:
         yield stack
 
 
@@ -78,11 +78,11 @@ async def test_quotas_are_waited_out_and_never_exceeded(stack, table):
     ) as initiator:
         await initiator.run(plans, started_at=time.time())
 
-    double = stack.drs
-    refused = [c for c in double.calls if c.operation == "StartRecovery" and c.status == 402]
+    simulator = stack.drs
+    refused = [c for c in simulator.calls if c.operation == "StartRecovery" and c.status == 402]
     assert refused, "five jobs against a quota of two must have been refused at least once"
     assert any("ServiceQuotaExceededException, retrying" in event for event in events)
-    jobs = double.jobs("us-east-1")
+    jobs = simulator.jobs("us-east-1")
     assert len(jobs) == 5
     # At no moment were more than two jobs active.
     for job in jobs:
@@ -173,7 +173,7 @@ async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
 
 
 async def test_initiate_command_line(stack, moto_url):
-    # The stack's double allows two concurrent jobs; the command waits that out too.
+    # The stack's simulator allows two concurrent jobs; the command waits that out too.
     table = f"initiate-cli-{uuid.uuid4().hex[:8]}"
     env = {
         key: value

@@ -18,7 +18,7 @@ from drs_poller.core.models import FINAL_STATUSES
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from drs_poller.localstack.scenarios import ExecutionPlan
+    from drs_poller.local.scenarios import ExecutionPlan
 
 # In plain mode, a progress line at least this often (seconds), and whenever the
 # number of finished executions changes.

@@ -1,20 +1,23 @@
-"""The benchmark's indexed DRS double answers exactly as the project's double does."""
+"""The benchmark's indexed DRS simulator answers exactly as the project's simulator does."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.recording import IndexedDrsDouble
+from benchmarks.recording import IndexedDrsSimulator
 from drs_poller.clock import ManualClock
-from drs_poller.simulator.service import DrsDouble
+from drs_poller.simulator.service import DrsSimulator
 from drs_poller.simulator.timelines import JobScript, ServerScript, standard_timeline
 
 REGION = "us-east-1"
 
 
-def _doubles():
+def _simulators():
     clock = ManualClock(start=1_800_000_000.0)
-    doubles = (DrsDouble(clock=clock, page_size=2), IndexedDrsDouble(clock=clock, page_size=2))
+    doubles = (
+        DrsSimulator(clock=clock, page_size=2),
+        IndexedDrsSimulator(clock=clock, page_size=2),
+    )
     for n in range(6):
         sid, jid = f"s-{n:017d}", f"drsjob-{n:017d}"
         script = JobScript(
@@ -25,8 +28,8 @@ def _doubles():
             servers=(ServerScript(sid, recovery_instance_id=f"i-{n:017d}"),),
             timeline=standard_timeline([sid], pending=10, started=5, launching=10),
         )
-        for double in doubles:
-            double.add_job(script)
+        for simulator in doubles:
+            simulator.add_job(script)
     clock.advance(30)  # every existing job has launched
     return doubles
 
@@ -40,7 +43,7 @@ def _doubles():
     ],
 )
 def test_describe_jobs_answers_match(body):
-    stock, indexed = _doubles()
+    stock, indexed = _simulators()
     assert indexed.describe_jobs(REGION, dict(body)) == stock.describe_jobs(REGION, dict(body))
 
 
@@ -53,7 +56,7 @@ def test_describe_jobs_answers_match(body):
     ],
 )
 def test_describe_recovery_instances_answers_match(body):
-    stock, indexed = _doubles()
+    stock, indexed = _simulators()
     assert indexed.describe_recovery_instances(
         REGION, dict(body)
     ) == stock.describe_recovery_instances(REGION, dict(body))

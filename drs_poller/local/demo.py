@@ -29,22 +29,22 @@ from drs_poller.clients.paging import paginate
 from drs_poller.clock import SystemClock
 from drs_poller.core.models import FINAL_STATUSES
 from drs_poller.engine.daemon import Daemon
-from drs_poller.localstack.initiate import Initiator, NotEnoughSourceServers
-from drs_poller.localstack.scenarios import PRIMARY_REGION, ExecutionPlan, plan_workload
-from drs_poller.localstack.stack import LOOPBACK, LocalStack, local_stack, moto_server
-from drs_poller.localstack.table import init_tables
-from drs_poller.localstack.view import LiveView, build_rows
+from drs_poller.local.initiate import Initiator, NotEnoughSourceServers
+from drs_poller.local.scenarios import PRIMARY_REGION, ExecutionPlan, plan_workload
+from drs_poller.local.stack import LOOPBACK, LocalStack, local_stack, moto_server
+from drs_poller.local.table import init_tables
+from drs_poller.local.view import LiveView, build_rows
 from drs_poller.observability.logs import configure_logging
 from drs_poller.settings import Settings, SettingsError, load_settings
 from drs_poller.simulator.instances import Ec2Instances
-from drs_poller.simulator.standalone import SimulatorOptions, build_double
+from drs_poller.simulator.standalone import SimulatorOptions, build_simulator
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from types_aiobotocore_dynamodb.client import DynamoDBClient
 
-    from drs_poller.simulator.service import DrsDouble
+    from drs_poller.simulator.service import DrsSimulator
 
 EXIT_OK = 0
 EXIT_UNEXPECTED_END = 1
@@ -216,11 +216,11 @@ async def read_table(dynamodb: DynamoDBClient, table_name: str) -> dict[str, dic
 
 
 def drs_calls_per_execution(
-    double: DrsDouble, reports_jobs: Mapping[str, set[str]]
+    simulator: DrsSimulator, reports_jobs: Mapping[str, set[str]]
 ) -> dict[str, int]:
     """Calls that asked about each execution's jobs; a batched call counts for each one."""
     counts = dict.fromkeys(reports_jobs, 0)
-    for call in double.calls:
+    for call in simulator.calls:
         asked = set(call.job_ids)
         if not asked:
             continue
@@ -511,7 +511,7 @@ async def execute_demo(options: DemoOptions, *, moto_url: str | None = None) -> 
         if moto_url is None:
             moto_url = await stack_scope.enter_async_context(moto_server())
         # The simulator exactly as `drs-poller simulate` builds it, instances in moto's EC2.
-        double = build_double(
+        simulator = build_simulator(
             SimulatorOptions(
                 speed=options.speed,
                 seed=options.seed,
@@ -523,7 +523,9 @@ async def execute_demo(options: DemoOptions, *, moto_url: str | None = None) -> 
             instances=Ec2Instances(moto_url),
         )
         stack = await stack_scope.enter_async_context(
-            local_stack(clock=double.clock, region=PRIMARY_REGION, moto_url=moto_url, double=double)
+            local_stack(
+                clock=simulator.clock, region=PRIMARY_REGION, moto_url=moto_url, simulator=simulator
+            )
         )
         session = stack.session()
         dynamodb = await stack_scope.enter_async_context(

@@ -9,7 +9,7 @@ import aioboto3
 import pytest
 
 from drs_poller import cli
-from drs_poller.localstack.table import (
+from drs_poller.local.table import (
     lease_table_definition,
     schema_differences,
     table_definition,

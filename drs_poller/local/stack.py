@@ -1,4 +1,4 @@
-"""An embedded local stack: moto server (DynamoDB, EC2) and the DRS double, on loopback.
+"""An embedded local stack: moto server (DynamoDB, EC2) and the DRS simulator, on loopback.
 
 moto's in-process ``mock_aws`` does not intercept aiobotocore, so moto runs as a
 real HTTP server in a thread, and the daemon talks to it through its real clients.
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import aioboto3
 
-from drs_poller.simulator.service import DrsDouble, Faults, serve_drs_double
+from drs_poller.simulator.service import DrsSimulator, Faults, serve_drs_simulator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -47,7 +47,7 @@ def compressed_durations(speed: float) -> dict[str, float]:
 class LocalStack:
     moto_url: str
     drs_url: str
-    drs: DrsDouble
+    drs: DrsSimulator
     region: str
 
     def session(self, region: str | None = None) -> aioboto3.Session:
@@ -77,17 +77,17 @@ async def local_stack(
     faults: Faults | None = None,
     page_size: int | None = None,
     moto_url: str | None = None,
-    double: DrsDouble | None = None,
+    simulator: DrsSimulator | None = None,
 ) -> AsyncIterator[LocalStack]:
-    """Start the DRS double (and moto server, unless ``moto_url`` names a running one).
+    """Start the DRS simulator (and moto server, unless ``moto_url`` names a running one).
 
-    ``double`` serves a double configured elsewhere (the demo's simulator); ``faults``
+    ``simulator`` serves a simulator configured elsewhere (the demo's simulator); ``faults``
     and ``page_size`` then do not apply.
     """
-    double = double or DrsDouble(clock=clock, faults=faults, page_size=page_size)
-    async with serve_drs_double(double, host=LOOPBACK, port=0) as drs_url:
+    simulator = simulator or DrsSimulator(clock=clock, faults=faults, page_size=page_size)
+    async with serve_drs_simulator(simulator, host=LOOPBACK, port=0) as drs_url:
         if moto_url is not None:
-            yield LocalStack(moto_url=moto_url, drs_url=drs_url, drs=double, region=region)
+            yield LocalStack(moto_url=moto_url, drs_url=drs_url, drs=simulator, region=region)
             return
         async with moto_server() as url:
-            yield LocalStack(moto_url=url, drs_url=drs_url, drs=double, region=region)
+            yield LocalStack(moto_url=url, drs_url=drs_url, drs=simulator, region=region)

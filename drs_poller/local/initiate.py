@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 from drs_poller.clients.dynamodb import item_key, to_python, to_wire
 from drs_poller.clients.paging import paginate
 from drs_poller.core.models import FINAL_STATUSES, ExecutionStatus
-from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
 from drs_poller.simulator.behaviour import BEHAVIOUR_TAG, Behaviour
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import aioboto3
     from types_aiobotocore_dynamodb.client import DynamoDBClient
 
-    from drs_poller.localstack.scenarios import ExecutionPlan
+    from drs_poller.local.scenarios import ExecutionPlan
 
 # Errors that say "not now": DRS quotas, a busy source server, throttling, 5xx.
 WAIT_AND_RETRY = frozenset(

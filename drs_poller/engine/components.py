@@ -1,0 +1,184 @@
+"""The daemon's components, built in one place from the settings: the clients, the
+store, the engine's state, the poller, the answerer of task tokens, and the root loops
+(the discoverer, the dispatcher, the senders of answers and, with a lease table, the
+keeper of leases).
+
+:func:`build_components` starts nothing. The daemon starts the loops and stops them;
+the tests build the same object and run the same loops on a :class:`ManualClock`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from drs_poller.clients.answer_records import AnswerRecords
+from drs_poller.clients.aws import ClientPool
+from drs_poller.clients.calling import Caller
+from drs_poller.clients.drs import DrsAdapter
+from drs_poller.clients.dynamodb import ExecutionStore
+from drs_poller.clients.ec2 import Ec2Adapter
+from drs_poller.clients.leases import LeaseTable
+from drs_poller.clients.stepfunctions import StepFunctionsAdapter
+from drs_poller.core.backoff import BackoffPolicy
+from drs_poller.engine.answering import Answerer
+from drs_poller.engine.discovery import Discoverer
+from drs_poller.engine.dispatching import Dispatcher
+from drs_poller.engine.leasing import LeaseKeeper, default_replica_id
+from drs_poller.engine.polling import Poller
+from drs_poller.engine.state import EngineState
+from drs_poller.engine.tracking import queue_name
+from drs_poller.settings import policy_from
+
+if TYPE_CHECKING:
+    import random
+
+    import aioboto3
+
+    from drs_poller.clock import Clock
+    from drs_poller.observability.health import Health
+    from drs_poller.observability.metrics import Metrics
+    from drs_poller.settings import Settings
+
+
+@dataclass(frozen=True)
+class Components:
+    clients: ClientPool
+    store: ExecutionStore
+    state: EngineState
+    poller: Poller
+    discoverer: Discoverer
+    dispatcher: Dispatcher
+    leases: LeaseKeeper | None
+    answerer: Answerer
+
+    def may_poll(self) -> bool:
+        """Without a lease table, always; with one, while our lease is valid."""
+        return self.leases is None or self.leases.may_poll()
+
+    async def aclose(self) -> None:
+        await self.clients.aclose()
+
+
+def build_components(
+    settings: Settings,
+    *,
+    session: aioboto3.Session,
+    region: str,
+    clock: Clock,
+    metrics: Metrics,
+    health: Health,
+    rng: random.Random | None = None,
+) -> Components:
+    clients = ClientPool(
+        session=session,
+        settings=settings,
+        endpoints={
+            "dynamodb": settings.dynamodb_endpoint_url,
+            "drs": settings.drs_endpoint_url,
+            "ec2": settings.ec2_endpoint_url,
+            "stepfunctions": settings.stepfunctions_endpoint_url,
+        },
+    )
+    caller = Caller(
+        metrics=metrics,
+        clock=clock,
+        policy=BackoffPolicy(
+            base=settings.backoff_base,
+            cap=settings.backoff_cap,
+            max_attempts=settings.max_attempts,
+            max_retry_after=settings.max_retry_after,
+        ),
+        max_concurrent=settings.max_concurrent_calls,
+        max_per_region=settings.max_concurrent_calls_per_region,
+        rng=rng,
+    )
+    store = ExecutionStore(
+        clients=clients,
+        caller=caller,
+        region=region,
+        table=settings.table_name,
+        index=settings.status_index,
+    )
+    state = EngineState(
+        metrics=metrics,
+        policy=policy_from(settings),
+        tombstone_seconds=3 * settings.discovery_interval,
+    )
+    poller = Poller(
+        drs=DrsAdapter(clients=clients, caller=caller),
+        ec2=Ec2Adapter(clients=clients, caller=caller),
+        store=store,
+        state=state,
+        metrics=metrics,
+        clock=clock,
+        write_attempts=settings.write_attempts,
+        max_concurrent_writes=settings.max_concurrent_writes,
+    )
+    answerer = Answerer(
+        stepfunctions=StepFunctionsAdapter(clients=clients, caller=caller, region=region),
+        records=AnswerRecords(
+            clients=clients,
+            caller=caller,
+            region=region,
+            table=settings.table_name,
+            index=settings.status_index,
+        ),
+        store=store,
+        metrics=metrics,
+        clock=clock,
+        heartbeat_interval=settings.task_heartbeat_interval,
+        max_execution_age=settings.max_execution_age,
+        may_sweep=lambda key, item: state.owns(queue_name(*key), dict(item)),
+    )
+    poller.answerer = answerer
+    leases: LeaseKeeper | None = None
+    if settings.lease_table_name:
+        leases = LeaseKeeper(
+            table=LeaseTable(
+                clients=clients,
+                caller=caller,
+                region=region,
+                table=settings.lease_table_name,
+                group=settings.lease_group or settings.table_name,
+            ),
+            state=state,
+            metrics=metrics,
+            clock=clock,
+            replica_id=settings.replica_id or default_replica_id(),
+            lease_time=settings.lease_time,
+            discovery_interval=settings.discovery_interval,
+        )
+        state.me = leases.replica_id
+        state.members = ()  # nothing is ours before the first renewal
+    discoverer = Discoverer(
+        store=store,
+        state=state,
+        metrics=metrics,
+        health=health,
+        clock=clock,
+        interval=settings.discovery_interval,
+        full_interval=settings.full_discovery_interval,
+        jobs_per_shard=settings.shard_jobs,
+        fetch_concurrency=settings.max_concurrent_writes,
+    )
+    dispatcher = Dispatcher(
+        state=state,
+        poller=poller,
+        metrics=metrics,
+        health=health,
+        clock=clock,
+        coalesce_window=settings.coalesce_window,
+        max_inflight_batches=settings.max_inflight_batches,
+        may_poll=lambda: leases is None or leases.may_poll(),
+    )
+    return Components(
+        clients=clients,
+        store=store,
+        state=state,
+        poller=poller,
+        discoverer=discoverer,
+        dispatcher=dispatcher,
+        leases=leases,
+        answerer=answerer,
+    )
