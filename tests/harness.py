@@ -24,7 +24,11 @@ from drs_poller.clock import ManualClock, SystemClock
 from drs_poller.engine.daemon import Daemon
 from drs_poller.localstack.initiator import ExecutionSpec, ServerSpec, WaveSpec, execution_item
 from drs_poller.localstack.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack
-from drs_poller.localstack.table import create_table, lease_table_definition
+from drs_poller.localstack.table import (
+    DEFAULT_PROJECTION,
+    create_table,
+    lease_table_definition,
+)
 from drs_poller.observability.metrics import Metrics
 from drs_poller.settings import load_settings
 from drs_poller.simulator.timelines import (
@@ -230,6 +234,7 @@ class World:
         )
         await daemon.open()
         self.daemons.append(daemon)
+        await daemon.check_index()  # as start-up does: the StatusIndex's projection
         return daemon
 
     async def step(self, daemon: Daemon, seconds: float = 0.0, *, discover: bool = True) -> int:
@@ -265,12 +270,19 @@ class World:
 
 
 @pytest.fixture
-async def world(clock, moto_url):
+def projection() -> str:
+    """What the world's StatusIndex projects: init-table's default unless a test
+    parametrizes ``projection`` (ALL, KEYS_ONLY, INCLUDE)."""
+    return DEFAULT_PROJECTION
+
+
+@pytest.fixture
+async def world(clock, moto_url, projection):
     async with local_stack(clock=clock, region=REGION, moto_url=moto_url) as stack:
         session = stack.session()
         async with session.client("dynamodb", endpoint_url=moto_url) as ddb:
             table = f"executions-{uuid.uuid4().hex[:12]}"
-            await create_table(ddb, table)
+            await create_table(ddb, table, projection=projection)
             w = World(stack=stack, clock=clock, table=table, ddb=ddb)
             try:
                 yield w
