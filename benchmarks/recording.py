@@ -255,9 +255,23 @@ def index_write_units(old: dict[str, Any] | None, new: dict[str, Any] | None) ->
     return write_units(item_size(new))
 
 
+_BOOKKEEPING = frozenset({"LastPolledTime", "PollAttempts"})
+
+
+def _without_bookkeeping(value: Any) -> Any:
+    """A wire value without the per-poll bookkeeping (a server's LastPolledTime and
+    PollAttempts), which every write refreshes."""
+    if isinstance(value, dict):
+        return {k: _without_bookkeeping(v) for k, v in value.items() if k not in _BOOKKEEPING}
+    if isinstance(value, list):
+        return [_without_bookkeeping(v) for v in value]
+    return value
+
+
 def _digest(item: dict[str, Any]) -> str:
-    """What a write's kind is told from: the item's Waves and Phase."""
-    text = json.dumps([item.get("Waves"), item.get("Phase")], sort_keys=True)
+    """What a write's kind is told from: the item's Waves (without bookkeeping) and Phase."""
+    waves = _without_bookkeeping(item.get("Waves"))
+    text = json.dumps([waves, item.get("Phase")], sort_keys=True)
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 

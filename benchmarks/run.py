@@ -35,6 +35,7 @@ from benchmarks.recording import (
     serve_dynamodb_proxy,
     serve_recorded_drs,
 )
+from benchmarks.sizes import item_size
 from benchmarks.workloads import REGIONS, WORKLOADS, Workload, seed_workload
 from drs_poller.clients.dynamodb import to_python, to_wire
 from drs_poller.clock import SystemClock
@@ -389,6 +390,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             entry["writes"] += 1
             entry["table"] += dcall.table_write_units
             entry["index"] += dcall.index_write_units
+    sizes = sorted(item_size({k: to_wire(v) for k, v in item.items()}) for item in finals.values())
     read_units = sum(c.read_units for c in dynamo_calls)
     table_writes = sum(c.table_write_units for c in dynamo_calls)
     index_writes = sum(c.index_write_units for c in dynamo_calls)
@@ -418,6 +420,10 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             "index_write_units": index_writes,
             "write_units": table_writes + index_writes,
             "write_units_by_kind": by_kind,
+            "final_item_bytes": {
+                "mean": round(sum(sizes) / len(sizes)) if sizes else 0,
+                "max": sizes[-1] if sizes else 0,
+            },
             "unpriced_operations": dict(dynamo_recorder.unpriced),
         },
         "per_real_hour": {

@@ -133,12 +133,13 @@ class Settings(BaseSettings):
         ),
     )
     heartbeat_interval: float = Field(
-        default=300.0,
+        default=900.0,
         ge=1,
         le=3600,
         description=(
             "Seconds. When a poll changes nothing, LastPolledTime is still written at most this "
-            "often, so a reader can tell a quiet execution from an abandoned one."
+            "often, so a reader can tell a quiet execution from an abandoned one (older than "
+            "this: abandoned). Each such write costs the whole item in write units."
         ),
     )
 

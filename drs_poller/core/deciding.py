@@ -72,7 +72,7 @@ class Policy:
     history_limit: int = 20
     overdue_after: float = 1800.0
     max_execution_age: float = 43200.0
-    heartbeat_interval: float = 300.0
+    heartbeat_interval: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from faultproxy import FaultProxy, rewrite_json
 from harness import REGION, ServerSnapshot, metric, server_id, servers_of
 
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.core.backoff import ErrorKind
+from drs_poller.engine.daemon import StartupError
 from drs_poller.engine.tracking import queue_key
 from drs_poller.localstack.initiator import ServerSpec
+from drs_poller.localstack.table import index_projection_definition
 
 S1, S2, S3 = server_id(1), server_id(2), server_id(3)
 LONG_RUNNING: list[Any] = [(0, "STARTED", {})]  # never finishes
@@ -312,3 +315,128 @@ async def test_a_lean_pass_offers_no_stale_copy_to_a_poll_in_flight(world):
     tracked.in_flight = True
     assert await daemon.discover_once() == 1
     assert tracked.newer_item is None
+
+
+def leave_unprocessed(table: str, *, keep: int) -> Any:
+    """A BatchGetItem answer that returns ``keep`` items and hands the others back as
+    ``UnprocessedKeys``, as DynamoDB does under load."""
+
+    def transform(body: dict[str, Any]) -> dict[str, Any]:
+        items = body["Responses"][table]
+        body["Responses"][table] = items[:keep]
+        keys = [{"ExecutionId": i["ExecutionId"], "PlanId": i["PlanId"]} for i in items[keep:]]
+        body["UnprocessedKeys"] = {table: {"Keys": keys, "ConsistentRead": True}}
+        return body
+
+    return rewrite_json(transform)
+
+
+def record_sleeps(daemon: Any) -> list[float]:
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    daemon.store._caller.sleep = sleep
+    return sleeps
+
+
+def batch_sizes(proxy: FaultProxy, table: str) -> list[int]:
+    return [
+        len(r.request.json["RequestItems"][table]["Keys"])
+        for r in proxy.select("BatchGetItem")
+        if r.request is not None
+    ]
+
+
+@EVERY_PROJECTION
+async def test_unprocessed_keys_are_asked_for_again_after_a_jittered_backoff(world, projection):
+    async with FaultProxy(world.stack.moto_url, seed=3, keep_requests=True) as proxy:
+        daemon = await world.daemon(
+            dynamodb_endpoint_url=proxy.url, full_discovery_interval=3600, max_attempts=5
+        )
+        sleeps = record_sleeps(daemon)
+        await world.step(daemon)
+        for n in range(3):
+            await put_running(world, f"ex{n}")
+        proxy.add(leave_unprocessed(world.table, keep=1), operation="BatchGetItem", times=1)
+        assert await daemon.discover_once() == 3  # a lean pass: three new executions
+        assert batch_sizes(proxy, world.table) == [3, 2]  # the two left over, asked again
+        assert len(daemon.state.tracked) == 3
+        assert len(sleeps) == 1
+        assert 0 <= sleeps[0] <= 0.001  # full jitter under BACKOFF_BASE (0.001 here)
+        retries = {"service": "dynamodb", "operation": "BatchGetItem"}
+        assert metric(daemon, "drs_poller_aws_retries_total", retries) == 1
+
+
+@EVERY_PROJECTION
+async def test_keys_left_unprocessed_for_good_are_read_by_a_later_pass(world, projection):
+    async with FaultProxy(world.stack.moto_url, seed=3, keep_requests=True) as proxy:
+        daemon = await world.daemon(
+            dynamodb_endpoint_url=proxy.url, full_discovery_interval=3600, max_attempts=3
+        )
+        sleeps = record_sleeps(daemon)
+        await world.step(daemon)
+        await put_running(world, "ex")
+        rule = proxy.add(leave_unprocessed(world.table, keep=0), operation="BatchGetItem")
+        assert await daemon.discover_once() == 0  # given up after MAX_ATTEMPTS requests
+        assert batch_sizes(proxy, world.table) == [1, 1, 1]
+        assert len(sleeps) == 2
+        assert daemon.state.tracked == {}
+        proxy.remove(rule)
+        assert await daemon.discover_once() == 1
+        assert queue_key("ex", "plan-local") in daemon.state.tracked
+
+
+@pytest.mark.parametrize(
+    ("projection", "switch_to"),
+    [("ALL", "KEYS_ONLY"), ("ALL", "INCLUDE"), ("KEYS_ONLY", "ALL")],
+)
+async def test_a_projection_switch_between_two_runs(world, projection, switch_to):
+    """docs/operations.md's move: a new index with the other projection next to the old
+    one, then the daemon restarted on it (DRS_POLLER_STATUS_INDEX)."""
+    job = world.job(
+        [S1, S2],
+        [
+            (0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS"), S2: ServerSnapshot("IN_PROGRESS")}),
+            (120, "COMPLETED", {S1: ServerSnapshot("LAUNCHED"), S2: ServerSnapshot("LAUNCHED")}),
+        ],
+    )
+    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job), ServerSpec(S2, job)])]))
+    first = await world.daemon()
+    await world.step(first)
+    await world.step(first, 45)
+    before = await world.get("ex")
+    assert servers_of(before)[0]["Status"] == "IN_PROGRESS"
+
+    await world.ddb.update_table(
+        TableName=world.table,
+        AttributeDefinitions=[
+            {"AttributeName": "Status", "AttributeType": "S"},
+            {"AttributeName": "StartTime", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexUpdates=[
+            {
+                "Create": {
+                    "IndexName": "StatusIndexNext",
+                    "KeySchema": [
+                        {"AttributeName": "Status", "KeyType": "HASH"},
+                        {"AttributeName": "StartTime", "KeyType": "RANGE"},
+                    ],
+                    "Projection": index_projection_definition(switch_to),
+                }
+            }
+        ],
+    )
+    second = await world.daemon(status_index="StatusIndexNext")
+    assert second.store.projection.kind == switch_to
+    item = await world.run_until_final(second, "ex", step=30)
+    assert item["Status"] == "COMPLETED"
+    for server in servers_of(item):
+        statuses = [entry["status"] for entry in server["TransitionHistory"]]
+        assert statuses == ["IN_PROGRESS", "LAUNCHED"]  # nothing lost or repeated
+
+
+async def test_a_missing_status_index_stops_start_up_naming_it(world):
+    with pytest.raises(StartupError, match="no global secondary index Nope"):
+        await world.daemon(status_index="Nope")
