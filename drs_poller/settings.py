@@ -119,8 +119,9 @@ class Settings(BaseSettings):
         le=86400,
         description=(
             "Seconds between discovery passes that read every POLLING item whole; the "
-            "passes between read each item's key and PollerRevision only, and GetItem "
-            "just the new, peer-written or waiting ones. 0: every pass reads whole items."
+            "passes between read each item's key (and PollerRevision where the index "
+            "projects it) only, and BatchGetItem just the new, peer-written or waiting ones. "
+            "0: every pass reads whole items."
         ),
     )
     coalesce_window: float = Field(

@@ -300,19 +300,6 @@ class ExecutionStore:
         ):
             yield [to_python(item) for item in page.get("Items") or []]
 
-    async def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
-        client = await self._client()
-        result: dict[str, Any] = await self._caller.call(
-            service="dynamodb",
-            operation="GetItem",
-            region=self._region,
-            send=lambda: client.get_item(
-                TableName=self._table, Key=item_key(key), ConsistentRead=True
-            ),
-        )
-        item = result.get("Item")
-        return to_python(item) if item else None
-
     async def get_many(
         self, keys: Sequence[tuple[str, str]], *, consistent: bool = True
     ) -> dict[tuple[str, str], dict[str, Any]]:
