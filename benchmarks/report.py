@@ -265,6 +265,33 @@ def plots(results: dict[str, dict[str, Any]]) -> list[str]:
     return made
 
 
+def _measured(result: dict[str, Any], load: str) -> str:
+    m = result["machine"]
+    machine = f"{m['nproc']} cores ({m['cpu_model']}), {m['memory_gb']} GB, Python {m['python']}"
+    runs = {
+        tracker: figures
+        for tracker, figures in result["trackers"].items()
+        if figures.get("measured_at") and figures.get("command")
+    }
+    if not runs:
+        return (
+            f"Measured {result['measured_at']} with `{result['command']}` on {machine}; "
+            f"load average at start {load}. No other test or benchmark ran on the machine "
+            "meanwhile; the load average includes work that ended just before."
+        )
+    each = "; ".join(
+        f"{tracker} at {figures['measured_at']} with `{figures['command']}`, load average at "
+        f"start {', '.join(f'{x:.2f}' for x in figures.get('load_average_at_start') or ())}"
+        for tracker, figures in runs.items()
+    )
+    shared = "" if not result.get("shared_machine") else f" {result['shared_machine']}"
+    return (
+        f"Measured on {machine}, each tracker in its own run: {each}.{shared} Request and "
+        "unit counts do not depend on the machine's load; timings (lateness, detection, "
+        "CPU) do."
+    )
+
+
 def render(results: dict[str, dict[str, Any]], made: list[str]) -> str:
     lines = [
         "# Benchmarks: drs-poller against the Lambda finder/poller design",
@@ -289,13 +316,7 @@ def render(results: dict[str, dict[str, Any]], made: list[str]) -> str:
                 f"({shape['waves']} waves, {shape['jobs']:,} jobs), speed {result['speed']:g}×"
             ),
             "",
-            (
-                f"Measured {result['measured_at']} with `{result['command']}` on "
-                f"{m['nproc']} cores ({m['cpu_model']}), {m['memory_gb']} GB, "
-                f"Python {m['python']}; load average at start {load}. "
-                "No other test or benchmark ran on the machine meanwhile; the load "
-                "average includes work that ended just before."
-            ),
+            _measured(result, load),
             "",
         ]
         any_tracker = next(iter(result["trackers"].values()))

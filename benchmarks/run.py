@@ -539,6 +539,7 @@ async def run_workload(
                 moto_pid=moto.pid,
                 profile=out / "profiles" if profile else None,
             )
+            kept[tracker]["command"] = command
             result["trackers"] = {t: kept[t] for t in TRACKERS if t in kept}
             path.write_text(json.dumps(result, indent=1))  # each tracker's figures, at once
     log(f"wrote {path}")
