@@ -2,17 +2,22 @@
 DynamoDB request and response through a recording proxy in front of moto server.
 
 The proxy prices each request in request units from real item sizes (``sizes``):
-reads from the items a response returns; writes from the larger of the item before
-and after (DynamoDB's rule for UpdateItem), plus the StatusIndex writes that the
-table write causes (projection ALL: any change to an indexed item rewrites its index
-entry; a Status change is a delete of the old entry and a put of the new one). To
-know the item after an UpdateItem without changing what the tracker receives, the
-proxy asks moto for ``ReturnValues=ALL_NEW`` when the tracker asked for nothing, and
-strips the returned attributes from the response it hands back.
+reads from the items a response returns (a StatusIndex Query from the index entries
+it reads: the whole item under projection ALL, the projected attributes otherwise);
+writes from the larger of the item before and after (DynamoDB's rule for UpdateItem),
+plus the StatusIndex writes that the table write causes (:func:`index_write_units`:
+an entry that changes is rewritten at its projected size; a Status change is a delete
+of the old entry and a put of the new one; a write that changes nothing the index
+projects costs the index nothing). To know the item after an UpdateItem without
+changing what the tracker receives, the proxy asks moto for ``ReturnValues=ALL_NEW``
+when the tracker asked for nothing, and strips the returned attributes from the
+response it hands back. Each write is also sorted by kind (:func:`write_kind`), so
+that a run says where its write units went.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -174,6 +179,7 @@ class DynamoCall:
     read_units: float
     table_write_units: int
     index_write_units: int
+    kind: str = ""  # writes only: see write_kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +198,8 @@ class _Shadow:
     size: int
     status: str | None
     indexed: bool
+    entry: dict[str, Any] | None = None  # the StatusIndex entry (None: not in the index)
+    waves: str = ""  # a digest of Waves and Phase, to sort writes by kind
 
 
 def _indexed(item: dict[str, Any]) -> bool:
@@ -203,38 +211,146 @@ def _status(item: dict[str, Any]) -> str | None:
     return value.get("S") if isinstance(value, dict) else None
 
 
+# ------------------------------------------------- the StatusIndex's projection
+
+
+@dataclass(frozen=True, slots=True)
+class IndexShape:
+    """What the recorded table's StatusIndex projects: ``ALL``, ``KEYS_ONLY``, or
+    ``INCLUDE`` with ``attributes``."""
+
+    kind: str = "ALL"
+    attributes: frozenset[str] = frozenset()
+
+
+INDEX_KEYS = frozenset({"ExecutionId", "PlanId", "Status", "StartTime"})
+
+
+def index_entry(item: dict[str, Any], shape: IndexShape) -> dict[str, Any] | None:
+    """The StatusIndex entry DynamoDB keeps for ``item`` (wire form): the item itself
+    under ALL, its keys (and included attributes) otherwise; None when the item has no
+    Status or StartTime (the index is sparse)."""
+    if not _indexed(item):
+        return None
+    if shape.kind == "ALL":
+        return item
+    keep = INDEX_KEYS | shape.attributes
+    return {name: value for name, value in item.items() if name in keep}
+
+
+def index_write_units(old: dict[str, Any] | None, new: dict[str, Any] | None) -> int:
+    """Index write units of one table write, from the index entry before and after
+    (DynamoDB Developer Guide, "Global secondary indexes", write capacity): an entry
+    put or removed costs one write of its size; a changed index key (``Status``) costs
+    a delete of the old entry and a put of the new; a change to projected attributes
+    only, one write of the new entry; a write that changes nothing projected, none.
+    An index write is priced by the size of the index entry, not of the item."""
+    if old is None and new is None:
+        return 0
+    if old is None:
+        return write_units(item_size(new or {}))
+    if new is None:
+        return write_units(item_size(old))
+    if old.get("Status") != new.get("Status") or old.get("StartTime") != new.get("StartTime"):
+        return write_units(item_size(old)) + write_units(item_size(new))
+    if old == new:
+        return 0
+    return write_units(item_size(new))
+
+
+_BOOKKEEPING = frozenset({"LastPolledTime", "PollAttempts"})
+
+
+def _without_bookkeeping(value: Any) -> Any:
+    """A wire value without the per-poll bookkeeping (a server's LastPolledTime and
+    PollAttempts), which every write refreshes."""
+    if isinstance(value, dict):
+        return {k: _without_bookkeeping(v) for k, v in value.items() if k not in _BOOKKEEPING}
+    if isinstance(value, list):
+        return [_without_bookkeeping(v) for v in value]
+    return value
+
+
+def _digest(item: dict[str, Any]) -> str:
+    """What a write's kind is told from: the item's Waves (without bookkeeping) and Phase."""
+    waves = _without_bookkeeping(item.get("Waves"))
+    text = json.dumps([waves, item.get("Phase")], sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def write_kind(
+    request: dict[str, Any], status: int, old: _Shadow | None, new: dict[str, Any]
+) -> str:
+    """What a write did: ``finalize`` (set a final Status), ``state`` (changed Waves or
+    Phase), ``unchanged`` (neither: LastPolledTime and bookkeeping only, a heartbeat),
+    or ``rejected`` (its condition failed)."""
+    if status != 200:
+        return "rejected"
+    names = request.get("ExpressionAttributeNames") or {}
+    values = request.get("ExpressionAttributeValues") or {}
+    for target, placeholder in re.findall(
+        r"([#\w]+)\s*=\s*(:\w+)", request.get("UpdateExpression") or ""
+    ):
+        if (
+            names.get(target, target) == "Status"
+            and (values.get(placeholder) or {}).get("S") != "POLLING"
+        ):
+            return "finalize"
+    if old is None or old.waves != _digest(new):
+        return "state"
+    return "unchanged"
+
+
+# Requests DynamoDB does not charge request units for.
+FREE = frozenset({"DescribeTable"})
+
+
 @dataclass
 class DynamoRecorder:
     calls: list[DynamoCall] = field(default_factory=list)
     writes: list[ItemWrite] = field(default_factory=list)
     unpriced: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    index: IndexShape = field(default_factory=IndexShape)
     _items: dict[tuple[str, str], _Shadow] = field(default_factory=dict)
+    last_kind: str = ""
 
     @staticmethod
     def key_of(key: dict[str, Any]) -> tuple[str, str]:
         return key["ExecutionId"]["S"], key["PlanId"]["S"]
 
     def know(self, item: dict[str, Any]) -> None:
-        """Register an item's current size (seeded items; items a read returned)."""
+        """Register an item's current size (seeded items; items a read returned whole)."""
         key = (item["ExecutionId"]["S"], item["PlanId"]["S"])
-        self._items[key] = _Shadow(item_size(item), _status(item), _indexed(item))
+        self._items[key] = self._shadow(item)
+
+    def _shadow(self, item: dict[str, Any]) -> _Shadow:
+        entry = index_entry(item, self.index)
+        return _Shadow(item_size(item), _status(item), entry is not None, entry, _digest(item))
 
     def _whole_size(self, projected: dict[str, Any]) -> int:
-        """The size of the item a projected copy came from (the copy's own size if the
-        item was never seen whole)."""
+        """The size of the index entry a projected copy came from: the whole item's under
+        ALL (the copy's own size if the item was never seen whole)."""
         try:
             shadow = self._items.get(self.key_of(projected))
         except KeyError:
             shadow = None
-        return shadow.size if shadow is not None else item_size(projected)
+        if shadow is None:
+            return item_size(projected)
+        return shadow.size if shadow.entry is None else item_size(shadow.entry)
 
-    def price(  # noqa: C901 - one branch per DynamoDB operation
+    def price(  # noqa: C901, PLR0911 - one branch per DynamoDB operation
         self, operation: str, request: dict[str, Any], status: int, response: dict[str, Any]
     ) -> tuple[float, int, int]:
+        if operation in FREE:
+            return 0.0, 0, 0
+        if operation == "BatchGetItem":
+            return self._price_batch_get(request, response), 0, 0
         if operation in ("Query", "Scan"):
             items = response.get("Items") or []
-            if "ProjectionExpression" in request:
-                # DynamoDB charges the whole item read, not the attributes projected.
+            lean_index = "IndexName" in request and self.index.kind != "ALL"
+            if "ProjectionExpression" in request or lean_index:
+                # DynamoDB charges the index entry read (the whole item under ALL), not
+                # the attributes the expression picked.
                 total = sum(self._whole_size(item) for item in items)
             else:
                 for item in items:
@@ -253,26 +369,34 @@ class DynamoRecorder:
             old = self._items.get(key)
             old_size = old.size if old else 0
             if status != 200:
+                self.last_kind = "rejected"
                 # A failed condition still costs the existing item's size in write units.
                 failed = response.get("__type", "").endswith("ConditionalCheckFailedException")
                 return 0.0, write_units(old_size) if failed else 0, 0
             new = response.get("Attributes") if operation == "UpdateItem" else request["Item"]
             new = new or {}
-            new_size = item_size(new)
-            table = write_units(max(old_size, new_size))
-            index = 0
-            was, now = bool(old and old.indexed), _indexed(new)
-            if was and now:
-                changed = old is not None and old.status != _status(new)
-                index = (write_units(old_size) if changed else 0) + write_units(new_size)
-            elif now:
-                index = write_units(new_size)
-            elif was:
-                index = write_units(old_size)
-            self._items[key] = _Shadow(new_size, _status(new), now)
+            shadow = self._shadow(new)
+            self.last_kind = write_kind(request, status, old, new)
+            table = write_units(max(old_size, shadow.size))
+            index = index_write_units(old.entry if old else None, shadow.entry)
+            self._items[key] = shadow
             return 0.0, table, index
         self.unpriced[operation] += 1
         return 0.0, 0, 0
+
+    def _price_batch_get(self, request: dict[str, Any], response: dict[str, Any]) -> float:
+        """BatchGetItem: each item returned is priced on its own (rounded up to 4 KB),
+        consistent or not as its table's request asked."""
+        units = 0.0
+        for table, items in (response.get("Responses") or {}).items():
+            consistent = bool(
+                (request.get("RequestItems") or {}).get(table, {}).get("ConsistentRead")
+            )
+            for item in items:
+                if "ExecutionId" in item and "PlanId" in item:
+                    self.know(item)
+                units += read_units(item_size(item), consistent=consistent)
+        return units
 
     def note_write(self, at: float, request: dict[str, Any]) -> None:
         """Which server statuses (and execution Status) a landed UpdateItem carried."""
@@ -340,8 +464,11 @@ async def serve_dynamodb_proxy(moto_url: str, recorder: DynamoRecorder) -> Async
                 recorder.unpriced[f"{operation} (status {status}, not JSON)"] += 1
                 recorder.calls.append(DynamoCall(started, ended, operation, status, 0.0, 0, 0))
                 return web.Response(body=payload, status=status, headers=reply_headers)
+            recorder.last_kind = ""
             units = recorder.price(operation, body, status, response_body)
-            recorder.calls.append(DynamoCall(started, ended, operation, status, *units))
+            recorder.calls.append(
+                DynamoCall(started, ended, operation, status, *units, kind=recorder.last_kind)
+            )
             if operation == "UpdateItem" and status == 200:
                 recorder.note_write(ended, body)
             if strip and status == 200:

@@ -33,6 +33,7 @@ TARGETS = {
     "W1k": [
         ("DescribeJobs calls, baseline / drs-poller", "ratio_describe_jobs", ">=", 100),
         ("DynamoDB write units, baseline / drs-poller", "ratio_write_units", ">=", 4),
+        ("drs-poller's month at list prices ($)", "monthly_cost", "<=", 20),
         ("drs-poller poll lateness p99 (s, real scale)", "lateness_p99", "<=", 0.1),
         ("drs-poller detection p99 beyond the phase interval (s)", "excess_p99", "<=", 1.0),
     ],
@@ -78,6 +79,7 @@ def figures_of(result: dict[str, Any]) -> dict[str, Any]:
         out["excess_p99"] = mine["detection_real_s"]["excess_over_interval"]["p99"]
         out["peak_rss_mb"] = mine["peak_rss_mb"]
         out["cpu_percent"] = mine["cpu_percent_of_core"]
+        out["monthly_cost"] = monthly_cost(mine)["total"]
     if mine and base:
         out["ratio_describe_jobs"] = base["drs_calls"]["describe_jobs"] / max(
             1, mine["drs_calls"]["describe_jobs"]
@@ -128,6 +130,8 @@ def _tracker_rows(result: dict[str, Any]) -> list[str]:
     def row(label: str, fn: Any) -> None:
         rows.append(f"| {label} | " + " | ".join(fn(t) for t in trackers) + " |")
 
+    executions = result["shape"]["executions"]
+    row("StatusIndex projection", lambda t: t.get("index_projection", "ALL"))
     row("final statuses correct", lambda t: _final(t, result))
     row("DescribeJobs calls", lambda t: _num(t["drs_calls"]["describe_jobs"]))
     row("all DRS calls", lambda t: _num(t["drs_calls"]["all"]))
@@ -142,6 +146,13 @@ def _tracker_rows(result: dict[str, Any]) -> list[str]:
             f"{_num(t['dynamodb']['index_write_units'])})"
         ),
     )
+    row(
+        "write units per execution",
+        lambda t: _num(t["dynamodb"]["write_units"] / executions, 2),
+    )
+    row("read units per execution", lambda t: _num(t["dynamodb"]["read_units"] / executions, 2))
+    row("writes by kind: count, units (table + index)", _by_kind)
+    row("monthly cost at list prices", lambda t: f"${monthly_cost(t)['total']:.2f}")
     row("DescribeJobs per real hour", lambda t: _num(t["per_real_hour"]["describe_jobs"]))
     row("DRS calls per real hour", lambda t: _num(t["per_real_hour"]["drs_calls"]))
     row("write units per real hour", lambda t: _num(t["per_real_hour"]["write_units"]))
@@ -171,6 +182,16 @@ def _final(tracker: dict[str, Any], result: dict[str, Any]) -> str:
     if tracker.get("window"):
         return f"{tracker['finished_executions'] - wrong} finished in the run, {wrong} wrong"
     return f"{total - wrong}/{total}" + (" **VOID**" if wrong else "")
+
+
+def _by_kind(tracker: dict[str, Any]) -> str:
+    kinds = tracker["dynamodb"].get("write_units_by_kind")
+    if not kinds:
+        return "–"
+    return "; ".join(
+        f"{kind} {k['writes']:,}, {k['table'] + k['index']:,} ({k['table']:,} + {k['index']:,})"
+        for kind, k in sorted(kinds.items())
+    )
 
 
 def _detected(tracker: dict[str, Any]) -> str:
@@ -244,6 +265,33 @@ def plots(results: dict[str, dict[str, Any]]) -> list[str]:
     return made
 
 
+def _measured(result: dict[str, Any], load: str) -> str:
+    m = result["machine"]
+    machine = f"{m['nproc']} cores ({m['cpu_model']}), {m['memory_gb']} GB, Python {m['python']}"
+    runs = {
+        tracker: figures
+        for tracker, figures in result["trackers"].items()
+        if figures.get("measured_at") and figures.get("command")
+    }
+    if not runs:
+        return (
+            f"Measured {result['measured_at']} with `{result['command']}` on {machine}; "
+            f"load average at start {load}. No other test or benchmark ran on the machine "
+            "meanwhile; the load average includes work that ended just before."
+        )
+    each = "; ".join(
+        f"{tracker} at {figures['measured_at']} with `{figures['command']}`, load average at "
+        f"start {', '.join(f'{x:.2f}' for x in figures.get('load_average_at_start') or ())}"
+        for tracker, figures in runs.items()
+    )
+    shared = "" if not result.get("shared_machine") else f" {result['shared_machine']}"
+    return (
+        f"Measured on {machine}, each tracker in its own run: {each}.{shared} Request and "
+        "unit counts do not depend on the machine's load; timings (lateness, detection, "
+        "CPU) do."
+    )
+
+
 def render(results: dict[str, dict[str, Any]], made: list[str]) -> str:
     lines = [
         "# Benchmarks: drs-poller against the Lambda finder/poller design",
@@ -268,13 +316,7 @@ def render(results: dict[str, dict[str, Any]], made: list[str]) -> str:
                 f"({shape['waves']} waves, {shape['jobs']:,} jobs), speed {result['speed']:g}×"
             ),
             "",
-            (
-                f"Measured {result['measured_at']} with `{result['command']}` on "
-                f"{m['nproc']} cores ({m['cpu_model']}), {m['memory_gb']} GB, "
-                f"Python {m['python']}; load average at start {load}. "
-                "No other test or benchmark ran on the machine meanwhile; the load "
-                "average includes work that ended just before."
-            ),
+            _measured(result, load),
             "",
         ]
         any_tracker = next(iter(result["trackers"].values()))

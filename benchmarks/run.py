@@ -31,19 +31,30 @@ from benchmarks.recording import (
     DrsRecorder,
     DynamoRecorder,
     IndexedDrsSimulator,
+    IndexShape,
     serve_dynamodb_proxy,
     serve_recorded_drs,
 )
+from benchmarks.sizes import item_size
 from benchmarks.workloads import REGIONS, WORKLOADS, Workload, seed_workload
 from drs_poller.clients.dynamodb import to_python, to_wire
 from drs_poller.clock import SystemClock
 from drs_poller.local.stack import compressed_durations
-from drs_poller.local.table import create_table
+from drs_poller.local.table import (
+    DEFAULT_PROJECTION,
+    INCLUDED_ATTRIBUTES,
+    create_table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-TRACKERS = ("drs-poller", "baseline")
+TRACKERS = ("drs-poller", "drs-poller-all", "baseline")
+# What each tracker's table projects in its StatusIndex: drs-poller on the projection
+# init-table and the stack create (KEYS_ONLY), drs-poller-all (the same daemon) and the
+# baseline on the seeds' projection ALL, so the index's effect and the daemon's can be
+# told apart.
+PROJECTIONS = {"drs-poller": DEFAULT_PROJECTION, "drs-poller-all": "ALL", "baseline": "ALL"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -226,7 +237,12 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
 ) -> dict[str, Any]:
     session = aioboto3.Session(**CREDENTIALS, region_name=REGIONS[0])
     simulator = IndexedDrsSimulator(clock=SystemClock())
-    drs_recorder, dynamo_recorder = DrsRecorder(), DynamoRecorder()
+    projection = PROJECTIONS[tracker]
+    shape = IndexShape(
+        projection,
+        frozenset(INCLUDED_ATTRIBUTES) if projection == "INCLUDE" else frozenset(),
+    )
+    drs_recorder, dynamo_recorder = DrsRecorder(), DynamoRecorder(index=shape)
     table = f"bench-{workload.name.lower()}-{tracker}-{uuid.uuid4().hex[:8]}"
     summary_path = scratch / f"{table}-summary.json"
     async with (
@@ -234,7 +250,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         serve_recorded_drs(simulator, drs_recorder) as drs_url,
         serve_dynamodb_proxy(moto_url, dynamo_recorder) as dynamodb_url,
     ):
-        await create_table(ddb, table)
+        await create_table(ddb, table, projection=projection)
         log(f"[{tracker}] seeding {workload.executions} executions into {table}")
         seeded = seed_workload(workload, speed=speed, start=time.time(), seed=seed)
         await _seed_table(ddb, table, seeded.items)
@@ -367,11 +383,22 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     dynamo_ops: dict[str, int] = {}
     for dcall in dynamo_calls:
         dynamo_ops[dcall.operation] = dynamo_ops.get(dcall.operation, 0) + 1
+    by_kind: dict[str, dict[str, int]] = {}
+    for dcall in dynamo_calls:
+        if dcall.kind:
+            entry = by_kind.setdefault(dcall.kind, {"writes": 0, "table": 0, "index": 0})
+            entry["writes"] += 1
+            entry["table"] += dcall.table_write_units
+            entry["index"] += dcall.index_write_units
+    sizes = sorted(item_size({k: to_wire(v) for k, v in item.items()}) for item in finals.values())
     read_units = sum(c.read_units for c in dynamo_calls)
     table_writes = sum(c.table_write_units for c in dynamo_calls)
     index_writes = sum(c.index_write_units for c in dynamo_calls)
     figures: dict[str, Any] = {
         "tracker": tracker,
+        "index_projection": projection,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+        "load_average_at_start": os.getloadavg(),
         "executions": workload.executions,
         "servers": workload.executions * workload.servers,
         "elapsed_wall_s": round(elapsed, 2),
@@ -392,6 +419,11 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             "table_write_units": table_writes,
             "index_write_units": index_writes,
             "write_units": table_writes + index_writes,
+            "write_units_by_kind": by_kind,
+            "final_item_bytes": {
+                "mean": round(sum(sizes) / len(sizes)) if sizes else 0,
+                "max": sizes[-1] if sizes else 0,
+            },
             "unpriced_operations": dict(dynamo_recorder.unpriced),
         },
         "per_real_hour": {
@@ -437,6 +469,27 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     return figures
 
 
+def _kept_trackers(
+    path: Path, *, speed: float, seed: int, rerun: tuple[str, ...]
+) -> dict[str, Any]:
+    """The figures of the trackers not rerun now, from an earlier result file of the same
+    workload, speed and seed (each tracker's figures say when they were measured): one
+    tracker can be rerun without the others."""
+    if not path.exists():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    if earlier.get("speed") != speed or earlier.get("seed") != seed:
+        return {}
+    return {
+        tracker: figures
+        for tracker, figures in (earlier.get("trackers") or {}).items()
+        if tracker not in rerun and tracker in TRACKERS
+    }
+
+
 async def run_workload(
     name: str,
     *,
@@ -470,9 +523,10 @@ async def run_workload(
         "trackers": {},
     }
     path = out / f"{name}.json"
+    kept = _kept_trackers(path, speed=speed, seed=seed, rerun=trackers)
     async with moto_process() as (moto_url, moto):
         for tracker in trackers:
-            result["trackers"][tracker] = await run_tracker(
+            kept[tracker] = await run_tracker(
                 tracker,
                 workload=workload,
                 speed=speed,
@@ -485,6 +539,8 @@ async def run_workload(
                 moto_pid=moto.pid,
                 profile=out / "profiles" if profile else None,
             )
+            kept[tracker]["command"] = command
+            result["trackers"] = {t: kept[t] for t in TRACKERS if t in kept}
             path.write_text(json.dumps(result, indent=1))  # each tracker's figures, at once
     log(f"wrote {path}")
     return result

@@ -134,6 +134,15 @@ def _add_init_table(commands: Any) -> None:
         help="the status GSI's name (default $DRS_POLLER_STATUS_INDEX or StatusIndex)",
     )
     init.add_argument(
+        "--index-projection",
+        choices=("KEYS_ONLY", "INCLUDE", "ALL"),
+        default="KEYS_ONLY",
+        help="what the StatusIndex projects, for a table created now (default KEYS_ONLY, "
+        "the cheapest; INCLUDE adds PollerRevision; ALL copies whole items for other "
+        "readers of the index; docs/contract.md §1 says what each costs). An existing "
+        "table keeps its projection.",
+    )
+    init.add_argument(
         "--endpoint-url",
         default=os.environ.get("DRS_POLLER_DYNAMODB_ENDPOINT_URL"),
         help="DynamoDB endpoint (default $DRS_POLLER_DYNAMODB_ENDPOINT_URL; unset: AWS)",
@@ -341,7 +350,11 @@ def _init_table(args: argparse.Namespace) -> int:
         async with session.client("dynamodb", endpoint_url=args.endpoint_url) as dynamodb:
             try:
                 outcomes = await init_tables(
-                    dynamodb, table=args.table, index=args.index, lease_table=args.lease_table
+                    dynamodb,
+                    table=args.table,
+                    index=args.index,
+                    lease_table=args.lease_table,
+                    projection=args.index_projection,
                 )
             except SchemaMismatch as error:
                 _complain("init-table", str(error))
@@ -349,6 +362,8 @@ def _init_table(args: argparse.Namespace) -> int:
         for outcome in outcomes:
             verb = "created" if outcome.created else "already exists with the expected schema"
             _say(f"table {outcome.table}: {verb}; ACTIVE")
+            for note in outcome.notes:
+                _say(f"table {outcome.table}: {note}")
         return EXIT_OK
 
     try:

@@ -148,8 +148,9 @@ class Settings(BaseSettings):
         le=86400,
         description=(
             "Seconds between discovery passes that read every POLLING item whole; the "
-            "passes between read each item's key and PollerRevision only, and GetItem "
-            "just the new, peer-written or waiting ones. 0: every pass reads whole items."
+            "passes between read each item's key (and PollerRevision where the index "
+            "projects it) only, and BatchGetItem just the new, peer-written or waiting ones. "
+            "0: every pass reads whole items."
         ),
     )
     coalesce_window: float = Field(
@@ -162,12 +163,13 @@ class Settings(BaseSettings):
         ),
     )
     heartbeat_interval: float = Field(
-        default=300.0,
+        default=900.0,
         ge=1,
         le=3600,
         description=(
             "Seconds. When a poll changes nothing, LastPolledTime is still written at most this "
-            "often, so a reader can tell a quiet execution from an abandoned one."
+            "often, so a reader can tell a quiet execution from an abandoned one (older than "
+            "this: abandoned). Each such write costs the whole item in write units."
         ),
     )
 

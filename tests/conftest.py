@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from harness import clock, live_world, moto_url, world
+from harness import clock, live_world, moto_url, projection, world
 
-__all__ = ["clock", "live_world", "moto_url", "world"]
+__all__ = ["clock", "live_world", "moto_url", "projection", "world"]

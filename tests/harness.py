@@ -24,7 +24,11 @@ from drs_poller.clock import ManualClock, SystemClock
 from drs_poller.engine.daemon import Daemon
 from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
 from drs_poller.local.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack
-from drs_poller.local.table import create_table, lease_table_definition
+from drs_poller.local.table import (
+    DEFAULT_PROJECTION,
+    create_table,
+    lease_table_definition,
+)
 from drs_poller.observability.metrics import Metrics
 from drs_poller.settings import load_settings
 from drs_poller.simulator.timelines import (
@@ -248,7 +252,9 @@ class World:
         )
         components = await daemon.open()
         self.daemons.append(daemon)
-        if isinstance(daemon.clock, ManualClock):  # not when the test runs it in real time
+        await daemon.check_index()  # as start-up does: the StatusIndex's projection
+        # Not when the test runs the daemon itself in real time (on a SystemClock).
+        if isinstance(self.clock, ManualClock) and not isinstance(daemon.clock, SystemClock):
             loops = Loops(components)
             self._loops[id(daemon)] = loops
             self._spawn(loops, components.dispatcher.run(), "dispatcher")
@@ -374,12 +380,19 @@ class World:
 
 
 @pytest.fixture
-async def world(clock, moto_url):
+def projection() -> str:
+    """What the world's StatusIndex projects: init-table's default unless a test
+    parametrizes ``projection`` (ALL, KEYS_ONLY, INCLUDE)."""
+    return DEFAULT_PROJECTION
+
+
+@pytest.fixture
+async def world(clock, moto_url, projection):
     async with local_stack(clock=clock, region=REGION, moto_url=moto_url) as stack:
         session = stack.session()
         async with session.client("dynamodb", endpoint_url=moto_url) as ddb:
             table = f"executions-{uuid.uuid4().hex[:12]}"
-            await create_table(ddb, table)
+            await create_table(ddb, table, projection=projection)
             w = World(stack=stack, clock=clock, table=table, ddb=ddb)
             try:
                 yield w

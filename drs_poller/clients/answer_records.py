@@ -83,12 +83,14 @@ class AnswerRecords:
         return True
 
     async def unanswered(
-        self, *, statuses: tuple[str, ...], since: float
+        self, *, statuses: tuple[str, ...], since: float, filter_on_index: bool = True
     ) -> AsyncIterator[tuple[str, str]]:
         """Keys of finished executions (``statuses``, StartTime at or after ``since``) that
         still have a token due (``TaskTokensPending``): a paged StatusIndex Query per
         status, never a Scan. DynamoDB charges for every item the key condition reads,
-        before the filter: the sweep reads every finished execution in the window."""
+        before the filter: the sweep reads every finished execution in the window.
+        ``filter_on_index`` False (the index does not project ``TaskTokensPending``):
+        every finished execution's key, for the caller to read whole and check."""
         client = await self._clients.get("dynamodb", self._region)
         for status in statuses:
             request: dict[str, Any] = {
@@ -109,6 +111,9 @@ class AnswerRecords:
                     ":since": to_wire(int(since)),
                 },
             }
+            if not filter_on_index:
+                del request["FilterExpression"]
+                del request["ExpressionAttributeNames"]["#pending"]
             async for page in query_pages(
                 caller=self._caller,
                 client=client,

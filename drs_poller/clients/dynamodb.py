@@ -18,18 +18,20 @@ import base64
 import functools
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import DYNAMODB_CONTEXT, Binary, TypeSerializer
 from botocore.exceptions import ClientError
 
+from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.paging import paginate
+from drs_poller.core.backoff import ErrorKind
 from drs_poller.core.models import ExecutionStatus
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from drs_poller.clients.aws import ClientPool
     from drs_poller.clients.calling import Caller
@@ -39,8 +41,85 @@ _serializer = TypeSerializer()
 WRITE_ID = "PollerWriteId"
 REVISION = "PollerRevision"
 CONDITION_FAILED = frozenset({"ConditionalCheckFailedException"})
-# What a lean discovery pass reads of each POLLING item, besides ``Waves[0].Region``.
+# What a lean discovery pass reads of each POLLING item, besides ``Waves[0].Region``
+# (``PollerRevision`` and the region only where the index projects them).
 LEAN_FIELDS = ("ExecutionId", "PlanId", "Status", REVISION)
+# BatchGetItem takes at most this many keys per request.
+BATCH_GET_LIMIT = 100
+PROJECTIONS = ("ALL", "KEYS_ONLY", "INCLUDE")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexProjection:
+    """What the StatusIndex projects: ``ALL``, ``KEYS_ONLY`` or ``INCLUDE`` (with
+    ``attributes``, its non-key attributes). Every projection carries the table key and
+    the index key (``Status``, ``StartTime``), which is all discovery needs; with
+    ``PollerRevision`` projected too, a lean pass also notices a peer's write."""
+
+    kind: str = "ALL"
+    attributes: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def whole(self) -> bool:
+        """The index holds whole items: a full pass reads them from the Query."""
+        return self.kind == "ALL"
+
+    @property
+    def revision(self) -> bool:
+        """``PollerRevision`` is in the index."""
+        return self.whole or REVISION in self.attributes
+
+    def describe(self) -> str:
+        if self.kind != "INCLUDE":
+            return self.kind
+        return f"INCLUDE ({', '.join(sorted(self.attributes)) or 'nothing'})"
+
+
+class UnusableIndexError(Exception):
+    """The StatusIndex is missing, or is not something the daemon can work with."""
+
+
+def index_projection(table: Mapping[str, Any], *, index: str) -> IndexProjection:
+    """The StatusIndex's projection, from a DescribeTable ``Table``.
+
+    Raises :class:`UnusableIndexError`, naming the index and what is wrong, when the
+    index is missing, not keyed on ``Status``, not queryable yet, or projected in a way
+    this daemon does not know.
+    """
+    name = table.get("TableName", "?")
+    indexes = {i.get("IndexName"): i for i in table.get("GlobalSecondaryIndexes") or []}
+    found = indexes.get(index)
+    if found is None:
+        others = ", ".join(sorted(str(i) for i in indexes)) or "none"
+        raise UnusableIndexError(
+            f"table {name} has no global secondary index {index} (DRS_POLLER_STATUS_INDEX); "
+            f"its indexes: {others}"
+        )
+    hash_keys = [
+        k.get("AttributeName") for k in found.get("KeySchema") or [] if k.get("KeyType") == "HASH"
+    ]
+    if hash_keys != ["Status"]:
+        raise UnusableIndexError(
+            f"index {index} of table {name} is keyed on {hash_keys or 'nothing'}, not Status "
+            "(contract §1)"
+        )
+    status = found.get("IndexStatus", "ACTIVE")
+    if status in {"CREATING", "DELETING"}:
+        raise UnusableIndexError(
+            f"index {index} of table {name} is {status}: it cannot be queried "
+            "(start the daemon on it once it is ACTIVE)"
+        )
+    projection = found.get("Projection") or {}
+    kind = projection.get("ProjectionType")
+    if kind not in PROJECTIONS:
+        raise UnusableIndexError(
+            f"index {index} of table {name} has projection {kind!r}; this daemon works with "
+            + ", ".join(PROJECTIONS)
+        )
+    attributes = (
+        frozenset(projection.get("NonKeyAttributes") or ()) if kind == "INCLUDE" else frozenset()
+    )
+    return IndexProjection(kind=kind, attributes=attributes)
 
 
 def to_python(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,16 +253,36 @@ class ExecutionStore:
         self._table = table
         self._index = index
         self._page_size = page_size
+        # What the index projects: ALL until :meth:`describe_index` reads it.
+        self.projection = IndexProjection()
 
     async def _client(self) -> Any:
         return await self._clients.get("dynamodb", self._region)
+
+    async def describe_index(self) -> IndexProjection:
+        """Read the StatusIndex's projection (DescribeTable, once at start-up) and keep it.
+
+        Raises :class:`UnusableIndexError` when the daemon cannot work with the index.
+        """
+        client = await self._client()
+        result: dict[str, Any] = await self._caller.call(
+            service="dynamodb",
+            operation="DescribeTable",
+            region=self._region,
+            send=lambda: client.describe_table(TableName=self._table),
+        )
+        self.projection = index_projection(result["Table"], index=self._index)
+        return self.projection
 
     async def query_polling(self, *, lean: bool = False) -> AsyncIterator[list[dict[str, Any]]]:
         """Every item with ``Status = POLLING``, page by page, from the GSI (never a scan).
 
         ``lean`` projects each item to what a lean discovery pass needs (:data:`LEAN_FIELDS`,
-        and the first wave's ``Region`` for the shard): the same pages and read units, as
-        DynamoDB charges the whole item, but a fraction of the bytes to decode.
+        and the first wave's ``Region`` for the shard), of what the index projects: on an
+        index projected ALL, the same pages and read units (DynamoDB charges the whole
+        entry) for a fraction of the bytes to decode. On a KEYS_ONLY or INCLUDE index the
+        Query always asks for exactly those attributes, never one outside the projection
+        (DynamoDB would refuse it), whatever ``lean`` says.
         """
         request: dict[str, Any] = {
             "TableName": self._table,
@@ -192,14 +291,16 @@ class ExecutionStore:
             "ExpressionAttributeNames": {"#status": "Status"},
             "ExpressionAttributeValues": {":polling": {"S": ExecutionStatus.POLLING.value}},
         }
-        if lean:
+        if lean or not self.projection.whole:
+            fields = [name for name in LEAN_FIELDS if name != REVISION or self.projection.revision]
             request["ExpressionAttributeNames"].update(
-                {f"#l{position}": name for position, name in enumerate(LEAN_FIELDS)}
-                | {"#region": "Region"}
+                {f"#l{position}": name for position, name in enumerate(fields)}
             )
-            request["ProjectionExpression"] = ", ".join(
-                [f"#l{position}" for position in range(len(LEAN_FIELDS))] + ["Waves[0].#region"]
-            )
+            paths = [f"#l{position}" for position in range(len(fields))]
+            if self.projection.whole:
+                request["ExpressionAttributeNames"]["#region"] = "Region"
+                paths.append("Waves[0].#region")
+            request["ProjectionExpression"] = ", ".join(paths)
         if self._page_size:
             request["Limit"] = self._page_size
         async for page in query_pages(
@@ -211,18 +312,62 @@ class ExecutionStore:
         ):
             yield [to_python(item) for item in page.get("Items") or []]
 
-    async def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+    async def get_many(
+        self, keys: Sequence[tuple[str, str]], *, consistent: bool = True
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """Read items whole with BatchGetItem, :data:`BATCH_GET_LIMIT` keys a request.
+
+        Returns the items found, by key; a key missing from the answer has no item.
+        ``UnprocessedKeys`` (DynamoDB's answer under load) are sent again after the
+        retry policy's capped exponential backoff with full jitter, for as many rounds
+        as the policy allows attempts; then :class:`AwsCallError` (throttled).
+        """
+        unique = list(dict.fromkeys(keys))  # BatchGetItem refuses a key twice
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            found.update(
+                await self._batch_get(
+                    unique[start : start + BATCH_GET_LIMIT], consistent=consistent
+                )
+            )
+        return found
+
+    async def _batch_get(
+        self, keys: Sequence[tuple[str, str]], *, consistent: bool
+    ) -> dict[tuple[str, str], dict[str, Any]]:
         client = await self._client()
-        result: dict[str, Any] = await self._caller.call(
-            service="dynamodb",
-            operation="GetItem",
-            region=self._region,
-            send=lambda: client.get_item(
-                TableName=self._table, Key=item_key(key), ConsistentRead=True
-            ),
-        )
-        item = result.get("Item")
-        return to_python(item) if item else None
+        caller = self._caller
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        pending: list[dict[str, Any]] = [item_key(key) for key in keys]
+        attempt = 0
+        while pending:
+            attempt += 1
+            request = {self._table: {"Keys": pending, "ConsistentRead": consistent}}
+            result: dict[str, Any] = await caller.call(
+                service="dynamodb",
+                operation="BatchGetItem",
+                region=self._region,
+                send=functools.partial(client.batch_get_item, RequestItems=request),
+            )
+            for wire in (result.get("Responses") or {}).get(self._table) or []:
+                item = to_python(wire)
+                found[(item["ExecutionId"], item["PlanId"])] = item
+            pending = ((result.get("UnprocessedKeys") or {}).get(self._table) or {}).get(
+                "Keys"
+            ) or []
+            if not pending:
+                break
+            if not caller.policy.should_retry(ErrorKind.THROTTLED, attempt=attempt):
+                raise AwsCallError(
+                    service="dynamodb",
+                    operation="BatchGetItem",
+                    kind=ErrorKind.THROTTLED,
+                    code="UnprocessedKeys",
+                    message=f"{len(pending)} keys still unprocessed after {attempt} requests",
+                )
+            caller.metrics.aws_retries.labels("dynamodb", "BatchGetItem").inc()
+            await caller.sleep(caller.policy.delay(attempt, rng=caller.rng))
+        return found
 
     async def write(
         self,
@@ -240,7 +385,11 @@ class ExecutionStore:
         """
         write_id = uuid.uuid4().hex
         revision = int(read.get(REVISION) or 0) + 1
-        attributes = {**updates, WRITE_ID: write_id, REVISION: revision}
+        # An attribute the item already holds (the condition pins the item as read) is
+        # not sent again: the request is smaller (DynamoDB prices the item, so the units
+        # are the same).
+        changed = {name: value for name, value in updates.items() if read.get(name) != value}
+        attributes = {**changed, WRITE_ID: write_id, REVISION: revision}
         names: dict[str, str] = {"#status": "Status", "#waves": "Waves", "#revision": REVISION}
         values: dict[str, Any] = {":polling": {"S": ExecutionStatus.POLLING.value}}
         assignments = []

@@ -30,7 +30,14 @@ import structlog
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.stepfunctions import TokenRejectedError
 from drs_poller.clock import epoch
-from drs_poller.core.answering import Answer, Beat, answer_for, heartbeats_due, tokens_due
+from drs_poller.core.answering import (
+    PENDING,
+    Answer,
+    Beat,
+    answer_for,
+    heartbeats_due,
+    tokens_due,
+)
 from drs_poller.core.models import FINAL_STATUSES
 from drs_poller.engine.tracking import key_of
 
@@ -288,9 +295,20 @@ class Answerer:
         since = self.clock.time() - self.max_execution_age - SWEEP_MARGIN
         queued = 0
         statuses = tuple(sorted(FINAL_STATUSES))
-        async for key in self.records.unanswered(statuses=statuses, since=since):
-            item = await self.store.get(key)
-            if item is None or item.get("Status") not in FINAL_STATUSES:
+        projection = self.store.projection
+        # On an index that does not project TaskTokensPending (KEYS_ONLY, or an INCLUDE
+        # without it) a filter on it would match nothing: every finished execution in
+        # the window is then read whole, and the attribute is checked here.
+        on_index = projection.whole or PENDING in projection.attributes
+        keys = [
+            key
+            async for key in self.records.unanswered(
+                statuses=statuses, since=since, filter_on_index=on_index
+            )
+        ]
+        items = await self.store.get_many(keys) if keys else {}
+        for key, item in items.items():
+            if item.get("Status") not in FINAL_STATUSES or not item.get(PENDING):
                 continue
             if self.may_sweep(key, item):
                 queued += self.observe(item)

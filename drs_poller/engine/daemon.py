@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import aioboto3
 import structlog
 
+from drs_poller.clients.calling import AwsCallError
+from drs_poller.clients.dynamodb import UnusableIndexError
 from drs_poller.clock import SystemClock
 from drs_poller.engine.components import Components, build_components
 from drs_poller.observability.health import Health
@@ -184,8 +186,30 @@ class Daemon:
     async def close(self) -> None:
         await self._stack.aclose()
 
+    async def check_index(self) -> None:
+        """Read the StatusIndex's projection once (DescribeTable); discovery reads by it.
+        An index the daemon cannot work with, or a table it cannot describe, stops
+        start-up with a message naming it."""
+        settings = self.settings
+        try:
+            projection = await self.store.describe_index()
+        except UnusableIndexError as error:
+            raise StartupError(f"{error}") from None
+        except AwsCallError as error:
+            raise StartupError(
+                f"cannot describe the table {settings.table_name!r} (DRS_POLLER_TABLE_NAME; "
+                f"the task role needs dynamodb:DescribeTable): {error.code}"
+            ) from None
+        log.info(
+            "status index",
+            index=settings.status_index,
+            projection=projection.describe(),
+            peer_writes_seen_by="lean passes" if projection.revision else "full passes",
+        )
+
     async def startup(self) -> None:
         components = await self.open()
+        await self.check_index()
         settings = self.settings
         try:
             self.metrics_url = await self._stack.enter_async_context(

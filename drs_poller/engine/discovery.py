@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from drs_poller.clients.calling import AwsCallError
-from drs_poller.clients.dynamodb import REVISION
+from drs_poller.clients.dynamodb import BATCH_GET_LIMIT, REVISION
 from drs_poller.clock import ticks
 from drs_poller.core.models import ExecutionStatus
 from drs_poller.core.ownership import home_region, job_count, shard_counts
@@ -33,8 +33,9 @@ Item = dict[str, Any]
 # read whole in this pass (else it is the copy held, or, for an execution that just
 # finished, the lean item).
 _Seen = tuple[tuple[str, str], dict[str, Any], bool]
-# A lean pass reads whole with GetItem at most ``lean_fetch_floor`` items, or one in
-# this many of those it saw if that is more; beyond that it turns into a full pass.
+# On an index projected ALL, a lean pass reads whole by key at most ``lean_fetch_floor``
+# items, or one in this many of those it saw if that is more; beyond that it turns into
+# a full pass (which reads them from the Query).
 _LEAN_FETCH_SHARE = 8
 LEAN_FETCH_FLOOR = 100
 
@@ -46,13 +47,18 @@ def _revision(item: dict[str, Any]) -> int:
 class Discoverer:
     """Discovery passes come in two kinds.
 
-    A *full* pass reads every POLLING item whole from the StatusIndex. It runs first,
-    then every ``full_interval`` seconds. The passes between are *lean*: the index is
-    projected to each item's key, ``PollerRevision`` and first wave's ``Region``, and
-    only the items that need it are read whole, with a consistent GetItem:
+    A *full* pass reads every POLLING item whole. It runs first, then every
+    ``full_interval`` seconds. On an index projected ALL it reads them from the
+    StatusIndex Query itself; on a KEYS_ONLY or INCLUDE index it reads the keys from
+    the index and the items with BatchGetItem (eventually consistent, as the index).
+
+    The passes between are *lean*: the index is read for each item's key (and its
+    ``PollerRevision`` and first wave's ``Region`` where the index projects them), and
+    only the items that need it are read whole, with a consistent BatchGetItem:
 
     - an execution this replica has not seen yet;
-    - a tracked one whose ``PollerRevision`` went past ours (a peer wrote it);
+    - a tracked one whose ``PollerRevision`` went past ours (a peer wrote it; noticed
+      only where the index projects ``PollerRevision``);
     - a tracked one that waits for another writer (a server not started yet, whose job
       ids the initiator writes later; an item we could not parse).
 
@@ -60,8 +66,9 @@ class Discoverer:
     sooner through the conditional write, which fails on any change and hands back
     the current item. An execution that left POLLING is missed by a lean pass as by a
     full one. A lean pass decodes a few dozen bytes per item instead of the whole
-    item: at 10,000 executions, most of the daemon's CPU. DynamoDB charges the same
-    read units for both (it prices the item, not the projection).
+    item: at 10,000 executions, most of the daemon's CPU. On an index projected ALL,
+    DynamoDB charges the same read units for both (it prices the index entry, which is
+    the whole item); on a lean index, a few bytes an item.
     """
 
     def __init__(
@@ -99,13 +106,21 @@ class Discoverer:
         now = self.clock.monotonic()
         if full is None:
             full = now >= self._next_full
-        if full:
+        whole_index = self.store.projection.whole
+        if full and whole_index:
             seen, wanted = await self._read_whole()
+        elif full:
+            # The index has keys only: every POLLING item is read whole by key. A
+            # failure fails the pass, as a failed Query page does.
+            keys = [key async for key, _, _ in self._polling(lean=False)]
+            seen = await self._fetch(keys, consistent=False, strict=True)
         else:
             seen, wanted = await self._read_lean(now=now)
-            if len(wanted) > max(self.lean_fetch_floor, len(seen) // _LEAN_FETCH_SHARE):
+            if whole_index and len(wanted) > max(
+                self.lean_fetch_floor, len(seen) // _LEAN_FETCH_SHARE
+            ):
                 # Many new or changed items (a start-up, a big take-over): one full
-                # pass reads them for less than a GetItem each.
+                # pass reads them from the index for less than a read by key each.
                 return await self.discover_once(full=True)
             if wanted:
                 seen.update(await self._fetch(wanted))
@@ -164,31 +179,37 @@ class Discoverer:
             seen[name] = (key, lean if known is None else known, False)
         return seen, wanted
 
-    async def _fetch(self, keys: list[tuple[str, str]]) -> dict[str, _Seen]:
-        """Read items whole, a few at a time. One that fails to read is left for the
-        next pass (it counts as seen, so nothing is forgotten for it); one that left
+    async def _fetch(
+        self, keys: list[tuple[str, str]], *, consistent: bool = True, strict: bool = False
+    ) -> dict[str, _Seen]:
+        """Read items whole, with BatchGetItem (a few requests at a time). An item that
+        fails to read is left for the next pass (it counts as seen, so nothing is
+        forgotten for it), unless ``strict``: then the failure is raised. One that left
         POLLING since the index showed it is not seen."""
         limit = asyncio.Semaphore(self.fetch_concurrency)
+        chunks = [keys[at : at + BATCH_GET_LIMIT] for at in range(0, len(keys), BATCH_GET_LIMIT)]
 
-        async def fetch(key: tuple[str, str]) -> dict[str, Any] | None:
+        async def fetch(chunk: list[tuple[str, str]]) -> dict[tuple[str, str], Item]:
             async with limit:
-                return await self.store.get(key)
+                return await self.store.get_many(chunk, consistent=consistent)
 
-        results = await asyncio.gather(*(fetch(key) for key in keys), return_exceptions=True)
+        results = await asyncio.gather(*(fetch(chunk) for chunk in chunks), return_exceptions=True)
         seen: dict[str, _Seen] = {}
         failed = 0
-        for key, result in zip(keys, results, strict=True):
-            name = queue_name(*key)
+        for chunk, result in zip(chunks, results, strict=True):
             if isinstance(result, BaseException):
-                if not isinstance(result, AwsCallError):
+                if strict or not isinstance(result, AwsCallError):
                     raise result
-                failed += 1
-                held = self.state.tracked.get(name)
-                if held is not None:
-                    seen[name] = (key, held.item, False)
+                failed += len(chunk)
+                for key in chunk:
+                    held = self.state.tracked.get(queue_name(*key))
+                    if held is not None:
+                        seen[held.name] = (key, held.item, False)
                 continue
-            if result is not None and result.get("Status") == ExecutionStatus.POLLING.value:
-                seen[name] = (key, result, True)
+            for key in chunk:
+                item = result.get(key)
+                if item is not None and item.get("Status") == ExecutionStatus.POLLING.value:
+                    seen[queue_name(*key)] = (key, item, True)
         if failed:
             log.warning("discovery could not read some items; the next pass retries", failed=failed)
         return seen

@@ -173,7 +173,7 @@ def demo_settings(*, table_name: str, stack: LocalStack, speed: float, deadline:
         post_launch_grace=REAL_POST_LAUNCH_GRACE / speed,
         overdue_after=1800 / speed,
         max_execution_age=max(43_200 / speed, 2 * deadline),
-        heartbeat_interval=min(3600.0, max(1.0, 300 / speed)),
+        heartbeat_interval=min(3600.0, max(1.0, 900 / speed)),
         # Coalescing polls early by more than half the shortest interval would poll
         # STARTED executions at twice their pace.
         coalesce_window=min(0.2, interval_started / 2),

@@ -37,7 +37,7 @@ def compressed_durations(speed: float) -> dict[str, float]:
         "full_discovery_interval": 300 / speed,
         "coalesce_window": 2 / speed,
         "post_launch_grace": 600 / speed,
-        "heartbeat_interval": max(1.0, 300 / speed),  # the setting's floor
+        "heartbeat_interval": max(1.0, 900 / speed),  # the setting's floor
         "overdue_after": 1800 / speed,
         "max_execution_age": 4 * 3600 / speed,
     }

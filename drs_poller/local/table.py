@@ -1,5 +1,6 @@
 """The execution-history table and its StatusIndex exactly as contract §1 defines them, and
 the replica lease table; ``drs-poller init-table`` creates both through :func:`init_tables`.
+The StatusIndex is projected KEYS_ONLY unless asked otherwise (INCLUDE or ALL).
 
 Creation is idempotent: a table that exists with the right schema is fine; one with
 another schema is a :class:`SchemaMismatch` naming every difference, because a daemon
@@ -14,7 +15,27 @@ from typing import Any
 LEASE_TTL_ATTRIBUTE = "ExpiresAt"
 
 
-def table_definition(table: str, *, index: str = "StatusIndex") -> dict[str, Any]:
+# What ``init-table`` and the stack give the StatusIndex unless told otherwise, and
+# what each choice projects besides the keys (docs/contract.md §1 says why and what each
+# costs). INCLUDE adds ``PollerRevision``: a lean discovery pass then notices a peer's
+# write, at one small index write per daemon write; and ``TaskTokensPending``, so the
+# sweep for unanswered task tokens filters on the index instead of reading items whole.
+DEFAULT_PROJECTION = "KEYS_ONLY"
+INCLUDED_ATTRIBUTES = ("PollerRevision", "TaskTokensPending")
+
+
+def index_projection_definition(projection: str) -> dict[str, Any]:
+    """The ``Projection`` of a CreateTable request for ``ALL``, ``KEYS_ONLY`` or ``INCLUDE``."""
+    if projection == "INCLUDE":
+        return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(INCLUDED_ATTRIBUTES)}
+    if projection in ("ALL", "KEYS_ONLY"):
+        return {"ProjectionType": projection}
+    raise ValueError(f"unknown projection {projection!r}: ALL, KEYS_ONLY or INCLUDE")
+
+
+def table_definition(
+    table: str, *, index: str = "StatusIndex", projection: str = DEFAULT_PROJECTION
+) -> dict[str, Any]:
     return {
         "TableName": table,
         "KeySchema": [
@@ -34,7 +55,7 @@ def table_definition(table: str, *, index: str = "StatusIndex") -> dict[str, Any
                     {"AttributeName": "Status", "KeyType": "HASH"},
                     {"AttributeName": "StartTime", "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": index_projection_definition(projection),
             }
         ],
         "BillingMode": "PAY_PER_REQUEST",
@@ -100,19 +121,41 @@ def schema_differences(definition: dict[str, Any], description: dict[str, Any]) 
                 f"index {name} key schema is {_keys(existing.get('KeySchema'))}, "
                 f"expected {_keys(wanted['KeySchema'])}"
             )
+        # Another projection is no mismatch: the daemon works with each (contract §1),
+        # and a table keeps the projection it was made with (see ensure_table's notes).
         projection = (existing.get("Projection") or {}).get("ProjectionType")
-        if projection != wanted["Projection"]["ProjectionType"]:
-            differences.append(
-                f"index {name} projects {projection}, "
-                f"expected {wanted['Projection']['ProjectionType']}"
-            )
+        if projection not in ("ALL", "KEYS_ONLY", "INCLUDE"):
+            differences.append(f"index {name} projects {projection}")
     return differences
+
+
+def projection_notes(definition: dict[str, Any], description: dict[str, Any]) -> list[str]:
+    """Where an existing index projects otherwise than asked: kept, and said."""
+    existing = {i["IndexName"]: i for i in description.get("GlobalSecondaryIndexes") or []}
+    notes = []
+    for wanted in definition.get("GlobalSecondaryIndexes") or []:
+        found = existing.get(wanted["IndexName"])
+        if found is None:
+            continue
+        have, want = found.get("Projection") or {}, wanted["Projection"]
+        if (have.get("ProjectionType"), sorted(have.get("NonKeyAttributes") or ())) != (
+            want["ProjectionType"],
+            sorted(want.get("NonKeyAttributes") or ()),
+        ):
+            included = sorted(have.get("NonKeyAttributes") or ())
+            notes.append(
+                f"index {wanted['IndexName']} projects {have.get('ProjectionType')}"
+                f"{' ' + str(included) if included else ''}, not {want['ProjectionType']}: "
+                "kept as it is (docs/operations.md: moving a table to another projection)"
+            )
+    return notes
 
 
 @dataclass(frozen=True)
 class TableOutcome:
     table: str
     created: bool  # False: it existed already, with the right schema
+    notes: tuple[str, ...] = ()  # what differs and is kept (another index projection)
 
 
 async def ensure_table(client: Any, definition: dict[str, Any]) -> TableOutcome:
@@ -128,12 +171,14 @@ async def ensure_table(client: Any, definition: dict[str, Any]) -> TableOutcome:
         created = False
     waiter = client.get_waiter("table_exists")
     await waiter.wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    notes: list[str] = []
     if not created:
         description = (await client.describe_table(TableName=table))["Table"]
         differences = schema_differences(definition, description)
         if differences:
             raise SchemaMismatch(table, differences)
-    return TableOutcome(table=table, created=created)
+        notes = projection_notes(definition, description)
+    return TableOutcome(table=table, created=created, notes=tuple(notes))
 
 
 async def ensure_time_to_live(client: Any, table: str, attribute: str) -> None:
@@ -154,29 +199,42 @@ async def ensure_time_to_live(client: Any, table: str, attribute: str) -> None:
 
 
 async def init_tables(
-    client: Any, *, table: str, index: str = "StatusIndex", lease_table: str | None = None
+    client: Any,
+    *,
+    table: str,
+    index: str = "StatusIndex",
+    lease_table: str | None = None,
+    projection: str = DEFAULT_PROJECTION,
 ) -> list[TableOutcome]:
     """What ``drs-poller init-table`` does: the history table, and the lease table if named."""
-    outcomes = [await ensure_table(client, table_definition(table, index=index))]
+    outcomes = [
+        await ensure_table(client, table_definition(table, index=index, projection=projection))
+    ]
     if lease_table is not None:
         outcomes.append(await ensure_table(client, lease_table_definition(lease_table)))
         await ensure_time_to_live(client, lease_table, LEASE_TTL_ATTRIBUTE)
     return outcomes
 
 
-async def create_table(client: Any, table: str, *, index: str = "StatusIndex") -> None:
+async def create_table(
+    client: Any, table: str, *, index: str = "StatusIndex", projection: str = DEFAULT_PROJECTION
+) -> None:
     """Create the history table (idempotent) and wait until it is ACTIVE (tests use this)."""
-    await ensure_table(client, table_definition(table, index=index))
+    await ensure_table(client, table_definition(table, index=index, projection=projection))
 
 
 __all__ = [
+    "DEFAULT_PROJECTION",
+    "INCLUDED_ATTRIBUTES",
     "LEASE_TTL_ATTRIBUTE",
     "SchemaMismatch",
     "TableOutcome",
     "create_table",
     "ensure_table",
+    "index_projection_definition",
     "init_tables",
     "lease_table_definition",
+    "projection_notes",
     "schema_differences",
     "table_definition",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.recording import DynamoRecorder
+from benchmarks.recording import DynamoRecorder, IndexShape
 from benchmarks.sizes import item_size, number_size, read_units, value_size, write_units
 
 
@@ -113,3 +113,100 @@ def test_a_projected_query_is_charged_for_the_whole_items_and_forgets_no_size():
     # The whole item's size is still what the next write is priced from.
     priced = recorder.price("UpdateItem", {"Key": KEY}, 200, {"Attributes": _item("POLLING", 10)})
     assert priced[1] == 7
+
+
+KEYS_ONLY = IndexShape("KEYS_ONLY")
+INCLUDE = IndexShape("INCLUDE", frozenset({"PollerRevision"}))
+
+
+def _revised(status: str, padding: int, revision: int) -> dict:
+    return {**_item(status, padding), "PollerRevision": {"N": str(revision)}}
+
+
+@pytest.mark.parametrize(
+    ("shape", "index_units"),
+    [(IndexShape(), 3), (INCLUDE, 1), (KEYS_ONLY, 0)],
+)
+def test_an_index_write_costs_the_projected_entry_and_nothing_when_it_is_unchanged(
+    shape, index_units
+):
+    recorder = DynamoRecorder(index=shape)
+    recorder.know(_revised("POLLING", 2500, 1))
+    after = {"Attributes": _revised("POLLING", 2600, 2)}
+    assert recorder.price("UpdateItem", {"Key": KEY}, 200, after) == (0.0, 3, index_units)
+
+
+@pytest.mark.parametrize(("shape", "index_units"), [(IndexShape(), 6), (KEYS_ONLY, 2)])
+def test_a_status_change_on_a_lean_index_deletes_and_puts_a_small_entry(shape, index_units):
+    recorder = DynamoRecorder(index=shape)
+    recorder.know(_item("POLLING", 2500))
+    after = {"Attributes": _item("COMPLETED", 2500)}
+    assert recorder.price("UpdateItem", {"Key": KEY}, 200, after) == (0.0, 3, index_units)
+
+
+def test_a_lean_index_query_is_charged_for_the_entries_not_the_items():
+    recorder = DynamoRecorder(index=KEYS_ONLY)
+    recorder.know(_item("POLLING", 7000))
+    entry = {k: v for k, v in _item("POLLING", 0).items() if k != "Pad"}
+    units, _, _ = recorder.price("Query", {"IndexName": "StatusIndex"}, 200, {"Items": [entry]})
+    assert units == 0.5  # a few dozen bytes: one 4 KB block, halved
+    # The whole item's size is still what the next write is priced from.
+    priced = recorder.price("UpdateItem", {"Key": KEY}, 200, {"Attributes": _item("POLLING", 10)})
+    assert priced[1] == 7
+
+
+@pytest.mark.parametrize(("consistent", "units"), [(True, 3.0), (False, 1.5)])
+def test_batch_get_prices_each_item_on_its_own(consistent, units):
+    recorder = DynamoRecorder(index=KEYS_ONLY)
+    request = {"RequestItems": {"t": {"Keys": [KEY, KEY], "ConsistentRead": consistent}}}
+    response = {"Responses": {"t": [_item("POLLING", 5000), _item("POLLING", 100)]}}
+    assert recorder.price("BatchGetItem", request, 200, response) == (units, 0, 0)
+
+
+def test_describe_table_is_free():
+    recorder = DynamoRecorder()
+    assert recorder.price("DescribeTable", {"TableName": "t"}, 200, {"Table": {}}) == (0, 0, 0)
+    assert not recorder.unpriced
+
+
+def _update(assignments: dict[str, dict]) -> dict:
+    names = {f"#a{i}": name for i, name in enumerate(assignments)}
+    values = {f":v{i}": value for i, value in enumerate(assignments.values())}
+    expression = "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(assignments)))
+    return {
+        "Key": KEY,
+        "UpdateExpression": expression,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+
+
+def _with_waves(status: str, server: str, polled: str) -> dict:
+    waves = {
+        "L": [
+            {
+                "M": {
+                    "Servers": {
+                        "L": [{"M": {"Status": {"S": server}, "LastPolledTime": {"N": polled}}}]
+                    }
+                }
+            }
+        ]
+    }
+    return {**_item(status, 10), "Waves": waves}
+
+
+def test_writes_are_sorted_by_kind():
+    recorder = DynamoRecorder(index=KEYS_ONLY)
+    recorder.know(_with_waves("POLLING", "PENDING", "1"))
+
+    def kind(after: dict, assignments: dict) -> str:
+        recorder.price("UpdateItem", _update(assignments), 200, {"Attributes": after})
+        return recorder.last_kind
+
+    heartbeat = _with_waves("POLLING", "PENDING", "2")  # bookkeeping only
+    assert kind(heartbeat, {"Waves": heartbeat["Waves"]}) == "unchanged"
+    moved = _with_waves("POLLING", "LAUNCHED", "3")
+    assert kind(moved, {"Waves": moved["Waves"]}) == "state"
+    done = _with_waves("COMPLETED", "LAUNCHED", "4")
+    assert kind(done, {"Status": {"S": "COMPLETED"}}) == "finalize"

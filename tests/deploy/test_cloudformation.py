@@ -225,6 +225,26 @@ class Stack:
 
 
 # --- the execution-history table (contract §1) ----------------------------------------------
+@pytest.mark.parametrize(
+    ("projection", "expected"),
+    [
+        ("KEYS_ONLY", {"ProjectionType": "KEYS_ONLY"}),
+        (
+            "INCLUDE",
+            {
+                "ProjectionType": "INCLUDE",
+                "NonKeyAttributes": ["PollerRevision", "TaskTokensPending"],
+            },
+        ),
+        ("ALL", {"ProjectionType": "ALL"}),
+    ],
+)
+def test_status_index_projection_parameter(projection, expected):
+    stack = Stack(StatusIndexProjection=projection)
+    props = stack.resources("AWS::DynamoDB::Table")["ExecutionTable"]["Properties"]
+    assert props["GlobalSecondaryIndexes"][0]["Projection"] == expected
+
+
 def test_execution_table_is_the_contracts_schema_and_is_protected():
     table = Stack().resources("AWS::DynamoDB::Table")["ExecutionTable"]
     props = table["Properties"]
@@ -241,7 +261,7 @@ def test_execution_table_is_the_contracts_schema_and_is_protected():
             {"AttributeName": "Status", "KeyType": "HASH"},
             {"AttributeName": "StartTime", "KeyType": "RANGE"},
         ],
-        "Projection": {"ProjectionType": "ALL"},
+        "Projection": {"ProjectionType": "KEYS_ONLY"},  # the lean default (contract §1)
     }
     assert props["TableName"] == "drs-execution-history"
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}

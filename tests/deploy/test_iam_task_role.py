@@ -1,11 +1,12 @@
 """The task role grants exactly what the daemon calls, on exactly the resources it uses.
 
-The daemon reads execution items through the StatusIndex (Query), reads one item and
-writes it back conditionally (GetItem, UpdateItem), keeps its replica lease (UpdateItem,
-Query on the lease table), describes DRS jobs and instances and EC2 instances, lists
-source servers' launch actions, and answers the orchestrator's Step Functions task
-tokens (contract §5). It starts, stops and terminates nothing, and these tests hold
-the template to that.
+The daemon reads execution items through the StatusIndex (Query), describes the table
+once at start-up (DescribeTable: the index's projection), reads items whole by key
+(BatchGetItem) and writes them back conditionally (UpdateItem), keeps its replica lease
+(UpdateItem, Query on the lease table), describes DRS jobs and instances and EC2
+instances, lists source servers' launch actions, and answers the orchestrator's Step
+Functions task tokens (contract §5). It starts, stops and terminates nothing, and these
+tests hold the template to that.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def expected_task_grants(*, table: str, index: str) -> set[tuple[str, str]]:
     table_arn = f"{ACCOUNT_REGION}:table/{table}"
     return {
         ("dynamodb:Query", f"{table_arn}/index/{index}"),
-        ("dynamodb:GetItem", table_arn),
+        ("dynamodb:DescribeTable", table_arn),
+        ("dynamodb:BatchGetItem", table_arn),
         ("dynamodb:UpdateItem", table_arn),
         ("dynamodb:Query", "{LeaseTable.Arn}"),
         ("dynamodb:UpdateItem", "{LeaseTable.Arn}"),
@@ -120,7 +122,10 @@ def test_task_role_has_no_wildcard_actions_and_star_only_for_unscopable_describe
 
 def test_task_role_cannot_start_stop_terminate_or_delete_anything():
     """The selling point in the README, held as a rule over action names."""
-    forbidden = re.compile(r":(Start|Stop|Terminate|Run|Reboot|Delete|Create|Put|Batch|Scan)")
+    # BatchGetItem only reads (discovery reads items whole by key with it).
+    forbidden = re.compile(
+        r":(Start|Stop|Terminate|Run|Reboot|Delete|Create|Put|BatchWrite|BatchExecute|Scan)"
+    )
     actions = {action for action, _ in grants(role_statements(Stack(), "TaskRole"))}
     assert not {action for action in actions if forbidden.search(action)}
     assert all(

@@ -21,6 +21,9 @@ from structlog.testing import capture_logs
 
 from drs_poller.local.items import ServerSpec
 
+# The guarantees hold on the seeds' index (ALL) and on the lean one init-table creates.
+pytestmark = pytest.mark.parametrize("projection", ["ALL", "KEYS_ONLY"])
+
 S1, S2 = server_id(1), server_id(2)
 
 

@@ -12,6 +12,9 @@ from harness import OTHER_REGION, REGION, ServerSnapshot, launched, metric, serv
 
 from drs_poller.local.items import ServerSpec
 
+# The guarantees hold on the seeds' index (ALL) and on the lean one init-table creates.
+pytestmark = pytest.mark.parametrize("projection", ["ALL", "KEYS_ONLY"])
+
 LEASE = 30.0
 RENEW = LEASE / 3
 

@@ -327,7 +327,10 @@ async def test_a_timed_out_token_is_recorded_and_not_retried(world, sfn):
     assert retries == 0
 
 
-async def test_replica_dies_between_the_final_write_and_the_answer(world, sfn):
+# The sweep filters on the index where it projects TaskTokensPending (ALL, INCLUDE) and
+# reads finished items whole where it does not (KEYS_ONLY): both must find the token.
+@pytest.mark.parametrize("projection", ["KEYS_ONLY", "INCLUDE", "ALL"])
+async def test_replica_dies_between_the_final_write_and_the_answer(world, sfn, projection):
     """Replica A writes the final status and dies before it answers. Replica B's
     sweep finds the finished execution through TaskTokensPending and answers; A,
     back, answering the same token again changes nothing."""

@@ -56,7 +56,7 @@ def test_creates_the_table_and_lease_table_then_reruns_idempotently(env, moto_ur
     assert schema_differences(table_definition(table), history) == []
     (index,) = history["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "StatusIndex"
-    assert index["Projection"]["ProjectionType"] == "ALL"
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}  # the lean default
     leases, ttl = asyncio.run(describe(moto_url, lease))
     assert schema_differences(lease_table_definition(lease), leases) == []
     assert [k["AttributeName"] for k in leases["KeySchema"]] == ["LeaseGroup", "ReplicaId"]
@@ -67,6 +67,37 @@ def test_creates_the_table_and_lease_table_then_reruns_idempotently(env, moto_ur
     again = capsys.readouterr().out
     assert f"table {table}: already exists with the expected schema" in again
     assert f"table {lease}: already exists with the expected schema" in again
+
+
+@pytest.mark.parametrize(
+    ("flag", "projection"),
+    [
+        (
+            "INCLUDE",
+            {
+                "ProjectionType": "INCLUDE",
+                "NonKeyAttributes": ["PollerRevision", "TaskTokensPending"],
+            },
+        ),
+        ("ALL", {"ProjectionType": "ALL"}),
+        ("KEYS_ONLY", {"ProjectionType": "KEYS_ONLY"}),
+    ],
+)
+def test_index_projection_flag_chooses_what_the_index_projects(
+    env, moto_url, capsys, flag, projection
+):
+    table = fresh("projected")
+    assert cli.main(["init-table", "--table", table, "--index-projection", flag]) == 0
+    history, _ = asyncio.run(describe(moto_url, table))
+    assert history["GlobalSecondaryIndexes"][0]["Projection"] == projection
+    capsys.readouterr()
+    # An existing table keeps the projection it has, and init-table says so.
+    other = "KEYS_ONLY" if flag != "KEYS_ONLY" else "ALL"
+    assert cli.main(["init-table", "--table", table, "--index-projection", other]) == 0
+    out = capsys.readouterr().out
+    assert f"table {table}: already exists with the expected schema" in out
+    assert f"index StatusIndex projects {flag}" in out
+    assert f"not {other}: kept as it is" in out
 
 
 def test_flags_override_the_environment(env, moto_url, capsys):
@@ -132,9 +163,14 @@ def test_no_table_name_is_exit_2(env, capsys):
     [
         (
             lambda d: d["GlobalSecondaryIndexes"][0].update(
-                Projection={"ProjectionType": "KEYS_ONLY"}
+                Projection={"ProjectionType": "SOMETHING_NEW"}
             ),
-            "projects KEYS_ONLY",
+            "projects SOMETHING_NEW",
+        ),
+        # Every projection the daemon works with is no difference (it is kept).
+        (
+            lambda d: d["GlobalSecondaryIndexes"][0].update(Projection={"ProjectionType": "ALL"}),
+            None,
         ),
         (
             lambda d: d["GlobalSecondaryIndexes"][0]["KeySchema"].reverse(),

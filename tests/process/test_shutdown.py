@@ -100,6 +100,21 @@ async def test_bad_configuration_stops_start_up_naming_the_variable(live_world):
     assert any("DRS_POLLER_INTERVAL_PENDING" in line for line in daemon.raw)
 
 
+async def test_a_status_index_the_daemon_cannot_use_stops_start_up_naming_it(live_world):
+    daemon = DaemonProcess(
+        daemon_env(stack=live_world.stack, table=live_world.table, status_index="ByStatus")
+    )
+    await daemon.start()
+    code = await daemon.proc.wait()
+    await daemon._reader
+    assert code == 2
+    assert any(
+        f"table {live_world.table} has no global secondary index ByStatus "
+        "(DRS_POLLER_STATUS_INDEX)" in line
+        for line in daemon.raw
+    )
+
+
 async def test_a_metrics_port_in_use_stops_start_up_naming_the_variable(live_world):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

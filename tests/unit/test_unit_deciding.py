@@ -724,7 +724,7 @@ def test_unobserved_job_heartbeat_writes_the_item_unchanged():
             )
         ),
         Phase="STARTED",
-        LastPolledTime=Decimal(f"{NOW - 400:.3f}"),
+        LastPolledTime=Decimal(f"{NOW - 1000:.3f}"),
     )
     decision = _decide(item, {}, polls_since_write=3)
     assert decision.kind == "heartbeat"
@@ -869,9 +869,9 @@ def test_is_overdue(elapsed, overdue):
 KINDS = [
     ("nothing changed, heartbeat not due", {"Phase": "IN_PROGRESS", "LastPolledTime": NOW - 10},
      "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "none"),
-    ("nothing changed, heartbeat due", {"Phase": "IN_PROGRESS", "LastPolledTime": NOW - 300},
+    ("nothing changed, heartbeat due", {"Phase": "IN_PROGRESS", "LastPolledTime": NOW - 900},
      "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "heartbeat"),
-    ("heartbeat 1 ms short", {"Phase": "IN_PROGRESS", "LastPolledTime": NOW - 299.999},
+    ("heartbeat 1 ms short", {"Phase": "IN_PROGRESS", "LastPolledTime": NOW - 899.999},
      "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "none"),
     ("nothing changed, never polled", {"Phase": "IN_PROGRESS"},
      "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "heartbeat"),
@@ -1124,7 +1124,7 @@ def test_the_policy_takes_its_defaults_from_the_settings():
             history_limit=20,
             overdue_after=1800.0,
             max_execution_age=43200.0,
-            heartbeat_interval=300.0,
+            heartbeat_interval=900.0,
         )
         == POLICY
     )
