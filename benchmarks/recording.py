@@ -100,10 +100,14 @@ service.OPERATIONS["DescribeRecoveryInstances"] = lambda double, region, body: (
 
 @dataclass(frozen=True, slots=True)
 class DrsCall:
+    """One call at the DRS double: asked at ``at``, answered by ``answered`` (the double
+    rendered its answer in between, from its state at that moment)."""
+
     at: float
     operation: str
     region: str | None
     job_ids: tuple[str, ...]
+    answered: float = 0.0
 
 
 @dataclass
@@ -149,7 +153,13 @@ async def serve_recorded_drs(double: DrsDouble, recorder: DrsRecorder) -> AsyncI
         match = _REGION.search(request.headers.get("Authorization", ""))
         response: web.StreamResponse = await handler(request)
         recorder.calls.append(
-            DrsCall(at, operation, match.group("region") if match else None, job_ids)
+            DrsCall(
+                at,
+                operation,
+                match.group("region") if match else None,
+                job_ids,
+                answered=time.time(),
+            )
         )
         return response
 
@@ -162,8 +172,17 @@ async def serve_recorded_drs(double: DrsDouble, recorder: DrsRecorder) -> AsyncI
 # ---------------------------------------------------------------------- DynamoDB
 
 
+WRITES = frozenset({"UpdateItem", "PutItem"})
+
+
 @dataclass(frozen=True, slots=True)
 class DynamoCall:
+    """One request through the proxy, priced. For a write (UpdateItem, PutItem) also
+    whether it landed (``status`` 200; a failed condition or an error did not) and
+    whether the item was in StatusIndex before or after it (``in_index``). Under load
+    a tracker's write can time out after it landed; its retry then fails its own
+    condition, costing table units and no index units: ``landed`` tells those apart."""
+
     started: float
     ended: float
     operation: str
@@ -171,6 +190,11 @@ class DynamoCall:
     read_units: float
     table_write_units: int
     index_write_units: int
+    in_index: bool = False
+
+    @property
+    def landed(self) -> bool:
+        return self.operation in WRITES and self.status == 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +248,17 @@ class DynamoRecorder:
         except KeyError:
             shadow = None
         return shadow.size if shadow is not None else item_size(projected)
+
+    def in_index(self, operation: str, request: dict[str, Any]) -> bool:
+        """Whether a write's item is in StatusIndex now, as far as the proxy knows."""
+        if operation not in WRITES:
+            return False
+        try:
+            key = self.key_of(request["Key"] if operation == "UpdateItem" else request["Item"])
+        except KeyError:
+            return False
+        shadow = self._items.get(key)
+        return shadow is not None and shadow.indexed
 
     def price(  # noqa: C901 - one branch per DynamoDB operation
         self, operation: str, request: dict[str, Any], status: int, response: dict[str, Any]
@@ -337,8 +372,12 @@ async def serve_dynamodb_proxy(moto_url: str, recorder: DynamoRecorder) -> Async
                 recorder.unpriced[f"{operation} (status {status}, not JSON)"] += 1
                 recorder.calls.append(DynamoCall(started, ended, operation, status, 0.0, 0, 0))
                 return web.Response(body=payload, status=status, headers=reply_headers)
+            was_in_index = recorder.in_index(operation, body)
             units = recorder.price(operation, body, status, response_body)
-            recorder.calls.append(DynamoCall(started, ended, operation, status, *units))
+            in_index = was_in_index or recorder.in_index(operation, body)
+            recorder.calls.append(
+                DynamoCall(started, ended, operation, status, *units, in_index=in_index)
+            )
             if operation == "UpdateItem" and status == 200:
                 recorder.note_write(ended, body)
             if strip and status == 200:
