@@ -269,7 +269,17 @@ def _observe_launch(
         ):
             if value:
                 update.raw[attribute] = value
-    if launch_status is LaunchStatus.LAUNCHED and update.server.launched_time is None:
+    if update.server.launched_time is None and (
+        launch_status is LaunchStatus.LAUNCHED
+        # TERMINATED with a recovery instance: DRS keeps the evidence that it launched
+        # (CONTRACT §2), and the LAUNCHED in between was gone before this poll (a drill
+        # cleaned up while the daemon was down, stalled, or on a starved machine).
+        or (
+            launch_status is LaunchStatus.TERMINATED
+            and participant is not None
+            and participant.recovery_instance_id
+        )
+    ):
         update.raw["LaunchedTime"] = epoch(update.now)
         return update.now
     return update.server.launched_time
