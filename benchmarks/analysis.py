@@ -13,6 +13,12 @@ pure phase rules (``drs_poller.core.phases``). Negative lateness is a poll pulle
 IN_PROGRESS → LAUNCHED / FAILED, and TERMINATED), the time from the change to the first
 UpdateItem that carried that status for that server, as the proxy saw it land. Changes
 after the execution's final write are not counted (nobody tracks a finished execution).
+A change no write ever carried is *missed*, of two kinds: a status that DRS showed in
+an answer to the tracker (a DescribeJobs for its job, asked after the change and
+answered before the server's next change), which the tracker then did not write: a
+fault of the tracker; and a status that was gone before the tracker next asked about
+its job: shorter than the tracker's polling gap, which a busy machine lengthens (at 60x
+compression, one second of delay on the machine is a minute on DRS's time scale).
 The excess is the latency minus the interval of the phase seen at the execution's last
 poll before the change (the cadence in force when it happened): the part a tracker
 adds beyond its polling interval.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +40,10 @@ from drs_poller.core.phases import Phase, most_urgent, server_phase
 from drs_poller.settings import load_settings, policy_from
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from benchmarks.recording import DrsCall, ItemWrite
-    from benchmarks.workloads import Seeded
+    from benchmarks.workloads import Seeded, StateChange
     from drs_poller.simulator.timelines import JobScript
 
 REAL_INTERVALS = policy_from(load_settings(table_name="bench")).intervals  # the defaults
@@ -136,14 +145,53 @@ def lateness(
     return found
 
 
-def detection(
+def _seen_by_a_poll(seeded: Seeded, calls: list[DrsCall]) -> Callable[[StateChange, float], bool]:
+    """Whether DRS showed a change's status to the tracker: a DescribeJobs for the
+    server's job, asked at or after the change and answered before ``until`` (the
+    server's next change)."""
+    asked: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for call in calls:
+        if call.operation == "DescribeJobs":
+            for job_id in call.job_ids:
+                asked[job_id].append((call.at, call.answered))
+    for spans in asked.values():
+        spans.sort()
+    job_of = {
+        (execution_id, sid): script.job_id
+        for execution_id, (_, servers) in seeded.executions.items()
+        for script, sid in servers
+    }
+
+    def seen(change: StateChange, until: float) -> bool:
+        spans = asked.get(job_of.get((change.execution_id, change.source_server_id), ""), [])
+        first = bisect.bisect_left(spans, (change.at, -math.inf))
+        return any(answered < until for _, answered in spans[first:])
+
+    return seen
+
+
+def detection(  # noqa: C901 - one pass over the changes
     seeded: Seeded,
     writes: list[ItemWrite],
     polls: dict[str, list[float]],
     *,
     speed: float,
     window: tuple[float, float] | None,
+    calls: list[DrsCall] | None = None,
 ) -> dict[str, Any]:
+    seen = _seen_by_a_poll(seeded, calls or [])
+    changes = sorted(seeded.changes(), key=lambda c: (c.execution_id, c.source_server_id, c.at))
+    next_change: dict[StateChange, float] = {}
+    for current, following in itertools.pairwise(changes):
+        same = (current.execution_id, current.source_server_id) == (
+            following.execution_id,
+            following.source_server_id,
+        )
+        next_change[current] = following.at if same else math.inf
+    if changes:
+        next_change[changes[-1]] = math.inf
+    missed_seen = 0
+    missed_in: dict[str, set[str]] = {"seen": set(), "unseen": set()}
     shown: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     finished: dict[str, float] = {}
     for write in writes:
@@ -164,6 +212,9 @@ def detection(
         if position == len(times):
             if end is not None or window is None:
                 missed += 1
+                was_seen = seen(change, next_change[change])
+                missed_seen += was_seen
+                missed_in["seen" if was_seen else "unseen"].add(change.execution_id)
             continue
         latency = (times[position] - change.at) * speed
         latencies.append(latency)
@@ -180,4 +231,9 @@ def detection(
         "excess_over_interval": quantiles(excesses),
         "by_status": {status: quantiles(values) for status, values in sorted(by_status.items())},
         "missed": missed,
+        # Of the missed: statuses DRS showed the tracker, unwritten (a tracker's fault),
+        # and statuses gone before the tracker asked (shorter than its polling gap).
+        "missed_seen": missed_seen,
+        "missed_unseen": missed - missed_seen,
+        "missed_in_executions": {kind: sorted(ids) for kind, ids in missed_in.items()},
     }

@@ -108,10 +108,14 @@ service.OPERATIONS["DescribeRecoveryInstances"] = lambda simulator, region, body
 
 @dataclass(frozen=True, slots=True)
 class DrsCall:
+    """One call at the DRS simulator: asked at ``at``, answered by ``answered`` (the simulator
+    rendered its answer in between, from its state at that moment)."""
+
     at: float
     operation: str
     region: str | None
     job_ids: tuple[str, ...]
+    answered: float = 0.0
 
 
 @dataclass
@@ -157,7 +161,13 @@ async def serve_recorded_drs(simulator: DrsSimulator, recorder: DrsRecorder) -> 
         match = _REGION.search(request.headers.get("Authorization", ""))
         response: web.StreamResponse = await handler(request)
         recorder.calls.append(
-            DrsCall(at, operation, match.group("region") if match else None, job_ids)
+            DrsCall(
+                at,
+                operation,
+                match.group("region") if match else None,
+                job_ids,
+                answered=time.time(),
+            )
         )
         return response
 
@@ -170,8 +180,17 @@ async def serve_recorded_drs(simulator: DrsSimulator, recorder: DrsRecorder) -> 
 # ---------------------------------------------------------------------- DynamoDB
 
 
+WRITES = frozenset({"UpdateItem", "PutItem"})
+
+
 @dataclass(frozen=True, slots=True)
 class DynamoCall:
+    """One request through the proxy, priced. For a write (UpdateItem, PutItem) also
+    whether it landed (``status`` 200; a failed condition or an error did not) and
+    whether the item was in StatusIndex before or after it (``in_index``). Under load
+    a tracker's write can time out after it landed; its retry then fails its own
+    condition, costing table units and no index units: ``landed`` tells those apart."""
+
     started: float
     ended: float
     operation: str
@@ -180,6 +199,11 @@ class DynamoCall:
     table_write_units: int
     index_write_units: int
     kind: str = ""  # writes only: see write_kind
+    in_index: bool = False
+
+    @property
+    def landed(self) -> bool:
+        return self.operation in WRITES and self.status == 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +362,17 @@ class DynamoRecorder:
             return item_size(projected)
         return shadow.size if shadow.entry is None else item_size(shadow.entry)
 
+    def in_index(self, operation: str, request: dict[str, Any]) -> bool:
+        """Whether a write's item is in StatusIndex now, as far as the proxy knows."""
+        if operation not in WRITES:
+            return False
+        try:
+            key = self.key_of(request["Key"] if operation == "UpdateItem" else request["Item"])
+        except KeyError:
+            return False
+        shadow = self._items.get(key)
+        return shadow is not None and shadow.indexed
+
     def price(  # noqa: C901, PLR0911 - one branch per DynamoDB operation
         self, operation: str, request: dict[str, Any], status: int, response: dict[str, Any]
     ) -> tuple[float, int, int]:
@@ -465,9 +500,19 @@ async def serve_dynamodb_proxy(moto_url: str, recorder: DynamoRecorder) -> Async
                 recorder.calls.append(DynamoCall(started, ended, operation, status, 0.0, 0, 0))
                 return web.Response(body=payload, status=status, headers=reply_headers)
             recorder.last_kind = ""
+            was_in_index = recorder.in_index(operation, body)
             units = recorder.price(operation, body, status, response_body)
+            in_index = was_in_index or recorder.in_index(operation, body)
             recorder.calls.append(
-                DynamoCall(started, ended, operation, status, *units, kind=recorder.last_kind)
+                DynamoCall(
+                    started,
+                    ended,
+                    operation,
+                    status,
+                    *units,
+                    kind=recorder.last_kind,
+                    in_index=in_index,
+                )
             )
             if operation == "UpdateItem" and status == 200:
                 recorder.note_write(ended, body)

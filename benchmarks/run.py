@@ -28,6 +28,7 @@ import aioboto3
 from benchmarks import profiles
 from benchmarks.analysis import detection, lateness, percentiles, poll_times, quantiles
 from benchmarks.recording import (
+    WRITES,
     DrsRecorder,
     DynamoRecorder,
     IndexedDrsSimulator,
@@ -394,6 +395,9 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     read_units = sum(c.read_units for c in dynamo_calls)
     table_writes = sum(c.table_write_units for c in dynamo_calls)
     index_writes = sum(c.index_write_units for c in dynamo_calls)
+    landed = [c for c in dynamo_calls if c.landed]
+    landed_in_index = [c for c in landed if c.in_index]
+    not_landed = [c for c in dynamo_calls if c.operation in WRITES and not c.landed]
     figures: dict[str, Any] = {
         "tracker": tracker,
         "index_projection": projection,
@@ -424,6 +428,21 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
                 "mean": round(sum(sizes) / len(sizes)) if sizes else 0,
                 "max": sizes[-1] if sizes else 0,
             },
+            # Writes that landed, and writes that did not (a failed condition: a lost
+            # race, or the retry of a write that had landed and timed out): under load
+            # the second kind grows and costs table units only.
+            "landed_writes": {
+                "count": len(landed),
+                "table_write_units": sum(c.table_write_units for c in landed),
+                "index_write_units": sum(c.index_write_units for c in landed),
+                "in_index": len(landed_in_index),
+                "in_index_table_write_units": sum(c.table_write_units for c in landed_in_index),
+            },
+            "failed_writes": {
+                "count": len(not_landed),
+                "table_write_units": sum(c.table_write_units for c in not_landed),
+                "index_write_units": sum(c.index_write_units for c in not_landed),
+            },
             "unpriced_operations": dict(dynamo_recorder.unpriced),
         },
         "per_real_hour": {
@@ -434,7 +453,12 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         },
         "lateness_real_s": {**quantiles(late), "percentiles": percentiles(late)},
         "detection_real_s": detection(
-            seeded, dynamo_recorder.writes, polls, speed=speed, window=window_bounds
+            seeded,
+            dynamo_recorder.writes,
+            polls,
+            speed=speed,
+            window=window_bounds,
+            calls=drs_recorder.calls,
         ),
         "polls": sum(len(times) for times in polls.values()),
         "cpu_seconds": round(cpu_measured, 2),

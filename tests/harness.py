@@ -23,7 +23,7 @@ from drs_poller.clients.dynamodb import to_python, to_wire, with_decimals
 from drs_poller.clock import ManualClock, SystemClock
 from drs_poller.engine.daemon import Daemon
 from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
-from drs_poller.local.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack
+from drs_poller.local.stack import FAKE_CREDENTIALS, LOOPBACK, local_stack, warm_up_moto
 from drs_poller.local.table import (
     DEFAULT_PROJECTION,
     create_table,
@@ -52,7 +52,9 @@ def moto_url():
     server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    url = f"http://{host}:{port}"
+    warm_up_moto(url)  # the backends' first load is not any one test's to wait for
+    yield url
     server.stop()
 
 

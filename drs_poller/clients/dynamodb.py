@@ -431,6 +431,10 @@ class ExecutionStore:
             if current is None:
                 return WriteResult(applied=False, item=None)
             item = to_python(current)
-            # Our own write landed, and its response was lost (a retried attempt).
-            return WriteResult(applied=item.get(WRITE_ID) == write_id, item=item)
+            if item.get(WRITE_ID) != write_id:
+                return WriteResult(applied=False, item=item)
+            # Our own write landed, and its response was lost (a retried attempt): the
+            # table was slow to answer, or the connection dropped. Applied, and counted.
+            self._caller.metrics.writes_landed_on_retry.inc()
+            return WriteResult(applied=True, item=item)
         return WriteResult(applied=True, item={**read, **attributes})

@@ -441,6 +441,7 @@ def _observe_launch(
         ):
             if value:
                 update.raw[attribute] = value
+    # TERMINATED with no LAUNCHED seen is judged on DRS's evidence (_judge_terminated).
     if launch_status is LaunchStatus.LAUNCHED and update.server.launched_time is None:
         update.raw["LaunchedTime"] = epoch(update.now)
         return update.now

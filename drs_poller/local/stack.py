@@ -6,6 +6,7 @@ real HTTP server in a thread, and the daemon talks to it through its real client
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -64,9 +65,26 @@ async def moto_server() -> AsyncIterator[str]:
     server.start()
     try:
         host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
+        url = f"http://{host}:{port}"
+        await asyncio.to_thread(warm_up_moto, url)
+        yield url
     finally:
         server.stop()
+
+
+def warm_up_moto(url: str) -> None:
+    """Answer one DynamoDB and one EC2 request, so that moto has loaded both backends.
+
+    moto loads a service's backend at its first request, under a lock every request
+    waits on; EC2's import alone parses megabytes of instance-type data. On a busy
+    machine that took tens of seconds, spent inside the first poll's deadline (the
+    demo's patience, a test's wait) instead of before it.
+    """
+    import boto3  # noqa: PLC0415 - a one-off, synchronous, before anything runs
+
+    session = boto3.Session(**FAKE_CREDENTIALS, region_name="us-east-1")
+    session.client("dynamodb", endpoint_url=url).list_tables(Limit=1)
+    session.client("ec2", endpoint_url=url).describe_instances(MaxResults=5)
 
 
 @asynccontextmanager

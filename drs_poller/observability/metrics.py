@@ -137,6 +137,13 @@ class Metrics:
             "DynamoDB conditional writes lost to another writer (condition check failed).",
             registry=reg,
         )
+        self.writes_landed_on_retry = Counter(
+            _PREFIX + "dynamodb_writes_landed_on_retry_total",
+            "DynamoDB conditional writes whose answer was lost (a timeout, a dropped "
+            "connection) and whose retry found the write had landed: applied once, and "
+            "counted here instead of as a conflict. A rise means DynamoDB answers slowly.",
+            registry=reg,
+        )
         self.writes = Counter(
             _PREFIX + "dynamodb_writes_total",
             "Successful DynamoDB writes, by kind (state, heartbeat, finalize).",

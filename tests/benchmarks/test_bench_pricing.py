@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.recording import DynamoRecorder, IndexShape
+from benchmarks.recording import DynamoCall, DynamoRecorder, IndexShape
 from benchmarks.sizes import item_size, number_size, read_units, value_size, write_units
 
 
@@ -94,6 +94,25 @@ def test_failed_condition_costs_the_existing_item():
     recorder.know(_item("POLLING", 2500))
     failure = {"__type": "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"}
     assert recorder.price("UpdateItem", {"Key": KEY}, 400, failure) == (0.0, 3, 0)
+
+
+def test_a_write_says_whether_it_landed_and_whether_its_item_is_in_the_index():
+    recorder = DynamoRecorder()
+    assert not recorder.in_index("UpdateItem", {"Key": KEY})  # never seen
+    recorder.know(_item("POLLING", 100))
+    assert recorder.in_index("UpdateItem", {"Key": KEY})
+    assert not recorder.in_index("GetItem", {"Key": KEY})  # not a write
+    unindexed = {"ExecutionId": {"S": "e-1"}, "PlanId": {"S": "p"}, "Status": {"S": "DONE"}}
+    recorder.price("UpdateItem", {"Key": KEY}, 200, {"Attributes": unindexed})
+    assert not recorder.in_index("UpdateItem", {"Key": KEY})  # left the index (no StartTime)
+
+    def call(operation: str, status: int) -> DynamoCall:
+        return DynamoCall(0.0, 0.0, operation, status, 0.0, 1, 0)
+
+    assert call("UpdateItem", 200).landed
+    assert call("PutItem", 200).landed
+    assert not call("UpdateItem", 400).landed  # a failed condition, or an error
+    assert not call("GetItem", 200).landed  # not a write
 
 
 def test_gsi_query_is_eventually_consistent_and_sums_the_page():

@@ -104,6 +104,7 @@ async def test_a_write_whose_response_is_lost_counts_once_and_repeats_nothing(wo
     assert ddb_proxy.count("UpdateItem", rule=lost, outcome=Outcome.RESET) == 1
     assert metric(daemon, "drs_poller_polls_total", {"outcome": "updated"}) == 1
     assert metric(daemon, "drs_poller_conditional_write_conflicts_total") == 0
+    assert metric(daemon, "drs_poller_dynamodb_writes_landed_on_retry_total") == 1
     item = await world.get("ex")
     assert item["PollerRevision"] == 1  # applied once: the retry found its own write id
     for server in servers_of(item):

@@ -14,6 +14,7 @@ EXPECTED_FAMILIES = {
     "drs_poller_throttles",
     "drs_poller_aws_retries",
     "drs_poller_conditional_write_conflicts",
+    "drs_poller_dynamodb_writes_landed_on_retry",
     "drs_poller_dynamodb_writes",
     "drs_poller_executions_finalized",
     "drs_poller_overdue_executions",

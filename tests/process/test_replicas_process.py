@@ -17,6 +17,13 @@ from harness import DaemonProcess, daemon_env
 SPEED = 60.0
 LEASE = 3.0  # the smallest lease time the settings allow
 DISCOVERY = 30 / SPEED  # renewals and lease reads every half of it
+# How late a replica's lease read may run on a busy machine (./dev test --busy: every
+# core taken; 1.5 s measured at load average 15 on 2 cores): its loop and its DynamoDB
+# calls wait for a CPU. Below a lease time minus a discovery interval, so a take-over
+# that waited out a second lease time still fails.
+SCHEDULING = LEASE - DISCOVERY - 0.01
+# Processes start (imports, clients, the first lease write) before they see each other.
+START = 60.0
 
 
 def replica_env(world, lease_table: str, name: str, **settings) -> dict[str, str]:
@@ -55,17 +62,21 @@ async def test_a_stalled_replica_is_taken_over_and_cannot_regress_anything(live_
     await b.start()
     try:
         both = ["replica-a", "replica-b"]
-        await wait_until(lambda: both in members_seen(a) and both in members_seen(b), within=15)
-        a.proc.send_signal(signal.SIGSTOP)  # the whole process stalls: loop, timers, sockets
+        await wait_until(lambda: both in members_seen(a) and both in members_seen(b), within=START)
         stalled_at = len(b.events("replicas changed"))
-        took = await wait_until(
+        a.proc.send_signal(signal.SIGSTOP)  # the whole process stalls: loop, timers, sockets
+        stopped = time.time()
+        waited = await wait_until(
             lambda: ["replica-b"] in members_seen(b)[stalled_at:], within=4 * LEASE
         )
+        # When b saw it, by b's own log line (the test's polling of the log adds nothing).
+        took = _taken_over_at(b, stalled_at) - stopped
         print(f"\nFAILOVER stall (SIGSTOP): {took:.2f} s at LEASE_TIME {LEASE} s")  # noqa: T201
         # Not before a lease time (counted from a's last renewal, up to one tick before the
-        # stop); within it plus one discovery interval, plus slack for scheduling.
-        assert LEASE - DISCOVERY / 2 <= took <= LEASE + DISCOVERY + 0.5, took
-        await asyncio.sleep(max(0.0, 2 * LEASE - took))
+        # stop); within it plus one discovery interval, plus how late a busy machine runs
+        # b's lease read.
+        assert LEASE - DISCOVERY / 2 <= took <= LEASE + DISCOVERY + SCHEDULING < 2 * LEASE, took
+        await asyncio.sleep(max(0.0, 2 * LEASE - waited))
         a.proc.send_signal(signal.SIGCONT)
         finals = await wait_for_all(world, fleet.expected, deadline=world.clock.time() + 120)
         assert await a.stop(signal.SIGTERM) == 0
@@ -88,6 +99,46 @@ def _logged_at(line: dict) -> float:
     return datetime.fromisoformat(line["timestamp"]).timestamp()
 
 
+def _shown_in_progress(world, *, after: float) -> set[str]:
+    """The jobs whose (single) server DRS answered as IN_PROGRESS to a DescribeJobs
+    handled after ``after`` (the simulator records a call right after rendering it; the
+    status must hold 0.1 s either side, so the record's moment cannot mislead)."""
+    shown = set()
+    for call in world.drs.calls:
+        if call.operation != "DescribeJobs" or call.status != 200 or call.at <= after:
+            continue
+        for job_id in call.job_ids:
+            script = world.drs.job(call.region, job_id)
+            if script is None:
+                continue
+            (server,) = script.servers
+            if all(
+                script.state_at(moment).server(server.source_server_id).launch_status
+                == "IN_PROGRESS"
+                for moment in (call.at - 0.1, call.at, call.at + 0.1)
+            ):
+                shown.add(job_id)
+    return shown
+
+
+def _stopped_in(daemon: DaemonProcess) -> float:
+    """From the stop signal to the daemon's last line, by its own log: how long it took
+    to stop, without the time a busy machine takes to deliver the signal and to reap
+    the process (the caller's ``within`` bounds those)."""
+    requested = _logged_at(daemon.events("stop requested; no new polls will start")[0])
+    return _logged_at(daemon.events("drs-poller stopped")[0]) - requested
+
+
+def _taken_over_at(daemon: DaemonProcess, since: int) -> float:
+    """When ``daemon`` logged that it was alone in the group, after its ``since``-th
+    "replicas changed" line."""
+    return next(
+        _logged_at(line)
+        for line in daemon.events("replicas changed")[since:]
+        if line["members"] == [daemon.env["DRS_POLLER_REPLICA_ID"]]
+    )
+
+
 async def _lease_entries(world, lease_table: str) -> dict[str, dict]:
     result = await world.ddb.scan(TableName=lease_table, ConsistentRead=True)
     return {item["ReplicaId"]["S"]: item for item in result["Items"]}
@@ -107,34 +158,42 @@ async def test_the_lease_holder_killed_mid_poll_is_taken_over_in_time(live_world
         await b.start()
         try:
             both = ["replica-a", "replica-b"]
-            await wait_until(lambda: both in members_seen(a) and both in members_seen(b), within=15)
+            await wait_until(
+                lambda: both in members_seen(a) and both in members_seen(b), within=START
+            )
             drs_proxy.add(latency(1.0), operation="DescribeJobs")
             await drs_proxy.wait_until(
                 lambda: any(r.outcome is None for r in drs_proxy.select("DescribeJobs")),
                 within=10,
             )
-            a.proc.kill()  # SIGKILL while its DescribeJobs is in flight: no release, no goodbye
             killed_at = len(b.events("replicas changed"))
-            took = await wait_until(
-                lambda: ["replica-b"] in members_seen(b)[killed_at:], within=4 * LEASE
-            )
+            a.proc.kill()  # SIGKILL while its DescribeJobs is in flight: no release, no goodbye
+            killed = time.time()
+            await wait_until(lambda: ["replica-b"] in members_seen(b)[killed_at:], within=4 * LEASE)
+            took = _taken_over_at(b, killed_at) - killed
             finals = await wait_for_all(world, fleet.expected, deadline=world.clock.time() + 120)
             assert await b.stop(signal.SIGTERM) == 0
         finally:
             await a.kill()
             await b.kill()
     print(f"\nFAILOVER crash (SIGKILL mid-poll): {took:.2f} s at LEASE_TIME {LEASE} s")  # noqa: T201
-    # Crash: within the lease time plus one discovery interval (0.5 s here), plus slack for
-    # this loaded machine's scheduling.
-    assert took <= LEASE + DISCOVERY + 0.5, took
+    # Crash: within the lease time plus one discovery interval (0.5 s here), plus how late
+    # a busy machine runs b's lease read.
+    assert took <= LEASE + DISCOVERY + SCHEDULING < 2 * LEASE, took
     wrong = {e: finals[e]["Status"] for e, s in fleet.expected.items() if finals[e]["Status"] != s}
     assert not wrong, wrong
     assert not history_problems(finals)
-    # No transition is missing: every launched server went through IN_PROGRESS first.
+    # No transition is lost in the take-over: every server that DRS showed IN_PROGRESS
+    # after the kill (to b; a was dead) went through IN_PROGRESS before LAUNCHED. A
+    # status DRS showed nobody is not required: on a busy machine a whole IN_PROGRESS
+    # window (6 s here) can pass between two polls.
+    shown = _shown_in_progress(world, after=killed)
     for item in finals.values():
         for server in item["Waves"][0]["Servers"]:
             statuses = [entry["status"] for entry in server["TransitionHistory"]]
-            if "LAUNCHED" in statuses:
+            if server["RecoveryJobId"] in shown:
+                assert "IN_PROGRESS" in statuses, statuses
+            if "LAUNCHED" in statuses and "IN_PROGRESS" in statuses:
                 assert statuses.index("IN_PROGRESS") < statuses.index("LAUNCHED"), statuses
     entries = await _lease_entries(world, lease_table)
     assert "Released" not in entries["replica-a"]  # it never said goodbye
@@ -157,7 +216,9 @@ async def test_sigterm_mid_write_exits_in_grace_releases_the_lease_and_a_peer_co
         await b.start()
         try:
             both = ["replica-a", "replica-b"]
-            await wait_until(lambda: both in members_seen(a) and both in members_seen(b), within=15)
+            await wait_until(
+                lambda: both in members_seen(a) and both in members_seen(b), within=START
+            )
             # a's writes to the execution table now take 1.5 s: SIGTERM lands mid-write.
             slow = ddb_proxy.add(
                 latency(1.5),
@@ -169,18 +230,12 @@ async def test_sigterm_mid_write_exits_in_grace_releases_the_lease_and_a_peer_co
                 within=15,
             )
             before = len(b.events("replicas changed"))
-            signalled = time.monotonic()
-            code = await a.stop(signal.SIGTERM, within=grace + 5)
-            stopped_in = time.monotonic() - signalled
+            code = await a.stop(signal.SIGTERM, within=grace + 5)  # no hang
+            stopped_in = _stopped_in(a)
             await wait_until(lambda: ["replica-b"] in members_seen(b)[before:], within=4 * LEASE)
             # From a's release to b's take-over, by their log timestamps (one host, one clock).
             released = _logged_at(a.events("lease released")[0])
-            taken = next(
-                _logged_at(line)
-                for line in b.events("replicas changed")[before:]
-                if line["members"] == ["replica-b"]
-            )
-            took = taken - released
+            took = _taken_over_at(b, before) - released
             finals = await wait_for_all(world, fleet.expected, deadline=world.clock.time() + 120)
             assert await b.stop(signal.SIGTERM) == 0
         finally:
@@ -191,10 +246,11 @@ async def test_sigterm_mid_write_exits_in_grace_releases_the_lease_and_a_peer_co
         f" taken over {took:.2f} s after the release, at LEASE_TIME {LEASE} s"
     )
     assert code == 0
-    assert stopped_in <= grace + 2.0, stopped_in
+    assert stopped_in <= grace + 1.0, stopped_in
     assert a.events("lease released")
-    # Graceful: the peer takes over at its next read, within a discovery interval.
-    assert took <= DISCOVERY + 0.25, took
+    # Graceful: the peer takes over at its next read, within a discovery interval (plus
+    # how late a busy machine runs it): before a's lease would have run out.
+    assert took <= DISCOVERY + SCHEDULING < LEASE, took
     # The write in flight finished inside the grace period (it was not cancelled).
     assert not a.events("cancelled polls still in flight after the grace period")
     wrong = {e: finals[e]["Status"] for e, s in fleet.expected.items() if finals[e]["Status"] != s}
@@ -226,7 +282,7 @@ async def test_a_black_holed_drs_times_out_health_stays_true_and_shutdown_does_n
         daemon.env["DRS_POLLER_DRS_ENDPOINT_URL"] = drs_proxy.url
         await daemon.start()
         try:
-            started = await daemon.wait_for("drs-poller started", within=15)
+            started = await daemon.wait_for("drs-poller started", within=START)
             url = started["metrics_url"]
             await daemon.wait_for("DescribeJobs failed; those jobs are not observed this poll")
             async with aiohttp.ClientSession() as http:
@@ -237,13 +293,12 @@ async def test_a_black_holed_drs_times_out_health_stays_true_and_shutdown_does_n
                 async with http.get(f"{url}/metrics") as response:
                     exposition = await response.text()
             assert 'outcome="timeout"' in exposition
-            signalled = time.monotonic()
-            code = await daemon.stop(signal.SIGTERM, within=10)
-            stopped_in = time.monotonic() - signalled
+            code = await daemon.stop(signal.SIGTERM, within=10)  # no hang
+            stopped_in = _stopped_in(daemon)
         finally:
             await daemon.kill()
     assert code == 0
-    assert stopped_in <= 2 + 1.5, stopped_in  # the grace period, then cancelled: no hang
+    assert stopped_in <= 2 + 1.0, stopped_in  # the grace period, then cancelled
     assert drs_proxy.count("DescribeJobs", outcome=Outcome.BLACK_HOLED) >= 2
     items = {e: await world.get(e) for e in fleet.expected}
     assert all(item["Status"] == "POLLING" for item in items.values())  # nothing concluded

@@ -209,6 +209,13 @@ ONE_SERVER = [
         ("TERMINATED", None, True, "FAILED"),
     ),
     (
+        "drill: TERMINATED with a recovery instance (its LAUNCHED unseen): it launched",
+        D,
+        {"Status": "IN_PROGRESS"},
+        _job(JobStatus.COMPLETED, _p("s-1", TERMINATED, instance="i-rec-1")),
+        ("TERMINATED", None, False, "COMPLETED"),
+    ),
+    (
         "recovery: TERMINATED before launch",
         R,
         {},
