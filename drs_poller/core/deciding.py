@@ -39,7 +39,7 @@ from drs_poller.core.models import (
 from drs_poller.core.phases import Intervals, Phase, most_urgent, parse_phase, server_phase
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
     from drs_poller.core.models import Execution
 
@@ -181,10 +181,11 @@ def instances_to_describe(
     return dict(wanted)
 
 
-def failures_to_explain(execution: Execution, jobs: Mapping[str, JobLookup]) -> dict[str, set[str]]:
-    """Job ids per region in which DRS now reports FAILED for a server the item does not
-    show as failed yet: their job log says why, for the server's Error."""
-    wanted: dict[str, set[str]] = defaultdict(set)
+def _reported(
+    execution: Execution, jobs: Mapping[str, JobLookup], status: LaunchStatus
+) -> Iterator[tuple[str, JobView, Server, Participant]]:
+    """(region, job, server, DRS's view of it) of each still-active server whose job DRS
+    answered for and reports ``status`` for it."""
     for wave in execution.waves:
         for server in wave.servers:
             lookup = jobs.get(server.job_id) if server.job_id else None
@@ -193,10 +194,18 @@ def failures_to_explain(execution: Execution, jobs: Mapping[str, JobLookup]) -> 
             participant = lookup.servers.get(server.source_server_id)
             if (
                 participant is not None
-                and participant.launch_status is LaunchStatus.FAILED
+                and participant.launch_status is status
                 and server_outcome(server, execution.mode_of(wave)) is Outcome.ACTIVE
             ):
-                wanted[wave.region].add(lookup.job_id)
+                yield wave.region, lookup, server, participant
+
+
+def failures_to_explain(execution: Execution, jobs: Mapping[str, JobLookup]) -> dict[str, set[str]]:
+    """Job ids per region in which DRS now reports FAILED for a server the item does not
+    show as failed yet: their job log says why, for the server's Error."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for region, job, _, _ in _reported(execution, jobs, LaunchStatus.FAILED):
+        wanted[region].add(job.job_id)
     return dict(wanted)
 
 
@@ -235,20 +244,9 @@ def terminations_to_check(
     recoveryInstanceID: whether DRS still holds a recovery instance of their job decides
     if they launched."""
     wanted: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for wave in execution.waves:
-        for server in wave.servers:
-            lookup = jobs.get(server.job_id) if server.job_id else None
-            if not isinstance(lookup, JobView) or wave.region is None:
-                continue
-            participant = lookup.servers.get(server.source_server_id)
-            if (
-                participant is not None
-                and participant.launch_status is LaunchStatus.TERMINATED
-                and server.launched_time is None
-                and _reported_instance(server, participant) is None
-                and server_outcome(server, execution.mode_of(wave)) is Outcome.ACTIVE
-            ):
-                wanted[wave.region].add((lookup.job_id, server.source_server_id))
+    for region, job, server, participant in _reported(execution, jobs, LaunchStatus.TERMINATED):
+        if server.launched_time is None and _reported_instance(server, participant) is None:
+            wanted[region].add((job.job_id, server.source_server_id))
     return dict(wanted)
 
 
