@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from harness import REGION, DaemonProcess, ServerSnapshot, daemon_env, server_id
@@ -141,9 +142,34 @@ async def test_sigterm_while_still_starting_up_exits_0(live_world, after):
     )
     await daemon.start()
     try:
+        # Counted from the moment Python can catch it (cli.main's first lines): before
+        # that, on a starved machine, no Python code has run yet and nothing can.
+        await _until_sigterm_is_caught(daemon.proc.pid, live_world)
         await live_world.sleep(after)
         code = await daemon.stop(signal.SIGTERM, within=20)
     finally:
         await daemon.kill()
     assert code == 0, "\n".join(daemon.raw)
     assert daemon.events("stop requested; no new polls will start")[0]["reason"] == "SIGTERM"
+
+
+def _catches_sigterm(pid: int) -> bool | None:
+    """Whether the process has a handler for SIGTERM (SigCgt in /proc); None: gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+async def _until_sigterm_is_caught(pid: int, live_world, *, within: float = 30.0) -> None:
+    """Wait until the process can catch SIGTERM (or is gone: the stop reports how)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if _catches_sigterm(pid) is not False:
+            return
+        await live_world.sleep(0.005)
+    pytest.fail(f"process {pid} installed no SIGTERM handler within {within} s")
