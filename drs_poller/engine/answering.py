@@ -115,7 +115,7 @@ class Answerer:
 
     def observe(self, item: Mapping[str, Any], *, landed_at: float | None = None) -> int:
         """Queue what ``item`` is due; returns how many jobs were queued."""
-        key = key_of(dict(item))
+        key = key_of(item)  # no copy: observe runs on every poll
         if key is None:
             return 0
         queued = 0

@@ -10,7 +10,7 @@ current item.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drs_poller.clients.dynamodb import REVISION
 from drs_poller.core.completion import Outcome, server_outcome
@@ -21,12 +21,15 @@ from drs_poller.core.models import (
     parse_execution,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 
 def queue_name(execution_id: str, plan_id: str) -> str:
     return f"{execution_id}\x1f{plan_id}"
 
 
-def key_of(item: dict[str, Any]) -> tuple[str, str] | None:
+def key_of(item: Mapping[str, Any]) -> tuple[str, str] | None:
     execution_id, plan_id = item.get("ExecutionId"), item.get("PlanId")
     if isinstance(execution_id, str) and isinstance(plan_id, str):
         return (execution_id, plan_id)
