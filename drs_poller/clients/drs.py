@@ -37,7 +37,7 @@ from drs_poller.core.models import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Collection, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 
     from drs_poller.clients.aws import ClientPool
     from drs_poller.clients.calling import Caller
@@ -218,21 +218,32 @@ class DrsAdapter:
     ) -> dict[str, str | None]:
         """Recovery instance id -> EC2 instance id, for the ids DRS knows."""
         found: dict[str, str | None] = {}
+        items = self._recovery_instances(
+            region, "recoveryInstanceIDs", recovery_instance_ids, what=f"in {region}"
+        )
+        async for wire in items:
+            rid = wire.get("recoveryInstanceID")
+            if isinstance(rid, str):
+                ec2_id = wire.get("ec2InstanceID")
+                found[rid] = ec2_id if isinstance(ec2_id, str) and ec2_id else None
+        return found
+
+    async def _recovery_instances(
+        self, region: str, filter_name: str, ids: Collection[str], *, what: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every DescribeRecoveryInstances item matching ``filters.<filter_name>`` = ids,
+        in chunks of :data:`RECOVERY_INSTANCE_IDS_PER_CALL`, paged."""
         fetch = self._fetch(
             await self._clients.get("drs", region),
             region=region,
             operation="DescribeRecoveryInstances",
         )
-        for chunk in chunked(recovery_instance_ids, RECOVERY_INSTANCE_IDS_PER_CALL):
-            request = {"filters": {"recoveryInstanceIDs": chunk}}
-            what = f"DescribeRecoveryInstances in {region}"
-            async for page in paginate(fetch, request, what=what):
+        for chunk in chunked(ids, RECOVERY_INSTANCE_IDS_PER_CALL):
+            request = {"filters": {filter_name: chunk}}
+            async for page in paginate(fetch, request, what=f"DescribeRecoveryInstances {what}"):
                 for wire in page.get("items") or []:
-                    rid = wire.get("recoveryInstanceID")
-                    if isinstance(rid, str):
-                        ec2_id = wire.get("ec2InstanceID")
-                        found[rid] = ec2_id if isinstance(ec2_id, str) and ec2_id else None
-        return found
+                    if isinstance(wire, dict):
+                        yield wire
 
     async def describe_failures(self, region: str, job_id: str) -> dict[str, str]:
         """Why DRS failed servers of a job, from its log: source server id -> the last
@@ -295,20 +306,13 @@ class DrsAdapter:
         ``RecoveryInstance.jobID`` is "the ID of the Job that created the Recovery
         Instance")."""
         found: dict[str, set[tuple[str, str]]] = {sid: set() for sid in source_server_ids}
-        fetch = self._fetch(
-            await self._clients.get("drs", region),
-            region=region,
-            operation="DescribeRecoveryInstances",
+        items = self._recovery_instances(
+            region, "sourceServerIDs", source_server_ids, what=f"by source server in {region}"
         )
-        for chunk in chunked(source_server_ids, RECOVERY_INSTANCE_IDS_PER_CALL):
-            request = {"filters": {"sourceServerIDs": chunk}}
-            what = f"DescribeRecoveryInstances by source server in {region}"
-            async for page in paginate(fetch, request, what=what):
-                for wire in page.get("items") or []:
-                    sid, rid, jid = (
-                        wire.get(name) if isinstance(wire, dict) else None
-                        for name in ("sourceServerID", "recoveryInstanceID", "jobID")
-                    )
-                    if sid in found and isinstance(rid, str) and isinstance(jid, str):
-                        found[sid].add((rid, jid))
+        async for wire in items:
+            sid, rid, jid = (
+                wire.get(name) for name in ("sourceServerID", "recoveryInstanceID", "jobID")
+            )
+            if sid in found and isinstance(rid, str) and isinstance(jid, str):
+                found[sid].add((rid, jid))
         return found
