@@ -426,6 +426,8 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             "write_units_by_kind": by_kind,
             "final_item_bytes": {
                 "mean": round(sum(sizes) / len(sizes)) if sizes else 0,
+                "p50": sizes[(len(sizes) - 1) // 2] if sizes else 0,
+                "p95": sizes[(len(sizes) - 1) * 95 // 100] if sizes else 0,
                 "max": sizes[-1] if sizes else 0,
             },
             # Writes that landed, and writes that did not (a failed condition: a lost
