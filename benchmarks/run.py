@@ -260,6 +260,8 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         seeded = seed_workload(workload, speed=speed, start=start, seed=seed)
         for script in seeded.scripts:
             simulator.add_job(script)
+        for source_server_id, actions in seeded.launch_actions().items():
+            simulator.set_launch_actions(source_server_id, actions)
         for item in seeded.items:
             dynamo_recorder.know({k: to_wire(v) for k, v in item.items()})
         command, env = tracker_command(

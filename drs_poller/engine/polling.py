@@ -41,7 +41,7 @@ from drs_poller.core.models import (
     LaunchActionsLookup,
     LaunchActionsUnavailable,
 )
-from drs_poller.core.phases import Phase, parse_phase
+from drs_poller.core.phases import Phase
 from drs_poller.engine.tracking import Tracked, queue_name
 from drs_poller.observability.logs import bind_execution
 
@@ -471,6 +471,7 @@ class Poller:
                 launch_actions=tracked.launch_actions,
                 terminated_instances=seen.terminated,
             )
+            tracked.decided_phase = decision.phase
             if not decision.writes:
                 return "unchanged"
             result = await self.store.write(
@@ -586,8 +587,6 @@ class Poller:
         if tracked.newer_item is not None:
             newer, tracked.newer_item = tracked.newer_item, None
             tracked.offer(newer)
-        phase = (
-            parse_phase(tracked.execution.phase) if tracked.execution else None
-        ) or Phase.PENDING
+        phase = tracked.schedule_phase() or Phase.PENDING
         interval = self.policy.intervals.of(phase)
         self.state.queue.schedule(queue_name(*tracked.item_key), polled_at + interval)
