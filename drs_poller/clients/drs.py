@@ -139,6 +139,7 @@ def parse_job(wire: Mapping[str, Any]) -> JobView:
         servers=servers,
         unknown_status=status if isinstance(status, Unknown) else None,
         broken_entries=broken,
+        created=_text(wire.get("creationDateTime")),
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from drs_poller.clock import epoch
 from drs_poller.core.completion import Outcome, final_status, server_outcome
+from drs_poller.core.evidence import StallBounds, apply_evidence, server_attributes
 from drs_poller.core.history import append_transition
 from drs_poller.core.models import (
     ActionRun,
@@ -41,6 +42,7 @@ from drs_poller.core.phases import Intervals, Phase, most_urgent, parse_phase, s
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
+    from drs_poller.core.evidence import JobLog
     from drs_poller.core.models import Execution
 
 WriteKind = Literal["none", "heartbeat", "state", "finalize"]
@@ -108,6 +110,8 @@ class Policy:
     overdue_after: float
     max_execution_age: float
     heartbeat_interval: float
+    # How long each phase may last before its server is marked Stalled (issue 13).
+    stall_bounds: StallBounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,6 +623,7 @@ def decide(
     reasons: Mapping[tuple[str, str], str] | None = None,
     launch_actions: Mapping[tuple[str, str], LaunchActionsLookup] | None = None,
     terminated_instances: Mapping[tuple[str, str], str] | None = None,
+    job_logs: Mapping[str, JobLog] | None = None,
 ) -> Decision:
     """The next state of ``execution`` after one poll.
 
@@ -636,6 +641,10 @@ def decide(
     instance for to the recovery instance of that job DRS still holds, "" for none; a
     key that is absent was not checked, and the server is judged on a later poll; None:
     the caller does not check (only the job's recoveryInstanceID is evidence).
+
+    ``job_logs`` maps a job id to the last read of its log (the engine reads it only
+    when the answer can have changed): the Timeline, RPO and stalls are built from it,
+    after every status was decided (core/evidence.py), so that it never changes one.
     """
     new_waves, changes = _advance_servers(
         execution,
@@ -658,6 +667,18 @@ def decide(
         "Phase": phase.value,
         "LastPolledTime": epoch(now),
     }
+    apply_evidence(
+        new_waves,
+        updates,
+        execution=parse_execution({**execution.raw, "Waves": new_waves}),
+        read=execution,
+        jobs=jobs,
+        logs=job_logs or {},
+        instances=instances,
+        final=status is not None,
+        now=now,
+        bounds=policy.stall_bounds,
+    )
     if status is not None:
         updates.update(Status=status.value, EndTime=epoch(now))
         if error_message:
@@ -669,10 +690,12 @@ def decide(
             final_status=status,
             changes=tuple(changes),
         )
+    read_waves = [wave.raw for wave in execution.waves]
     if (
         changes
-        or _wave_attributes(new_waves) != _wave_attributes([wave.raw for wave in execution.waves])
+        or _wave_attributes(new_waves) != _wave_attributes(read_waves)
         or phase.value != execution.phase
+        or server_attributes(new_waves) != server_attributes(read_waves)
     ):
         return Decision(kind="state", phase=phase, updates=updates, changes=tuple(changes))
     if (
