@@ -130,6 +130,8 @@ class Decision:
     updates: Mapping[str, Any]  # top-level attributes to SET; empty when kind == "none"
     final_status: FinalStatus | None = None
     changes: tuple[ServerChange, ...] = ()
+    # Why the evidence (issue 13) could not be built this poll; the statuses stand.
+    evidence_error: str | None = None
 
     @property
     def writes(self) -> bool:
@@ -667,18 +669,23 @@ def decide(
         "Phase": phase.value,
         "LastPolledTime": epoch(now),
     }
-    apply_evidence(
-        new_waves,
-        updates,
-        execution=parse_execution({**execution.raw, "Waves": new_waves}),
-        read=execution,
-        jobs=jobs,
-        logs=job_logs or {},
-        instances=instances,
-        final=status is not None,
-        now=now,
-        bounds=policy.stall_bounds,
-    )
+    evidence_error: str | None = None
+    try:
+        apply_evidence(
+            new_waves,
+            updates,
+            execution=parse_execution({**execution.raw, "Waves": new_waves}),
+            read=execution,
+            jobs=jobs,
+            logs=job_logs or {},
+            instances=instances,
+            final=status is not None,
+            now=now,
+            bounds=policy.stall_bounds,
+        )
+    except Exception as error:  # noqa: BLE001 - evidence degrades alone, never a status
+        # Only evidence attributes can have been set; the statuses stand as decided.
+        evidence_error = f"{type(error).__name__}: {error}"
     if status is not None:
         updates.update(Status=status.value, EndTime=epoch(now))
         if error_message:
@@ -689,6 +696,7 @@ def decide(
             updates=updates,
             final_status=status,
             changes=tuple(changes),
+            evidence_error=evidence_error,
         )
     read_waves = [wave.raw for wave in execution.waves]
     if (
@@ -697,13 +705,21 @@ def decide(
         or phase.value != execution.phase
         or server_attributes(new_waves) != server_attributes(read_waves)
     ):
-        return Decision(kind="state", phase=phase, updates=updates, changes=tuple(changes))
+        return Decision(
+            kind="state",
+            phase=phase,
+            updates=updates,
+            changes=tuple(changes),
+            evidence_error=evidence_error,
+        )
     if (
         execution.last_polled_time is None
         or now - execution.last_polled_time >= policy.heartbeat_interval
     ):
-        return Decision(kind="heartbeat", phase=phase, updates=updates)
-    return Decision(kind="none", phase=phase, updates={})
+        return Decision(
+            kind="heartbeat", phase=phase, updates=updates, evidence_error=evidence_error
+        )
+    return Decision(kind="none", phase=phase, updates={}, evidence_error=evidence_error)
 
 
 def _advance_servers(

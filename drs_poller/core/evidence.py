@@ -34,6 +34,7 @@ from drs_poller.core.models import (
     InstanceDetails,
     JobView,
     PostLaunchStatus,
+    Unknown,
 )
 
 if TYPE_CHECKING:
@@ -227,6 +228,57 @@ def job_log_of(job_id: str, events: Iterable[LogEvent]) -> JobLog:
         for sid in marks.keys() | failures.keys()
     }
     return JobLog(job_id=job_id, servers=servers, started=started, ignored=ignored)
+
+
+@dataclass(frozen=True, slots=True)
+class LogWatch:
+    """What decides whether a job's log is worth reading again (see the engine's budget):
+    the job's status and its servers' launch statuses, and whether a server of this
+    execution in it is still before its launch result (its phase can move unseen)."""
+
+    region: str
+    signature: tuple[str, tuple[tuple[str, str], ...]]
+    unlaunched: bool
+
+
+def log_watches(execution: Execution, jobs: Mapping[str, Any]) -> dict[str, LogWatch]:
+    """Job id -> :class:`LogWatch`, for the jobs of this execution's active servers that
+    DRS answered for this poll."""
+    found: dict[str, tuple[str, dict[str, str], bool]] = {}
+    for wave in execution.waves:
+        mode = execution.mode_of(wave)
+        for server in wave.servers:
+            lookup = jobs.get(server.job_id) if server.job_id else None
+            if (
+                not isinstance(lookup, JobView)
+                or wave.region is None
+                or server_outcome(server, mode) is not Outcome.ACTIVE
+            ):
+                continue
+            region, statuses, unlaunched = found.get(lookup.job_id, (wave.region, {}, False))
+            participant = lookup.servers.get(server.source_server_id)
+            launch = participant.launch_status if participant is not None else None
+            statuses[server.source_server_id] = (
+                "NONE"
+                if launch is None
+                else launch.raw
+                if isinstance(launch, Unknown)
+                else launch.value
+            )
+            unlaunched = unlaunched or server.launched_time is None
+            found[lookup.job_id] = (region, statuses, unlaunched)
+    return {
+        job_id: LogWatch(
+            region=region,
+            signature=(_job_status(jobs[job_id]), tuple(sorted(statuses.items()))),
+            unlaunched=unlaunched,
+        )
+        for job_id, (region, statuses, unlaunched) in found.items()
+    }
+
+
+def _job_status(job: JobView) -> str:
+    return job.unknown_status.raw if job.unknown_status is not None else job.status.value
 
 
 # --- one server --------------------------------------------------------------------------
@@ -575,13 +627,15 @@ def _facts(
 
 @dataclass(frozen=True, slots=True)
 class EvidenceNews:
-    recovery_times: tuple[float, ...] = ()  # servers whose RecoveryTimeSeconds is new
-    recovery_points: tuple[float, ...] = ()  # servers whose RecoveryPointSeconds is new
+    # (wave region, seconds) of each server whose RecoveryTimeSeconds / ...PointSeconds is new
+    recovery_times: tuple[tuple[str, float], ...] = ()
+    recovery_points: tuple[tuple[str, float], ...] = ()
     missed: tuple[str, ...] = ()  # "rto" / "rpo", once per scope newly judged missed
     stalls: tuple[str, ...] = ()  # the phase of each server newly Stalled (or in a new phase)
 
 
 def _server_maps(item: Mapping[str, Any]) -> dict[tuple[int, str], Mapping[str, Any]]:
+    """(wave index, source server id) -> the server's map."""
     found: dict[tuple[int, str], Mapping[str, Any]] = {}
     for index, wave in enumerate(item.get("Waves") or []):
         if not isinstance(wave, dict):
@@ -590,6 +644,13 @@ def _server_maps(item: Mapping[str, Any]) -> dict[tuple[int, str], Mapping[str, 
             if isinstance(server, dict):
                 found[(index, str(server.get("SourceServerId")))] = server
     return found
+
+
+def _region_of(item: Mapping[str, Any], index: int) -> str:
+    waves = item.get("Waves") or []
+    wave = waves[index] if index < len(waves) else None
+    region = wave.get("Region") if isinstance(wave, dict) else None
+    return region if isinstance(region, str) and region else "unknown"
 
 
 def _scopes(item: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -601,8 +662,8 @@ def evidence_news(before: Mapping[str, Any], after: Mapping[str, Any]) -> Eviden
     and the item remembers, so counting these counts each server (and each missed target)
     once across polls, replicas and restarts."""
     old = _server_maps(before)
-    times: list[float] = []
-    points: list[float] = []
+    times: list[tuple[str, float]] = []
+    points: list[tuple[str, float]] = []
     stalls: list[str] = []
     for key, server in _server_maps(after).items():
         was = old.get(key, {})
@@ -612,7 +673,7 @@ def evidence_news(before: Mapping[str, Any], after: Mapping[str, Any]) -> Eviden
         ):
             value = _int(server.get(name))
             if value is not None and _int(was.get(name)) is None:
-                bucket.append(float(value))
+                bucket.append((_region_of(after, key[0]), float(value)))
         stalled, was_stalled = server.get("Stalled"), was.get("Stalled")
         if isinstance(stalled, dict) and (
             not isinstance(was_stalled, dict) or was_stalled.get("Phase") != stalled.get("Phase")

@@ -621,8 +621,8 @@ def test_evidence_news_counts_each_figure_and_target_once():
     after["Waves"][0].update(RtoTargetMet=False, RpoTargetMet=True)
     after["RtoTargetMet"] = False
     news = evidence_news(before, after)
-    assert news.recovery_times == (900.0,)
-    assert news.recovery_points == (4.0,)
+    assert news.recovery_times == (("us-east-1", 900.0),)
+    assert news.recovery_points == (("us-east-1", 4.0),)
     assert sorted(news.missed) == ["rto", "rto"]  # the execution's and the wave's
     assert news.stalls == ("LAUNCH",)
     assert stalled_servers(after) == ["LAUNCH"]
