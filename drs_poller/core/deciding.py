@@ -661,6 +661,7 @@ def decide(
     )
     updated = parse_execution({**execution.raw, "Waves": new_waves})
     phase = derive_phase(updated, jobs=jobs, intervals=policy.intervals)
+    advanced = new_waves
     status, error_message, new_waves, changes = _conclude_execution(
         updated, new_waves=new_waves, now=now, policy=policy, changes=changes, jobs=jobs
     )
@@ -674,7 +675,10 @@ def decide(
         apply_evidence(
             new_waves,
             updates,
-            execution=parse_execution({**execution.raw, "Waves": new_waves}),
+            # The servers as decided: past the maximum age they were failed since.
+            execution=updated
+            if new_waves is advanced
+            else parse_execution({**execution.raw, "Waves": new_waves}),
             read=execution,
             jobs=jobs,
             logs=job_logs or {},

@@ -96,6 +96,7 @@ _OTHER_EVENTS: Final = frozenset(
         "UPDATE_LAUNCH_TEMPLATE_FAILED",
     }
 )
+_FINAL: Final = frozenset(status.value for status in FinalStatus)
 REASON_LIMIT: Final = 500  # characters of DRS's rawError kept in a server's Error
 
 
@@ -554,9 +555,10 @@ def apply_evidence(
     bounds: StallBounds,
 ) -> None:
     """Add the evidence to the waves (and to ``top``, the execution's attributes to write)
-    in place. ``execution`` is parsed from ``new_waves`` (the statuses as decided),
-    ``read`` is what was read: a server that had ended there is frozen, and keeps the
-    evidence it was written with."""
+    in place. ``execution`` is parsed from ``new_waves`` (the servers' statuses as
+    decided; a wave's final status is read from ``new_waves`` itself), ``read`` is what
+    was read: a server that had ended there is frozen, and keeps the evidence it was
+    written with."""
     servers_of_execution: list[tuple[Mapping[str, Any], bool]] = []
     for index, wave in enumerate(execution.waves):
         mode = execution.mode_of(wave)
@@ -581,7 +583,7 @@ def apply_evidence(
                 )
             scope.append((raw, server_outcome(server, mode) is Outcome.SUCCEEDED))
         servers_of_execution.extend(scope)
-        if wave.status in {status.value for status in FinalStatus}:
+        if wave_raw.get("Status") in _FINAL:
             _scope_evidence(wave_raw, holder=wave_raw, servers=scope, start=int(start))
     if final:
         _scope_evidence(
@@ -602,9 +604,12 @@ def _facts(
     job_id = server.job_id or ""
     lookup = jobs.get(job_id)
     log = logs.get(job_id)
-    job_start = parse_time(lookup.created) if isinstance(lookup, JobView) else None
-    if job_start is None and log is not None:
-        job_start = log.started
+    job_start = None
+    stored = server.raw.get("Timeline")
+    if not (isinstance(stored, dict) and "JobStart" in stored):  # a job's creation is fixed
+        job_start = parse_time(lookup.created) if isinstance(lookup, JobView) else None
+        if job_start is None and log is not None:
+            job_start = log.started
     point_in_time = None
     if isinstance(lookup, JobView):
         participant = lookup.servers.get(server.source_server_id)

@@ -628,3 +628,16 @@ def test_evidence_news_counts_each_figure_and_target_once():
     assert stalled_servers(after) == ["LAUNCH"]
     # Written again (the next poll, another replica, a restart): nothing new.
     assert evidence_news(after, copy.deepcopy(after)) == type(news)()
+
+
+def test_a_server_failed_at_the_maximum_age_is_not_stalled():
+    item = _item(
+        _server("s-1", Status="IN_PROGRESS", Timeline={"ConversionStart": Decimal(T0 + 60)})
+    )
+    job = _job(JobStatus.STARTED, participant("s-1", LaunchStatus.IN_PROGRESS))
+    policy = replace(POLICY, stall_bounds=BOUNDS, max_execution_age=7200.0)
+    decision = _decide(item, job, now=T0 + 7200, policy=policy)
+    server = decision.updates["Waves"][0]["Servers"][0]
+    assert decision.final_status == "FAILED"
+    assert "Stalled" not in server
+    assert server["Timeline"]["LaunchFailed"] == T0 + 7200
