@@ -296,6 +296,16 @@ def summary_lines(reports: list[ExecutionReport], *, speed: float) -> list[str]:
     return [line.rstrip() for line in lines]
 
 
+def evidence_note(*, speed: float) -> str:
+    """What the RTO and RPO columns are, and how coarse they are at this speed."""
+    return (
+        "RTO: the last server up from the execution's start; RPO: the largest data-loss"
+        " window (the simulator's replication lag, not compressed). Both are the item's"
+        f" whole demo seconds (issue 13); at --speed {speed:g} one demo second stands for"
+        f" {speed / 60:g} real minute(s)."
+    )
+
+
 async def fetch_metric_lines(metrics_url: str) -> list[str]:
     timeout = aiohttp.ClientTimeout(total=5)
     async with (
@@ -455,6 +465,7 @@ class DemoRun:
         view.line()
         for line in summary_lines(result.reports, speed=self.options.speed):
             view.line(line)
+        view.line(evidence_note(speed=self.options.speed))
         view.line()
         drs = self.stack.drs
         by_operation: dict[str, int] = {}
