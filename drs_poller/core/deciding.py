@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from drs_poller.clock import epoch
 from drs_poller.core.completion import Outcome, final_status, server_outcome
-from drs_poller.core.evidence import StallBounds, apply_evidence, server_attributes
+from drs_poller.core.evidence import StallBounds, apply_evidence, stall_marks
 from drs_poller.core.history import append_transition
 from drs_poller.core.models import (
     ActionRun,
@@ -707,7 +707,7 @@ def decide(
         changes
         or _wave_attributes(new_waves) != _wave_attributes(read_waves)
         or phase.value != execution.phase
-        or server_attributes(new_waves) != server_attributes(read_waves)
+        or stall_marks(new_waves) != stall_marks(read_waves)
     ):
         return Decision(
             kind="state",

@@ -700,25 +700,14 @@ def evidence_news(before: Mapping[str, Any], after: Mapping[str, Any]) -> Eviden
     )
 
 
-# The server attributes this module writes (a change in them alone is a change to write).
-SERVER_KEYS: Final = (
-    "Timeline",
-    "RecoveryTimeSeconds",
-    "RecoveryTimeToActionsSeconds",
-    "RecoveryPointTime",
-    "RecoveryPointSeconds",
-    "Stalled",
-)
-
-
-def server_attributes(waves: Iterable[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The evidence attributes of every server, per wave (to tell whether any changed)."""
+def stall_marks(waves: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
+    """Every server's ``Stalled`` (None where it has none), per wave. Of the evidence,
+    only a stall that begins or ends is worth a write of its own (an operator acts on
+    it); the Timeline and the figures ride with the next write the poll makes anyway (a
+    status change, the final write, a heartbeat): the job logs they come from are kept
+    in memory until then, and read again after a restart."""
     return [
-        [
-            {k: server[k] for k in SERVER_KEYS if k in server}
-            for server in wave.get("Servers") or []
-            if isinstance(server, dict)
-        ]
+        [server.get("Stalled") for server in wave.get("Servers") or [] if isinstance(server, dict)]
         for wave in waves
     ]
 

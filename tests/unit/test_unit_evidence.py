@@ -641,3 +641,24 @@ def test_a_server_failed_at_the_maximum_age_is_not_stalled():
     assert decision.final_status == "FAILED"
     assert "Stalled" not in server
     assert server["Timeline"]["LaunchFailed"] == T0 + 7200
+
+
+def test_timeline_marks_alone_ride_with_the_next_write():
+    """A log read that only adds marks is not written on its own (it would cost a whole
+    item's write units); the next write that happens anyway carries it."""
+    item = _item(_server("s-1", Status="PENDING", Timeline={"JobStart": Decimal(T0 + 2)}))
+    pending = _job(JobStatus.PENDING, participant("s-1", LaunchStatus.PENDING))
+    item["Phase"] = "PENDING"
+    item["LastPolledTime"] = Decimal(T0 + 290)
+    logs = _log(_ev("SNAPSHOT_START", T0 + 3), _ev("SNAPSHOT_END", T0 + 200))
+    quiet = _decide(item, pending, now=T0 + 300, logs=logs)
+    assert quiet.kind == "none"
+
+    started = _job(JobStatus.STARTED, participant("s-1", LaunchStatus.PENDING))
+    moved = _decide(item, started, now=T0 + 330, logs=logs)
+    assert moved.kind == "state"  # the phase changed: this write carries the marks
+    assert moved.updates["Waves"][0]["Servers"][0]["Timeline"] == {
+        "JobStart": T0 + 2,
+        "SnapshotStart": T0 + 3,
+        "SnapshotEnd": T0 + 200,
+    }
