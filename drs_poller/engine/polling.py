@@ -38,6 +38,7 @@ from drs_poller.core.models import (
     FinalStatus,
     InstanceDetails,
     JobLookup,
+    JobStatus,
     JobView,
     LaunchActionsLookup,
     LaunchActionsUnavailable,
@@ -271,8 +272,9 @@ class Poller:
     ) -> dict[tuple[str, str], str]:
         """Read job logs (DescribeJobLogItems, one job a call, paged) only where the answer
         can have changed since this execution last read it: a job or server status that
-        changed (the first sight of a job, after a restart too, counts as one; the job's
-        end is one, read once), or, for a job with a server not launched yet, every
+        changed (the first sight of a job, after a restart too, counts as one, except for
+        a job still PENDING, first read one interval later; the job's end is one, read
+        once), or, for a job with a server not launched yet, every
         ``stall_check_interval`` seconds; and a job in which DRS now fails a server, for
         its Error. One read serves both the failure reasons and the Timeline (issue 13).
 
@@ -329,6 +331,11 @@ class Poller:
             }
             for job_id, watch in log_watches(execution, jobs).items():
                 last = tracked.job_log_reads.get(job_id)
+                if last is None and watch.signature[0] == JobStatus.PENDING.value:
+                    # A job first seen PENDING has logged its start at most: its first
+                    # read waits one interval, as if read now (saves one read a job).
+                    tracked.job_log_reads[job_id] = LogRead(watch, at=now)
+                    continue
                 due = (
                     last is None
                     or last.signature.signature != watch.signature
