@@ -152,6 +152,8 @@ def _tracker_rows(result: dict[str, Any]) -> list[str]:
     )
     row("read units per execution", lambda t: _num(t["dynamodb"]["read_units"] / executions, 2))
     row("writes by kind: count, units (table + index)", _by_kind)
+    row("DRS calls per execution", lambda t: _num(t["drs_calls"]["all"] / executions, 2))
+    row("final item size: mean, p95, max (bytes)", _item_sizes)
     row("monthly cost at list prices", lambda t: f"${monthly_cost(t)['total']:.2f}")
     row("DescribeJobs per real hour", lambda t: _num(t["per_real_hour"]["describe_jobs"]))
     row("DRS calls per real hour", lambda t: _num(t["per_real_hour"]["drs_calls"]))
@@ -182,6 +184,12 @@ def _final(tracker: dict[str, Any], result: dict[str, Any]) -> str:
     if tracker.get("window"):
         return f"{tracker['finished_executions'] - wrong} finished in the run, {wrong} wrong"
     return f"{total - wrong}/{total}" + (" **VOID**" if wrong else "")
+
+
+def _item_sizes(tracker: dict[str, Any]) -> str:
+    sizes = tracker["dynamodb"].get("final_item_bytes") or {}
+    # p95 is recorded since 2026-12-05; earlier runs have the mean and the maximum only.
+    return ", ".join(_num(sizes[k]) if k in sizes else "–" for k in ("mean", "p95", "max"))
 
 
 def _by_kind(tracker: dict[str, Any]) -> str:

@@ -260,6 +260,8 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         seeded = seed_workload(workload, speed=speed, start=start, seed=seed)
         for script in seeded.scripts:
             simulator.add_job(script)
+        for source_server_id, actions in seeded.launch_actions().items():
+            simulator.set_launch_actions(source_server_id, actions)
         for item in seeded.items:
             dynamo_recorder.know({k: to_wire(v) for k, v in item.items()})
         command, env = tracker_command(
@@ -426,6 +428,8 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             "write_units_by_kind": by_kind,
             "final_item_bytes": {
                 "mean": round(sum(sizes) / len(sizes)) if sizes else 0,
+                "p50": sizes[(len(sizes) - 1) // 2] if sizes else 0,
+                "p95": sizes[(len(sizes) - 1) * 95 // 100] if sizes else 0,
                 "max": sizes[-1] if sizes else 0,
             },
             # Writes that landed, and writes that did not (a failed condition: a lost

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
-from drs_poller.simulator.timelines import JobScript, one_server_job
+from drs_poller.simulator.timelines import JobScript, LaunchActionScript, one_server_job
 
 REGIONS = ("us-east-1", "us-west-2")
 PLAN_ID = "plan-bench"
@@ -75,6 +75,28 @@ class Seeded:
     # execution id -> (execution type, [(job script, source server id)])
     executions: dict[str, tuple[str, list[tuple[JobScript, str]]]] = field(default_factory=dict)
     job_owner: dict[str, str] = field(default_factory=dict)  # job id -> execution id
+
+    def launch_actions(self) -> dict[str, tuple[LaunchActionScript, ...]]:
+        """What ListLaunchActions lists for each source server whose job runs post-launch
+        actions: the actions its runs show. Real DRS knows a source server's actions
+        before any job runs; the benchmark's source servers exist only through their
+        jobs, so without this the daemon's GetLaunchConfiguration would find no server
+        and every RECOVERY server would carry a "not known" note it never carries for
+        real (and its item would be larger by that note)."""
+        found: dict[str, tuple[LaunchActionScript, ...]] = {}
+        for script in self.scripts:
+            for server in script.servers:
+                sid = server.source_server_id
+                runs: dict[str, bool] = {}
+                for snapshot in script.timeline:
+                    for run in snapshot.server(sid).runs or ():
+                        runs.setdefault(run.name, run.optional)
+                if runs:
+                    found[sid] = tuple(
+                        LaunchActionScript(name, optional=optional)
+                        for name, optional in runs.items()
+                    )
+        return found
 
     def changes(self) -> list[StateChange]:
         found = []

@@ -43,7 +43,7 @@ from drs_poller.core.models import (
     LaunchActionsLookup,
     LaunchActionsUnavailable,
 )
-from drs_poller.core.phases import Phase, parse_phase
+from drs_poller.core.phases import Phase
 from drs_poller.engine.tracking import LogRead, Tracked, queue_name
 from drs_poller.observability.logs import bind_execution
 
@@ -542,6 +542,7 @@ class Poller:
                 terminated_instances=seen.terminated,
                 job_logs=tracked.job_logs,
             )
+            tracked.decided_phase = decision.phase
             self._report_evidence_error(tracked, decision)
             if not decision.writes:
                 return "unchanged"
@@ -694,8 +695,6 @@ class Poller:
         if tracked.newer_item is not None:
             newer, tracked.newer_item = tracked.newer_item, None
             tracked.offer(newer)
-        phase = (
-            parse_phase(tracked.execution.phase) if tracked.execution else None
-        ) or Phase.PENDING
+        phase = tracked.schedule_phase() or Phase.PENDING
         interval = self.policy.intervals.of(phase)
         self.state.queue.schedule(queue_name(*tracked.item_key), polled_at + interval)

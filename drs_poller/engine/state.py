@@ -115,7 +115,8 @@ class EngineState:
             if execution is None:
                 counts[("UNKNOWN", "MALFORMED")] += 1
                 continue
-            counts[(execution.execution_type.value, execution.phase or "PENDING")] += 1
+            phase = tracked.schedule_phase()
+            counts[(execution.execution_type.value, phase.value if phase else "PENDING")] += 1
             overdue += is_overdue(execution, now=wall, policy=self.policy)
             if oldest_start is None or execution.start_time < oldest_start:
                 oldest_start = execution.start_time

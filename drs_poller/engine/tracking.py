@@ -21,6 +21,7 @@ from drs_poller.core.models import (
     MalformedItemError,
     parse_execution,
 )
+from drs_poller.core.phases import Phase, parse_phase
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -63,6 +64,9 @@ class Tracked:
     # Another writer must act before this execution can finish: a server not started yet
     # (a later wave's job ids come from the initiator), or an item we cannot parse.
     awaits_writer: bool = False
+    # The phase this process schedules by: the last poll's decision. The item's `Phase`
+    # can be older, because a change of phase alone is not written (contract §1).
+    decided_phase: Phase | None = None
     # For the execution's life in this process (a restart reads them again): each
     # RECOVERY source server's launch actions, keyed (region, source server id); the
     # polls on which ListLaunchActions failed transiently; and what was already
@@ -79,6 +83,12 @@ class Tracked:
 
     def __post_init__(self) -> None:
         self.load(self.item)
+
+    def schedule_phase(self) -> Phase | None:
+        """The phase to schedule by: the last poll's decision, else the item's `Phase`."""
+        if self.decided_phase is not None:
+            return self.decided_phase
+        return parse_phase(self.execution.phase) if self.execution else None
 
     @property
     def execution_id(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.recording import IndexedDrsSimulator
+from benchmarks.workloads import WORKLOADS, seed_workload
 from drs_poller.clock import ManualClock
 from drs_poller.simulator.service import DrsSimulator
 from drs_poller.simulator.timelines import JobScript, ServerScript, standard_timeline
@@ -60,3 +61,31 @@ def test_describe_recovery_instances_answers_match(body):
     assert indexed.describe_recovery_instances(
         REGION, dict(body)
     ) == stock.describe_recovery_instances(REGION, dict(body))
+
+
+def test_the_workload_gives_each_recovery_server_the_actions_its_runs_show():
+    """Real DRS knows a source server's launch actions before any job runs. The
+    benchmark's servers exist only through their jobs, so it scripts ListLaunchActions
+    from the runs; without it every RECOVERY server would be "not found" there."""
+    seeded = seed_workload(WORKLOADS["W50"], speed=20, start=1_800_000_000.0, seed=1)
+    actions = seeded.launch_actions()
+    recovery = {
+        sid
+        for execution_type, servers in seeded.executions.values()
+        if execution_type == "RECOVERY"
+        for _, sid in servers
+    }
+    assert set(actions) == recovery
+    assert all(
+        [a.name for a in listed] == ["Validate recovery"] and all(a.active for a in listed)
+        for listed in actions.values()
+    )
+    simulator = IndexedDrsSimulator(clock=ManualClock(start=1_800_000_000.0))
+    for sid, listed in actions.items():
+        simulator.set_launch_actions(sid, listed)
+    some = next(iter(recovery))
+    body = {"resourceId": some}
+    assert [a["name"] for a in simulator.list_launch_actions(REGION, body)["items"]] == [
+        "Validate recovery"
+    ]
+    assert simulator.get_launch_configuration(REGION, {"sourceServerID": some})

@@ -199,7 +199,8 @@ async def test_an_unchanged_poll_writes_nothing_until_the_heartbeat(world):
     item = await world.get("ex")
     assert item["LastPolledTime"] > first["LastPolledTime"]
     assert servers_of(item)[0]["PollAttempts"] == 7  # 1 + 5 + 1 polls, written late
-    assert metric(daemon, "drs_poller_dynamodb_writes_total", {"kind": "heartbeat"}) == 1
+    # The first poll's write (the first LastPolledTime) and this one.
+    assert metric(daemon, "drs_poller_dynamodb_writes_total", {"kind": "heartbeat"}) == 2
     assert metric(daemon, "drs_poller_dynamodb_writes_total", {"kind": "state"}) == writes
 
 
@@ -217,3 +218,18 @@ async def test_a_bad_job_id_fails_its_server_and_does_not_blind_the_region(world
     assert bad["Status"] == "PARTIAL"
     assert "'job-123' is not a DRS job id" in servers_of(bad)[0]["Error"]
     assert [c.status for c in world.drs.calls if c.operation == "DescribeJobs"] == [200]
+
+
+async def test_a_phase_change_alone_is_not_written_and_the_schedule_still_follows_it(world):
+    """Issue 18: a write for a phase change alone cost the whole item and told a reader
+    nothing the next write does not; the schedule keeps the decided phase in memory."""
+    job = world.job([S1], [(0, "PENDING", {}), (30, "STARTED", {})])
+    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job)])]))
+    daemon = await world.daemon(heartbeat_interval=900, interval_pending=45, interval_started=15)
+    assert await world.step(daemon) == 1
+    first = await world.get("ex")
+    assert first["Phase"] == "PENDING"
+    assert await world.step(daemon, 45) == 1  # the job has STARTED; its server is PENDING
+    assert await world.get("ex") == first  # nothing written for the phase alone
+    assert await world.step(daemon, 14) == 0
+    assert await world.step(daemon, 1) == 1  # polled at the STARTED pace all the same

@@ -321,7 +321,11 @@ def test_one_server_one_poll(mode, stored, job, expected):
     assert server.get("PostLaunchActionsStatus") == post_launch
     assert ("Error" in server) is has_error
     assert decision.final_status == final
-    assert decision.kind == ("finalize" if final else "state")
+    # Nothing stored changed (a first poll of a PENDING job): the first LastPolledTime,
+    # a heartbeat; a change of phase alone is not a state write.
+    # (A server with no Status yet reads as PENDING: no transition.)
+    unchanged = stored.get("Status", "PENDING") == status and post_launch is None
+    assert decision.kind == ("finalize" if final else "heartbeat" if unchanged else "state")
     if final:
         assert decision.updates["Status"] == final
         assert decision.updates["EndTime"] == epoch(NOW)
@@ -888,10 +892,14 @@ KINDS = [
      "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "none"),
     ("nothing changed, never polled", {"Phase": "IN_PROGRESS"},
      "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "heartbeat"),
-    ("phase changed", {"Phase": "STARTED", "LastPolledTime": NOW - 10},
-     "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "state"),
-    ("phase first written", {"LastPolledTime": NOW - 10},
-     "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "state"),
+    # A phase change alone is not written (the schedule follows Decision.phase); Phase
+    # goes with the next write made for another reason.
+    ("phase changed alone", {"Phase": "STARTED", "LastPolledTime": NOW - 10},
+     "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "none"),
+    ("phase never written, nothing else changed", {"LastPolledTime": NOW - 10},
+     "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "none"),
+    ("phase changed, heartbeat due", {"Phase": "STARTED", "LastPolledTime": NOW - 900},
+     "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "heartbeat"),
     ("wave status changed", {"Phase": "IN_PROGRESS", "LastPolledTime": NOW - 10},
      "PENDING", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "state"),
     ("server status changed", {"Phase": "IN_PROGRESS", "LastPolledTime": NOW - 10},

@@ -654,9 +654,9 @@ def test_timeline_marks_alone_ride_with_the_next_write():
     quiet = _decide(item, pending, now=T0 + 300, logs=logs)
     assert quiet.kind == "none"
 
-    started = _job(JobStatus.STARTED, participant("s-1", LaunchStatus.PENDING))
+    started = _job(JobStatus.STARTED, participant("s-1", LaunchStatus.IN_PROGRESS))
     moved = _decide(item, started, now=T0 + 330, logs=logs)
-    assert moved.kind == "state"  # the phase changed: this write carries the marks
+    assert moved.kind == "state"  # the server's status changed: this write carries the marks
     assert moved.updates["Waves"][0]["Servers"][0]["Timeline"] == {
         "JobStart": T0 + 2,
         "SnapshotStart": T0 + 3,
