@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from drs_poller.core.deciding import Policy
+from drs_poller.core.evidence import StallBounds
 from drs_poller.core.phases import Intervals
 
 ENV_PREFIX = "DRS_POLLER_"
@@ -226,6 +227,59 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- evidence: timeline, RTO/RPO, stalls (issue 13) -------------------------
+    # No per-phase durations are published for DRS; the published whole-job figures
+    # are an RTO "typically ranging between 5-20 minutes" and an average recovered
+    # server that "normally boots within 5 minutes" (Linux) or "within 20 minutes"
+    # (Windows) (docs/reference.md cites the pages). Each bound is that whole-job upper
+    # figure, 20 minutes, times 1.5: a single phase outlasting the typical whole job.
+    stall_snapshot_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        le=7 * 86400,
+        description=(
+            "Seconds a server's snapshot phase (job log SNAPSHOT_START with no SNAPSHOT_END"
+            " yet) may last before it is marked Stalled (never failed for it)."
+        ),
+    )
+    stall_conversion_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        le=7 * 86400,
+        description=(
+            "Seconds a server's conversion phase (SNAPSHOT_END or CONVERSION_START with no"
+            " CONVERSION_END yet) may last before it is marked Stalled."
+        ),
+    )
+    stall_launch_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        le=7 * 86400,
+        description=(
+            "Seconds a server's launch phase (CONVERSION_END or LAUNCH_START, not LAUNCHED"
+            " yet) may last before it is marked Stalled."
+        ),
+    )
+    stall_post_launch_actions_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        le=7 * 86400,
+        description=(
+            "Seconds a launched RECOVERY server's post-launch actions may run before it is"
+            " marked Stalled."
+        ),
+    )
+    stall_check_interval: float = Field(
+        default=300.0,
+        ge=30,
+        le=86400,
+        description=(
+            "Seconds between reads of the job log (DescribeJobLogItems) of a job with a"
+            " server not launched yet while nothing DescribeJobs shows has changed; other"
+            " reads happen only on a job or server status change and once at the job's end."
+        ),
+    )
+
     # --- concurrency and AWS calls -------------------------------------------
     max_concurrent_calls: int = Field(
         default=32,
@@ -373,4 +427,10 @@ def policy_from(settings: Settings) -> Policy:
         overdue_after=settings.overdue_after,
         max_execution_age=settings.max_execution_age,
         heartbeat_interval=settings.heartbeat_interval,
+        stall_bounds=StallBounds(
+            snapshot=settings.stall_snapshot_seconds,
+            conversion=settings.stall_conversion_seconds,
+            launch=settings.stall_launch_seconds,
+            post_launch_actions=settings.stall_post_launch_actions_seconds,
+        ),
     )

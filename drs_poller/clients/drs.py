@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from drs_poller.clients.paging import paginate
+from drs_poller.core.evidence import JobLog, LogEvent, job_log_of
 from drs_poller.core.models import (
     JOB_NOT_FOUND,
     ActionRun,
@@ -51,7 +52,6 @@ _SNAKE = {
     "ListLaunchActions": "list_launch_actions",
     "GetLaunchConfiguration": "get_launch_configuration",
 }
-REASON_LIMIT = 500  # characters of DRS's rawError kept in a server's Error
 
 JOB_IDS_PER_CALL = 1000  # DescribeJobs filters.jobIDs maximum
 RECOVERY_INSTANCE_IDS_PER_CALL = (
@@ -139,6 +139,27 @@ def parse_job(wire: Mapping[str, Any]) -> JobView:
         servers=servers,
         unknown_status=status if isinstance(status, Unknown) else None,
         broken_entries=broken,
+        created=_text(wire.get("creationDateTime")),
+    )
+
+
+def parse_log_event(wire: Any) -> LogEvent | None:
+    """One ``JobLog`` item (botocore shapes ``JobLog``, ``JobLogEventData``,
+    ``ConversionProperties``): values kept as sent, for the core to judge; None when it
+    has no ``event`` at all."""
+    if not isinstance(wire, dict) or not _text(wire.get("event")):
+        return None
+    data = wire.get("eventData")
+    data = data if isinstance(data, dict) else {}
+    conversion = data.get("conversionProperties")
+    conversion = conversion if isinstance(conversion, dict) else {}
+    raw_error = data.get("rawError")
+    return LogEvent(
+        name=wire["event"],
+        at=_text(wire.get("logDateTime")),
+        source_server_id=_text(data.get("sourceServerID")),
+        data_timestamp=_text(conversion.get("dataTimestamp")),
+        reason=str(raw_error) if raw_error else None,
     )
 
 
@@ -158,6 +179,14 @@ def parse_launch_action(wire: Any) -> LaunchAction | None:
 
 
 # --- calling DRS -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryInstanceView:
+    ec2_instance_id: str | None
+    # pointInTimeSnapshotDateTime: "The date and time of the Point in Time (PIT) snapshot
+    # that this Recovery Instance was launched from" (the RPO where the log has none).
+    point_in_time: str | None = None
 
 
 @dataclass(slots=True)
@@ -215,17 +244,20 @@ class DrsAdapter:
 
     async def describe_recovery_instances(
         self, region: str, recovery_instance_ids: Collection[str]
-    ) -> dict[str, str | None]:
-        """Recovery instance id -> EC2 instance id, for the ids DRS knows."""
-        found: dict[str, str | None] = {}
+    ) -> dict[str, RecoveryInstanceView]:
+        """Recovery instance id -> its EC2 instance id and point in time, for the ids DRS
+        knows."""
+        found: dict[str, RecoveryInstanceView] = {}
         items = self._recovery_instances(
             region, "recoveryInstanceIDs", recovery_instance_ids, what=f"in {region}"
         )
         async for wire in items:
             rid = wire.get("recoveryInstanceID")
             if isinstance(rid, str):
-                ec2_id = wire.get("ec2InstanceID")
-                found[rid] = ec2_id if isinstance(ec2_id, str) and ec2_id else None
+                found[rid] = RecoveryInstanceView(
+                    ec2_instance_id=_text(wire.get("ec2InstanceID")),
+                    point_in_time=_text(wire.get("pointInTimeSnapshotDateTime")),
+                )
         return found
 
     async def _recovery_instances(
@@ -245,22 +277,20 @@ class DrsAdapter:
                     if isinstance(wire, dict):
                         yield wire
 
-    async def describe_failures(self, region: str, job_id: str) -> dict[str, str]:
-        """Why DRS failed servers of a job, from its log: source server id -> the last
-        failure event's rawError (or the event name when DRS gave none)."""
-        reasons: dict[str, str] = {}
+    async def read_job_log(self, region: str, job_id: str) -> JobLog:
+        """One job's whole log (DescribeJobLogItems, paged; one job id per call): why DRS
+        failed servers (``JobLog.reasons``) and the Timeline events, read once for both."""
         fetch = self._fetch(
             await self._clients.get("drs", region), region=region, operation="DescribeJobLogItems"
         )
+        events: list[LogEvent] = []
         async for page in paginate(fetch, {"jobID": job_id}, what=f"job log of {job_id}"):
-            for entry in page.get("items") or []:
-                event = str(entry.get("event") or "")
-                data = entry.get("eventData") or {}
-                source = data.get("sourceServerID") if isinstance(data, dict) else None
-                if isinstance(source, str) and event.endswith(("_FAIL", "_FAILED")):
-                    raw = data.get("rawError") or event
-                    reasons[source] = str(raw)[:REASON_LIMIT]
-        return reasons
+            events.extend(
+                event
+                for entry in page.get("items") or []
+                if (event := parse_log_event(entry)) is not None
+            )
+        return job_log_of(job_id, events)
 
     async def expected_launch_actions(
         self, region: str, source_server_id: str

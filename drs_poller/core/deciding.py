@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from drs_poller.clock import epoch
 from drs_poller.core.completion import Outcome, final_status, server_outcome
+from drs_poller.core.evidence import StallBounds, apply_evidence, stall_marks
 from drs_poller.core.history import append_transition
 from drs_poller.core.models import (
     ActionRun,
@@ -41,6 +42,7 @@ from drs_poller.core.phases import Intervals, Phase, most_urgent, parse_phase, s
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
+    from drs_poller.core.evidence import JobLog
     from drs_poller.core.models import Execution
 
 WriteKind = Literal["none", "heartbeat", "state", "finalize"]
@@ -108,6 +110,8 @@ class Policy:
     overdue_after: float
     max_execution_age: float
     heartbeat_interval: float
+    # How long each phase may last before its server is marked Stalled (issue 13).
+    stall_bounds: StallBounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +130,8 @@ class Decision:
     updates: Mapping[str, Any]  # top-level attributes to SET; empty when kind == "none"
     final_status: FinalStatus | None = None
     changes: tuple[ServerChange, ...] = ()
+    # Why the evidence (issue 13) could not be built this poll; the statuses stand.
+    evidence_error: str | None = None
 
     @property
     def writes(self) -> bool:
@@ -623,6 +629,7 @@ def decide(
     reasons: Mapping[tuple[str, str], str] | None = None,
     launch_actions: Mapping[tuple[str, str], LaunchActionsLookup] | None = None,
     terminated_instances: Mapping[tuple[str, str], str] | None = None,
+    job_logs: Mapping[str, JobLog] | None = None,
 ) -> Decision:
     """The next state of ``execution`` after one poll.
 
@@ -640,6 +647,10 @@ def decide(
     instance for to the recovery instance of that job DRS still holds, "" for none; a
     key that is absent was not checked, and the server is judged on a later poll; None:
     the caller does not check (only the job's recoveryInstanceID is evidence).
+
+    ``job_logs`` maps a job id to the last read of its log (the engine reads it only
+    when the answer can have changed): the Timeline, RPO and stalls are built from it,
+    after every status was decided (core/evidence.py), so that it never changes one.
     """
     new_waves, changes = _advance_servers(
         execution,
@@ -654,6 +665,7 @@ def decide(
     )
     updated = parse_execution({**execution.raw, "Waves": new_waves})
     phase = derive_phase(updated, jobs=jobs, intervals=policy.intervals)
+    advanced = new_waves
     status, error_message, new_waves, changes = _conclude_execution(
         updated, new_waves=new_waves, now=now, policy=policy, changes=changes, jobs=jobs
     )
@@ -662,6 +674,26 @@ def decide(
         "Phase": phase.value,
         "LastPolledTime": epoch(now),
     }
+    evidence_error: str | None = None
+    try:
+        apply_evidence(
+            new_waves,
+            updates,
+            # The servers as decided: past the maximum age they were failed since.
+            execution=updated
+            if new_waves is advanced
+            else parse_execution({**execution.raw, "Waves": new_waves}),
+            read=execution,
+            jobs=jobs,
+            logs=job_logs or {},
+            instances=instances,
+            final=status is not None,
+            now=now,
+            bounds=policy.stall_bounds,
+        )
+    except Exception as error:  # noqa: BLE001 - evidence degrades alone, never a status
+        # Only evidence attributes can have been set; the statuses stand as decided.
+        evidence_error = f"{type(error).__name__}: {error}"
     if status is not None:
         updates.update(Status=status.value, EndTime=epoch(now))
         if error_message:
@@ -672,21 +704,34 @@ def decide(
             updates=updates,
             final_status=status,
             changes=tuple(changes),
+            evidence_error=evidence_error,
         )
     # A change of phase alone is not written: it changes only the schedule, which the
     # caller keeps from ``Decision.phase``. `Phase` goes with the next write made for
     # another reason, as `LastPolledTime` does (contract §1). At W1k such writes were
-    # 19 % of the daemon's writes, each at the item's whole size.
-    if changes or _wave_attributes(new_waves) != _wave_attributes(
-        [wave.raw for wave in execution.waves]
+    # 19 % of the daemon's writes, each at the item's whole size. Of the evidence, only
+    # a stall that begins or ends is written on its own (core/evidence.py, stall_marks).
+    read_waves = [wave.raw for wave in execution.waves]
+    if (
+        changes
+        or _wave_attributes(new_waves) != _wave_attributes(read_waves)
+        or stall_marks(new_waves) != stall_marks(read_waves)
     ):
-        return Decision(kind="state", phase=phase, updates=updates, changes=tuple(changes))
+        return Decision(
+            kind="state",
+            phase=phase,
+            updates=updates,
+            changes=tuple(changes),
+            evidence_error=evidence_error,
+        )
     if (
         execution.last_polled_time is None
         or now - execution.last_polled_time >= policy.heartbeat_interval
     ):
-        return Decision(kind="heartbeat", phase=phase, updates=updates)
-    return Decision(kind="none", phase=phase, updates={})
+        return Decision(
+            kind="heartbeat", phase=phase, updates=updates, evidence_error=evidence_error
+        )
+    return Decision(kind="none", phase=phase, updates={}, evidence_error=evidence_error)
 
 
 def _advance_servers(

@@ -330,6 +330,8 @@ class JobView:
     # participatingServers entries the adapter could not read (no sourceServerID): a
     # server absent from ``servers`` may be one of them, so it is not judged absent.
     broken_entries: int = 0
+    # creationDateTime as sent (parsed only where the evidence needs it, issue 13).
+    created: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +364,9 @@ class InstanceDetails:
     private_ip: str | None = None
     hostname: str | None = None
     instance_type: str | None = None
+    # RecoveryInstance.pointInTimeSnapshotDateTime, as sent: "the date and time of the
+    # Point in Time (PIT) snapshot that this Recovery Instance was launched from".
+    point_in_time: str | None = None
 
 
 class JobNotFound:

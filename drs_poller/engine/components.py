@@ -114,6 +114,7 @@ def build_components(
         clock=clock,
         write_attempts=settings.write_attempts,
         max_concurrent_writes=settings.max_concurrent_writes,
+        stall_check_interval=settings.stall_check_interval,
     )
     answerer = Answerer(
         stepfunctions=StepFunctionsAdapter(clients=clients, caller=caller, region=region),

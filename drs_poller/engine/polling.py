@@ -32,26 +32,30 @@ from drs_poller.core.deciding import (
     terminations_to_check,
     unknown_values,
 )
+from drs_poller.core.evidence import JobLog, evidence_news, log_watches
 from drs_poller.core.models import (
     ExecutionStatus,
     FinalStatus,
     InstanceDetails,
     JobLookup,
+    JobStatus,
     JobView,
     LaunchActionsLookup,
     LaunchActionsUnavailable,
 )
 from drs_poller.core.phases import Phase
-from drs_poller.engine.tracking import Tracked, queue_name
+from drs_poller.engine.tracking import LogRead, Tracked, queue_name
 from drs_poller.observability.logs import bind_execution
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from drs_poller.clients.drs import DrsAdapter
     from drs_poller.clients.dynamodb import ExecutionStore
     from drs_poller.clients.ec2 import Ec2Adapter
     from drs_poller.clock import Clock
+    from drs_poller.core.models import Execution
     from drs_poller.core.scheduling import Due
     from drs_poller.engine.answering import Answerer
     from drs_poller.engine.state import EngineState
@@ -104,6 +108,7 @@ class Poller:
         clock: Clock,
         write_attempts: int,
         max_concurrent_writes: int,
+        stall_check_interval: float,
     ) -> None:
         self.drs = drs
         self.ec2 = ec2
@@ -118,6 +123,9 @@ class Poller:
         self._unresolved: dict[str, float] = {}
         # Sends task-token answers and heartbeats (contract §5); the daemon sets it.
         self.answerer: Answerer | None = None
+        # A job whose servers have not all launched has its log read again this often
+        # even when DescribeJobs shows no change (DRS_POLLER_STALL_CHECK_INTERVAL).
+        self.stall_check_interval = stall_check_interval
 
     @property
     def policy(self) -> Policy:
@@ -150,7 +158,7 @@ class Poller:
             self._report_unknown_values(members, jobs)
             instances, reasons, terminated, _ = await asyncio.gather(
                 self._describe_instances(members, jobs),
-                self._explain_failures(members, jobs),
+                self._read_job_logs(members, jobs),
                 self._check_terminations(members, jobs),
                 self._list_launch_actions(members, jobs),
             )
@@ -231,8 +239,8 @@ class Poller:
             # Details are best effort: a failed call is retried on the next poll,
             # because the item still lacks InstanceId.
             try:
-                ec2_ids = await self.drs.describe_recovery_instances(region, recovery_ids)
-                known = {ec2_id for ec2_id in ec2_ids.values() if ec2_id}
+                views = await self.drs.describe_recovery_instances(region, recovery_ids)
+                known = {v.ec2_instance_id for v in views.values() if v.ec2_instance_id}
                 instances = await self.ec2.describe_instances(region, known) if known else {}
             except Exception as error:  # noqa: BLE001 - see above
                 self.metrics.unobserved.labels(
@@ -241,8 +249,9 @@ class Poller:
                 log.warning("recovery instance lookup failed", region=region, error=str(error))
                 return
             for rid in recovery_ids:
-                ec2_id = ec2_ids.get(rid)
-                if ec2_id is None:
+                view = views.get(rid)
+                ec2_id = view.ec2_instance_id if view is not None else None
+                if view is None or ec2_id is None:
                     self._unresolved[rid] = now + UNRESOLVED_RETRY_SECONDS
                     continue
                 instance = instances.get(ec2_id)
@@ -252,32 +261,93 @@ class Poller:
                     private_ip=instance.private_ip if instance else None,
                     hostname=instance.hostname if instance else None,
                     instance_type=instance.instance_type if instance else None,
+                    point_in_time=view.point_in_time,
                 )
 
         await asyncio.gather(*(one_region(r, ids) for r, ids in wanted.items() if ids))
         return details
 
-    async def _explain_failures(
+    async def _read_job_logs(
         self, members: list[Tracked], jobs: dict[str, JobLookup]
     ) -> dict[tuple[str, str], str]:
-        """Best effort: without the job log, the Error still says DRS reported FAILED."""
-        wanted: dict[str, set[str]] = defaultdict(set)
-        for tracked in members:
-            if tracked.execution is not None:
-                for region, job_ids in failures_to_explain(tracked.execution, jobs).items():
-                    wanted[region] |= job_ids
-        reasons: dict[tuple[str, str], str] = {}
+        """Read job logs (DescribeJobLogItems, one job a call, paged) only where the answer
+        can have changed since this execution last read it: a job or server status that
+        changed (the first sight of a job, after a restart too, counts as one, except for
+        a job still PENDING, first read one interval later; the job's end is one, read
+        once), or, for a job with a server not launched yet, every
+        ``stall_check_interval`` seconds; and a job in which DRS now fails a server, for
+        its Error. One read serves both the failure reasons and the Timeline (issue 13).
 
-        async def one_job(region: str, job_id: str) -> None:
+        Best effort: a failed read degrades the evidence alone (counted, logged) and is
+        tried again after the interval or at the job's next change. Returns (job id,
+        source server id) -> why DRS failed it, from every log this execution read."""
+        wanted = self._job_logs_due(members, jobs)
+
+        async def one_job(region: str, job_id: str, readers: list[tuple[Tracked, LogRead]]) -> None:
             try:
-                found = await self.drs.describe_failures(region, job_id)
-            except Exception as error:  # noqa: BLE001 - see the docstring
-                log.warning("job log lookup failed", region=region, job_id=job_id, error=str(error))
-                return
-            reasons.update({(job_id, source): why for source, why in found.items()})
+                log_read: JobLog | None = await self.drs.read_job_log(region, job_id)
+            except Exception as error:  # noqa: BLE001 - evidence is best effort (docstring)
+                log_read = None
+                self.metrics.unobserved.labels("DescribeJobLogItems", failure_kind(error)).inc()
+                log.warning(
+                    "job log read failed; the evidence of its servers waits for the next read"
+                    " (statuses are not affected)",
+                    region=region,
+                    job_id=job_id,
+                    error=str(error),
+                )
+            for tracked, read in readers:
+                if log_read is None:
+                    tracked.job_log_reads[job_id] = LogRead(read.signature, at=read.at, failed=True)
+                    continue
+                tracked.job_log_reads[job_id] = read
+                tracked.job_logs[job_id] = log_read
+            if log_read is not None and log_read.ignored:
+                self.metrics.evidence_degraded.labels("job_log_event").inc(log_read.ignored)
 
-        await asyncio.gather(*(one_job(r, j) for r, ids in wanted.items() for j in ids))
+        await asyncio.gather(
+            *(one_job(region, job_id, readers) for (region, job_id), readers in wanted.items())
+        )
+        reasons: dict[tuple[str, str], str] = {}
+        for tracked in members:
+            for job_id, job_log in tracked.job_logs.items():
+                reasons.update({(job_id, sid): why for sid, why in job_log.reasons().items()})
         return reasons
+
+    def _job_logs_due(
+        self, members: list[Tracked], jobs: dict[str, JobLookup]
+    ) -> dict[tuple[str, str], list[tuple[Tracked, LogRead]]]:
+        """(region, job id) -> the executions to read it for, and the read to record."""
+        now = self.clock.monotonic()
+        wanted: dict[tuple[str, str], list[tuple[Tracked, LogRead]]] = defaultdict(list)
+        for tracked in members:
+            execution = tracked.execution
+            if execution is None:
+                continue
+            explain = {
+                job_id
+                for job_ids in failures_to_explain(execution, jobs).values()
+                for job_id in job_ids
+            }
+            for job_id, watch in log_watches(execution, jobs).items():
+                last = tracked.job_log_reads.get(job_id)
+                if last is None and watch.signature[0] == JobStatus.PENDING.value:
+                    # A job first seen PENDING has logged its start at most: its first
+                    # read waits one interval, as if read now (saves one read a job).
+                    tracked.job_log_reads[job_id] = LogRead(watch, at=now)
+                    continue
+                due = (
+                    last is None
+                    or last.signature.signature != watch.signature
+                    or (job_id in explain and last.failed)
+                    or (
+                        (watch.unlaunched or last.failed)
+                        and now - last.at >= self.stall_check_interval
+                    )
+                )
+                if due:
+                    wanted[(watch.region, job_id)].append((tracked, LogRead(watch, at=now)))
+        return wanted
 
     def _report_unknown_values(self, members: list[Tracked], jobs: dict[str, JobLookup]) -> None:
         """Count and log each out-of-model value once per execution (contract §2: it
@@ -470,8 +540,10 @@ class Poller:
                 reasons=seen.reasons,
                 launch_actions=tracked.launch_actions,
                 terminated_instances=seen.terminated,
+                job_logs=tracked.job_logs,
             )
             tracked.decided_phase = decision.phase
+            self._report_evidence_error(tracked, decision)
             if not decision.writes:
                 return "unchanged"
             result = await self.store.write(
@@ -481,6 +553,7 @@ class Poller:
             )
             if result.applied:
                 assert result.item is not None  # noqa: S101 - applied writes return the item
+                self._count_evidence(execution, before=tracked.item, after=result.item)
                 tracked.load(result.item)
                 tracked.polls_since_write = 0
                 self.metrics.writes.labels(decision.kind).inc()
@@ -532,6 +605,41 @@ class Poller:
             log.error("ended malformed execution as FAILED", error_message=updates["ErrorMessage"])
             return "finalized"
         return "gone"
+
+    def _count_evidence(
+        self, execution: Execution, *, before: dict[str, Any], after: dict[str, Any]
+    ) -> None:
+        """Observe what a landed write newly holds: each server's RTO and RPO once, each
+        target newly judged missed once, each stall begun once. The write was conditional
+        on the item as read, so another replica (or this one after a restart) that writes
+        next reads these and counts nothing again."""
+        news = evidence_news(before, after)
+        kind = execution.execution_type.value
+        for region, seconds in news.recovery_times:
+            self.metrics.recovery_time.labels(kind, region).observe(seconds)
+        for region, seconds in news.recovery_points:
+            self.metrics.recovery_point.labels(kind, region).observe(seconds)
+        for target in news.missed:
+            self.metrics.targets_missed.labels(target, kind).inc()
+            log.warning("recovery target missed", target=target)
+        for phase in news.stalls:
+            self.metrics.stalls.labels(phase).inc()
+            log.warning(
+                "a server's phase outlasted its bound (marked Stalled; DRS stays the source"
+                " of truth, nothing is failed for it)",
+                phase=phase,
+            )
+
+    def _report_evidence_error(self, tracked: Tracked, decision: Decision) -> None:
+        if decision.evidence_error is None:
+            return
+        self.metrics.evidence_degraded.labels("rules").inc()
+        if tracked.reported_evidence_error != decision.evidence_error:
+            tracked.reported_evidence_error = decision.evidence_error
+            log.error(
+                "the evidence could not be built; statuses are written as decided",
+                error=decision.evidence_error,
+            )
 
     def _finalized(self, tracked: Tracked, decision: Decision, *, now: float) -> None:
         execution = tracked.execution

@@ -106,10 +106,12 @@ class EngineState:
 
     def refresh_gauges(self, *, wall: float) -> None:
         counts: Counter[tuple[str, str]] = Counter()
+        stalled: Counter[str] = Counter()
         overdue = 0
         oldest_start: float | None = None
         for tracked in self.tracked.values():
             execution = tracked.execution
+            stalled.update(tracked.stalled)
             if execution is None:
                 counts[("UNKNOWN", "MALFORMED")] += 1
                 continue
@@ -119,5 +121,6 @@ class EngineState:
             if oldest_start is None or execution.start_time < oldest_start:
                 oldest_start = execution.start_time
         self.metrics.set_active(counts)
+        self.metrics.set_stalled(stalled)
         self.metrics.overdue.set(overdue)
         self.metrics.oldest_age.set(0.0 if oldest_start is None else max(0.0, wall - oldest_start))

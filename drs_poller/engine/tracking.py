@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from drs_poller.clients.dynamodb import REVISION
 from drs_poller.core.completion import Outcome, server_outcome
+from drs_poller.core.evidence import JobLog, LogWatch, stalled_servers
 from drs_poller.core.models import (
     Execution,
     LaunchActionsLookup,
@@ -37,6 +38,16 @@ def key_of(item: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class LogRead:
+    """The last read of a job's log (DescribeJobLogItems) for one execution: what the job
+    looked like then, when (monotonic), and whether the read failed."""
+
+    signature: LogWatch
+    at: float
+    failed: bool = False
+
+
 @dataclass(slots=True)
 class Tracked:
     item_key: tuple[str, str]  # the table key: (ExecutionId, PlanId)
@@ -44,6 +55,7 @@ class Tracked:
     execution: Execution | None = None
     problem: MalformedItemError | None = None
     reported_problem: str | None = None
+    reported_evidence_error: str | None = None
     polls_since_write: int = 0
     in_flight: bool = False
     dropped: bool = False
@@ -63,6 +75,11 @@ class Tracked:
     launch_action_failures: dict[tuple[str, str], int] = field(default_factory=dict)
     reported_unknowns: set[tuple[str, str]] = field(default_factory=set)
     reported_unavailable: set[str] = field(default_factory=set)
+    # The evidence (issue 13), in memory for the execution's life here (a restart reads
+    # each job's log once more): the last log read of each job, and when it was read.
+    job_logs: dict[str, JobLog] = field(default_factory=dict)
+    job_log_reads: dict[str, LogRead] = field(default_factory=dict)
+    stalled: tuple[str, ...] = ()  # the Phase of each server the item shows Stalled
 
     def __post_init__(self) -> None:
         self.load(self.item)
@@ -83,6 +100,7 @@ class Tracked:
 
     def load(self, item: dict[str, Any]) -> None:
         self.item = item
+        self.stalled = tuple(stalled_servers(item))
         try:
             self.execution, self.problem = parse_execution(item), None
         except MalformedItemError as problem:

@@ -62,6 +62,9 @@ DEADLINE_SLACK = 30.0
 # Below this a poll interval only burns CPU (and moto's) without showing anything new.
 MIN_POLL_INTERVAL = 0.02
 REAL_POST_LAUNCH_GRACE = 600.0  # the daemon's default, scaled like every other duration
+# The daemon's default stall bounds, scaled too (the job-log check interval is not: it has
+# a floor of 30 s, and the log is read at every status change anyway).
+REAL_STALL_BOUND = 1800.0
 # The simulator's inventory: enough servers of each behaviour that concurrent
 # executions never have to share one (sharing would only make them wait: one
 # active job per source server).
@@ -114,6 +117,13 @@ class ExecutionReport:
         if self.item is None or "EndTime" not in self.item:
             return None
         return float(self.item["EndTime"]) - float(self.item["StartTime"])
+
+    def figure(self, name: str) -> float | None:
+        """The execution's measured ``RecoveryTimeSeconds`` / ``RecoveryPointSeconds``
+        (issue 13: the last server up from its start, the largest data-loss window),
+        written when it finished."""
+        value = None if self.item is None else self.item.get(name)
+        return None if value is None else float(value)
 
     @property
     def polls(self) -> int:
@@ -171,6 +181,10 @@ def demo_settings(*, table_name: str, stack: LocalStack, speed: float, deadline:
         discovery_interval=max(0.5, 30 / speed),
         full_discovery_interval=max(5.0, 300 / speed),
         post_launch_grace=REAL_POST_LAUNCH_GRACE / speed,
+        stall_snapshot_seconds=REAL_STALL_BOUND / speed,
+        stall_conversion_seconds=REAL_STALL_BOUND / speed,
+        stall_launch_seconds=REAL_STALL_BOUND / speed,
+        stall_post_launch_actions_seconds=REAL_STALL_BOUND / speed,
         overdue_after=1800 / speed,
         max_execution_age=max(43_200 / speed, 2 * deadline),
         heartbeat_interval=min(3600.0, max(1.0, 900 / speed)),
@@ -239,6 +253,8 @@ def summary_lines(reports: list[ExecutionReport], *, speed: float) -> list[str]:
         "status",
         "expected",
         "duration",
+        "RTO",
+        "RPO",
         "polls",
         "DRS calls",
         "ok",
@@ -251,6 +267,7 @@ def summary_lines(reports: list[ExecutionReport], *, speed: float) -> list[str]:
         shown_duration = (
             "—" if duration is None else f"{duration:5.1f} s ≈ {duration * speed / 60:5.1f} min"
         )
+        rto, rpo = report.figure("RecoveryTimeSeconds"), report.figure("RecoveryPointSeconds")
         rows.append(
             (
                 plan.execution_id,
@@ -260,6 +277,10 @@ def summary_lines(reports: list[ExecutionReport], *, speed: float) -> list[str]:
                 report.status or "(not written)",
                 plan.expected_status,
                 shown_duration,
+                # The recovery time is compressed like every duration; the data-loss window
+                # is the simulator's replication lag, which is not (it is not a phase).
+                "—" if rto is None else f"{rto:.0f} s ≈ {rto * speed / 60:.1f} min",
+                "—" if rpo is None else f"{rpo:.0f} s",
                 str(report.polls),
                 str(report.drs_calls),
                 "✓" if report.as_expected else "✗",
@@ -273,6 +294,16 @@ def summary_lines(reports: list[ExecutionReport], *, speed: float) -> list[str]:
     ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return [line.rstrip() for line in lines]
+
+
+def evidence_note(*, speed: float) -> str:
+    """What the RTO and RPO columns are, and how coarse they are at this speed."""
+    return (
+        "RTO: the last server up from the execution's start; RPO: the largest data-loss"
+        " window (the simulator's replication lag, not compressed). Both are the item's"
+        f" whole demo seconds (issue 13); at --speed {speed:g} one demo second stands for"
+        f" {speed / 60:g} real minute(s)."
+    )
 
 
 async def fetch_metric_lines(metrics_url: str) -> list[str]:
@@ -434,6 +465,7 @@ class DemoRun:
         view.line()
         for line in summary_lines(result.reports, speed=self.options.speed):
             view.line(line)
+        view.line(evidence_note(speed=self.options.speed))
         view.line()
         drs = self.stack.drs
         by_operation: dict[str, int] = {}

@@ -62,6 +62,26 @@ EXECUTION_DURATION_BUCKETS = (
     43200.0,
 )
 
+# Measured recovery time (issue 13): DRS's published RTO is typically 5 to 20 minutes.
+RECOVERY_TIME_BUCKETS = (
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    900.0,
+    1200.0,
+    1800.0,
+    2700.0,
+    3600.0,
+    7200.0,
+    14400.0,
+)
+# Measured data-loss window: DRS's published RPO is seconds; a point in time chosen from
+# the past is hours or days.
+RECOVERY_POINT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0)
+EXECUTION_TYPES = ("DRILL", "RECOVERY")
+STALL_PHASES = ("SNAPSHOT", "CONVERSION", "LAUNCH", "POST_LAUNCH_ACTIONS")
+
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 # drs_poller_unknown_values_total's value label: DRS's value cut to this many characters,
@@ -289,6 +309,60 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        self.recovery_time = Histogram(
+            _PREFIX + "recovery_time_seconds",
+            "Measured recovery time of each server (its wave's StartTime to launched),"
+            " observed once per server, by execution type and DRS region.",
+            ["execution_type", "region"],
+            buckets=RECOVERY_TIME_BUCKETS,
+            registry=reg,
+        )
+        self.recovery_point = Histogram(
+            _PREFIX + "recovery_point_seconds",
+            "Measured data-loss window of each server (its job's start minus the data time"
+            " of the snapshot it launched from), observed once per server, by execution type"
+            " and DRS region.",
+            ["execution_type", "region"],
+            buckets=RECOVERY_POINT_BUCKETS,
+            registry=reg,
+        )
+        self.targets_missed = Counter(
+            _PREFIX + "recovery_targets_missed_total",
+            "RtoTargetSeconds / RpoTargetSeconds (on a wave or an execution) judged missed,"
+            " once each, by target (rto, rpo) and execution type.",
+            ["target", "execution_type"],
+            registry=reg,
+        )
+        self.stalls = Counter(
+            _PREFIX + "stalls_total",
+            "Servers marked Stalled (a phase lasted longer than its DRS_POLLER_STALL_*"
+            " bound), counted when the mark is written, by phase.",
+            ["phase"],
+            registry=reg,
+        )
+        self.stalled_servers = Gauge(
+            _PREFIX + "stalled_servers",
+            "Servers of the executions this replica tracks that are marked Stalled now, by"
+            " phase (never failed for it: DRS stays the source of truth).",
+            ["phase"],
+            registry=reg,
+        )
+        self.evidence_degraded = Counter(
+            _PREFIX + "evidence_degraded_total",
+            "Evidence (timeline, RTO/RPO, stalls) left unknown, by reason: job_log_event"
+            " (a job-log event with a name outside the model or a time that does not"
+            " parse), rules (the evidence could not be built for a poll; statuses were"
+            " written). A job log that could not be read counts in"
+            ' drs_poller_unobserved_calls_total{operation="DescribeJobLogItems"}.',
+            ["reason"],
+            registry=reg,
+        )
+        for target in ("rto", "rpo"):
+            for kind in EXECUTION_TYPES:
+                self.targets_missed.labels(target, kind)  # 0 from the start: increase() works
+        for phase in STALL_PHASES:
+            self.stalls.labels(phase)
+            self.stalled_servers.labels(phase).set(0)
         self.build_info = Gauge(
             _PREFIX + "build_info",
             "Always 1; the version label carries the running drs-poller version.",
@@ -319,6 +393,12 @@ class Metrics:
         for (execution_type, phase), count in counts.items():
             self.active_executions.labels(execution_type=execution_type, phase=phase).set(count)
         self._active_keys.update(counts.keys())
+
+    def set_stalled(self, counts: Mapping[str, int]) -> None:
+        """Replace the stalled-servers gauge with ``counts`` keyed by phase (the four
+        phases only: the label set stays bounded whatever an item holds)."""
+        for phase in STALL_PHASES:
+            self.stalled_servers.labels(phase).set(counts.get(phase, 0))
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of this registry and its content type."""

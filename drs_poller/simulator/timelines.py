@@ -35,6 +35,7 @@ ServerOutcome = Literal[
 JobType = Literal["LAUNCH", "TERMINATE"]
 
 DEFAULT_ACCOUNT_ID = "123456789012"
+DATA_AGE_SECONDS = 2.0  # a simulated job's default replication lag (see JobScript.data_age)
 LAUNCH_FAILED_RAW_ERROR = "Failed to launch recovery instance: InsufficientInstanceCapacity"
 ACTION_FAILED_REASON = "SSM document execution failed: step 1 exited with code 1"
 
@@ -163,6 +164,17 @@ class JobScript:
     # Set for simulated jobs: the PENDING phase is snapshots for this many seconds, then
     # conversion, and the job log says so (see render_job_log).
     snapshot_seconds: float | None = None
+    # How old the data of the snapshot each server launches from is when the job is
+    # created: DRS's replication lag (its published RPO is "seconds"), or a point in time
+    # chosen from the past. The job log's conversionProperties.dataTimestamp and the
+    # recovery instance's pointInTimeSnapshotDateTime both say created_at - data_age.
+    data_age: float = DATA_AGE_SECONDS
+
+    @property
+    def data_time(self) -> str:
+        """ConversionProperties.dataTimestamp ("the timestamp of when the snapshot being
+        converted was taken"), in DRS's ISO 8601 form."""
+        return iso8601(self.created_at - self.data_age)
 
     def __post_init__(self) -> None:
         offsets = [snapshot.at for snapshot in self.timeline]
@@ -584,7 +596,7 @@ def render_recovery_instance(
         "isDrill": script.is_drill,
         "ec2InstanceState": ec2_state_at(script, server, now),
         "originEnvironment": "ON_PREMISES",
-        "pointInTimeSnapshotDateTime": iso8601(script.created_at),
+        "pointInTimeSnapshotDateTime": script.data_time,
         "tags": {},
     }
     if server.ec2_instance_id is not None:
@@ -614,7 +626,7 @@ def render_job_log(script: JobScript, now: float) -> list[dict[str, Any]]:
     job_started = job_ended = False
     ranks = {server.source_server_id: _RANK_PENDING for server in script.servers}
 
-    def log(event: str, at: float, **event_data: str) -> None:
+    def log(event: str, at: float, **event_data: Any) -> None:
         items.append({"event": event, "eventData": event_data, "logDateTime": iso8601(at)})
 
     for snapshot in script.reached(now):
@@ -665,12 +677,14 @@ def _staged_job_log(
     """
     events: list[tuple[float, int, dict[str, Any]]] = []
 
-    def log(at: float, event: str, **event_data: str) -> None:
+    def log(at: float, event: str, **event_data: Any) -> None:
         if script.created_at + at <= now:
             item: dict[str, Any] = {"event": event, "logDateTime": iso8601(script.created_at + at)}
             if event_data:
                 item["eventData"] = event_data
             events.append((at, len(events), item))
+
+    conversion_properties = {"dataTimestamp": script.data_time}
 
     final = script.timeline[-1] if script.timeline else Snapshot(0.0, "PENDING")
     left_pending = next((s.at for s in script.timeline if s.job_status != "PENDING"), None)
@@ -681,10 +695,22 @@ def _staged_job_log(
         conversion = _derived_instance_id(script.job_id, sid, "conversion")
         log(0.0, "SNAPSHOT_START", sourceServerID=sid)
         log(snapshot_seconds, "SNAPSHOT_END", sourceServerID=sid)
-        log(snapshot_seconds, "CONVERSION_START", sourceServerID=sid, conversionServerID=conversion)
+        log(
+            snapshot_seconds,
+            "CONVERSION_START",
+            sourceServerID=sid,
+            conversionServerID=conversion,
+            conversionProperties=conversion_properties,
+        )
         stalls = final.server(sid).launch_status in {"PENDING", "IN_PROGRESS"}
         if left_pending is not None and not stalls:
-            log(left_pending, "CONVERSION_END", sourceServerID=sid, conversionServerID=conversion)
+            log(
+                left_pending,
+                "CONVERSION_END",
+                sourceServerID=sid,
+                conversionServerID=conversion,
+                conversionProperties=conversion_properties,
+            )
         launching = next(
             (s.at for s in script.timeline if s.server(sid).launch_status != "PENDING"), None
         )
@@ -710,9 +736,21 @@ def _log_server_stage(
         log("SNAPSHOT_START", at, sourceServerID=sid)
     elif rank == _RANK_CONVERTING:
         log("SNAPSHOT_END", at, sourceServerID=sid)
-        log("CONVERSION_START", at, sourceServerID=sid, conversionServerID=conversion_server)
+        log(
+            "CONVERSION_START",
+            at,
+            sourceServerID=sid,
+            conversionServerID=conversion_server,
+            conversionProperties={"dataTimestamp": script.data_time},
+        )
     elif rank == _RANK_LAUNCH_ENDED:
-        log("CONVERSION_END", at, sourceServerID=sid, conversionServerID=conversion_server)
+        log(
+            "CONVERSION_END",
+            at,
+            sourceServerID=sid,
+            conversionServerID=conversion_server,
+            conversionProperties={"dataTimestamp": script.data_time},
+        )
         target = server.ec2_instance_id or _derived_instance_id(script.job_id, sid, "target")
         log("LAUNCH_START", at, sourceServerID=sid, targetInstanceID=target)
 

@@ -20,6 +20,8 @@ ALERTS = (
     "DrsPollerNotPolling",
     "DrsPollerDrsThrottling",
     "DrsPollerLatenessGrowing",
+    "DrsPollerRecoveryTargetMissed",
+    "DrsPollerServerStalled",
 )
 
 

@@ -28,6 +28,8 @@ ALERTS = {
     "DrsPollerNotPolling",
     "DrsPollerDrsThrottling",
     "DrsPollerLatenessGrowing",
+    "DrsPollerRecoveryTargetMissed",
+    "DrsPollerServerStalled",
 }
 # Labels Prometheus adds to every scraped series, or that only exist on its own series.
 TARGET_LABELS = {"job", "instance"}
@@ -118,7 +120,7 @@ def test_promtool_checks_the_compose_prometheus_config(promtool):
 # --- the rules' content -------------------------------------------------------------------
 
 
-def test_the_four_alerts_and_only_them():
+def test_the_alerts_and_only_them():
     assert {rule["alert"] for rule in _rules()} == ALERTS
     assert all("alert" in rule for rule in _rules()), "no recording rules in this file"
 
@@ -199,6 +201,10 @@ def test_dashboard_panels_are_laid_out_and_unique():
         ("DRS throttles", "drs_poller_throttles_total"),
         ("finalized executions by status", "drs_poller_executions_finalized_total"),
         ("overdue executions", "drs_poller_overdue_executions"),
+        ("measured recovery time", "drs_poller_recovery_time_seconds_bucket"),
+        ("measured recovery point", "drs_poller_recovery_point_seconds_bucket"),
+        ("missed targets", "drs_poller_recovery_targets_missed_total"),
+        ("stalled servers", "drs_poller_stalled_servers"),
     ],
 )
 def test_dashboard_shows(topic, series):

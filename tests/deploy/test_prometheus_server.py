@@ -162,6 +162,8 @@ async def test_prometheus_scrapes_the_running_daemon(live_world, prometheus_bina
                 "DrsPollerNotPolling",
                 "DrsPollerDrsThrottling",
                 "DrsPollerLatenessGrowing",
+                "DrsPollerRecoveryTargetMissed",
+                "DrsPollerServerStalled",
             }
             assert all(rule["health"] != "err" for g in groups for rule in g["rules"]), groups
             # Before the first scrape, "no replica up" is pending; on a healthy daemon it

@@ -67,6 +67,8 @@ async def test_demo_ends_every_execution_as_expected(moto_url, capsys):
     assert result.metrics_url.startswith("http://127.0.0.1:")
     assert "\x1b[" not in out  # not a terminal: plain progress lines, no escapes
     assert "8/8 finished" in out
+    assert "RTO" in out
+    assert "RPO" in out
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("demo-")}
     items = await scan(moto_url, result.table_name, result.region)
     kinds = set()
@@ -96,6 +98,21 @@ async def test_demo_ends_every_execution_as_expected(moto_url, capsys):
                 states = await ec2_states(moto_url, planned.region, ids)
                 assert set(states.values()) == {"running"}, states
         servers = [server for wave in item["Waves"] for server in wave["Servers"]]
+        # The evidence (issue 13): every server that launched has its timeline and its
+        # figures; the execution its slowest; the summary prints them.
+        for server in servers:
+            if server["Status"] == "LAUNCHED":
+                timeline = server["Timeline"]
+                assert {"JobStart", "SnapshotStart", "ConversionEnd", "Launched"} <= set(timeline)
+                assert timeline["JobStart"] <= timeline["SnapshotStart"] <= timeline["Launched"]
+                assert server["RecoveryTimeSeconds"] > 0
+                assert server["RecoveryPointSeconds"] == 2  # the simulator's replication lag
+        if any(server["Status"] == "LAUNCHED" for server in servers):
+            assert item["RecoveryTimeSeconds"] >= max(
+                s.get("RecoveryTimeSeconds", 0) for s in servers
+            )
+            assert f"{item['RecoveryTimeSeconds']:.0f}" in row
+            assert item["RecoveryPointSeconds"] == 2
         if plan.kind is ScenarioKind.RECOVERY_NO_ACTIONS:
             assert {s["PostLaunchActionsStatus"] for s in servers} == {"NOT_CONFIGURED"}
         if plan.kind is ScenarioKind.RECOVERY_ONE_ACTION_FAILS:

@@ -38,6 +38,12 @@ EXPECTED_FAMILIES = {
     "drs_poller_task_token_sweeps",
     "drs_poller_unknown_values",
     "drs_poller_launch_actions_unavailable",
+    "drs_poller_recovery_time_seconds",
+    "drs_poller_recovery_point_seconds",
+    "drs_poller_recovery_targets_missed",
+    "drs_poller_stalls",
+    "drs_poller_stalled_servers",
+    "drs_poller_evidence_degraded",
     "drs_poller_build_info",
 }
 
@@ -167,3 +173,18 @@ def test_unknown_values_keep_a_bounded_label_set() -> None:
     }
     assert len(values) == UNKNOWN_VALUE_CAP + 1  # the cap, plus "other"
     assert "other" in values
+
+
+def test_evidence_series_start_at_zero_and_stay_bounded() -> None:
+    metrics = Metrics()
+    sample = metrics.registry.get_sample_value
+    for target in ("rto", "rpo"):
+        for kind in ("DRILL", "RECOVERY"):
+            labels = {"target": target, "execution_type": kind}
+            assert sample("drs_poller_recovery_targets_missed_total", labels) == 0
+    metrics.set_stalled({"CONVERSION": 2, "SOMETHING_AN_ITEM_HELD": 5})
+    assert sample("drs_poller_stalled_servers", {"phase": "CONVERSION"}) == 2
+    assert sample("drs_poller_stalled_servers", {"phase": "LAUNCH"}) == 0
+    assert sample("drs_poller_stalled_servers", {"phase": "SOMETHING_AN_ITEM_HELD"}) is None
+    metrics.set_stalled({})
+    assert sample("drs_poller_stalled_servers", {"phase": "CONVERSION"}) == 0

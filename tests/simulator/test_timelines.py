@@ -320,3 +320,35 @@ def test_id_helpers_make_valid_ids(make_id: object, shape_name: str) -> None:
 def test_iso8601_is_drs_shaped() -> None:
     assert iso8601(START) == "2027-01-15T08:00:00.000Z"
     assert iso8601(START + 0.25) == "2027-01-15T08:00:00.250Z"
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["scripted", "simulated (staged)"])
+def test_conversion_events_carry_the_data_timestamp_of_the_snapshot(staged: bool) -> None:
+    """ConversionProperties.dataTimestamp ("when the snapshot being converted was taken")
+    on CONVERSION_START/END, the same instant as the recovery instance's
+    pointInTimeSnapshotDateTime; every event at the time its phase happened, not now."""
+    script = JobScript(
+        job_id="drsjob-AAAAAAAAAAAAAAAAA",
+        region="us-east-1",
+        is_drill=True,
+        created_at=START,
+        servers=(ServerScript(A, recovery_instance_id=RI_A, ec2_instance_id=RI_A),),
+        timeline=standard_timeline([A], pending=600, started=30, launching=300),
+        snapshot_seconds=180 if staged else None,
+        data_age=7.0,
+    )
+    log = render_job_log(script, START + 5000)
+    conversions = [item for item in log if item["event"].startswith("CONVERSION_")]
+    assert [item["event"] for item in conversions] == ["CONVERSION_START", "CONVERSION_END"]
+    for item in conversions:
+        assert item["eventData"]["conversionProperties"] == {"dataTimestamp": iso8601(START - 7)}
+    instance = render_recovery_instance(script, script.servers[0], START + 5000)
+    assert instance is not None
+    assert instance["pointInTimeSnapshotDateTime"] == iso8601(START - 7)
+    times = {item["event"]: item["logDateTime"] for item in log}
+    assert times["JOB_END"] == iso8601(START + 930)  # when the job completed, not "now"
+    if staged:
+        assert times["SNAPSHOT_END"] == iso8601(START + 180)
+        assert times["CONVERSION_END"] == iso8601(START + 600)  # the job left PENDING
+    shape = drs_service_model().shape_for("JobLogs")
+    assert shape_violations(shape, log) == []

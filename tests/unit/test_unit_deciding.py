@@ -25,6 +25,7 @@ from drs_poller.core.deciding import (
     is_overdue,
     jobs_to_poll,
 )
+from drs_poller.core.evidence import StallBounds
 from drs_poller.core.models import (
     JOB_NOT_FOUND,
     ExecutionType,
@@ -377,14 +378,19 @@ def test_drill_launched_writes_everything_the_contract_names():
                         "LaunchedTime": epoch(NOW),
                         "LastPolledTime": epoch(NOW),
                         "PollAttempts": 1,
+                        # The evidence (issue 13): launched at the poll that saw it.
+                        "Timeline": {"Launched": int(NOW)},
+                        "RecoveryTimeSeconds": 1000,
                     }
                 ],
+                "RecoveryTimeSeconds": 1000,  # the slowest server of the finished wave
             }
         ],
         "Phase": "PENDING",
         "LastPolledTime": epoch(NOW),
         "Status": "COMPLETED",
         "EndTime": epoch(NOW),
+        "RecoveryTimeSeconds": 1000,  # the last server up, from the execution's start
     }
     assert decision.changes == (
         ServerChange(
@@ -965,8 +971,16 @@ def test_unknown_attributes_survive():
     assert new_server["Tags"] == ["a", "b"]
     assert new_server["IsDrill"] is True
     assert new_server["LaunchTime"] == Decimal(f"{START:.3f}")
-    # Top-level attributes the daemon does not own are not rewritten at all.
-    assert set(decision.updates) == {"Waves", "Phase", "LastPolledTime", "Status", "EndTime"}
+    # Top-level attributes the daemon does not own are not rewritten at all (the evidence
+    # of the finished execution is its own, issue 13).
+    assert set(decision.updates) == {
+        "Waves",
+        "Phase",
+        "LastPolledTime",
+        "Status",
+        "EndTime",
+        "RecoveryTimeSeconds",
+    }
 
 
 def test_transition_history_is_bounded_by_the_policy():
@@ -1140,6 +1154,7 @@ def test_the_policy_takes_its_defaults_from_the_settings():
             overdue_after=1800.0,
             max_execution_age=43200.0,
             heartbeat_interval=900.0,
+            stall_bounds=StallBounds(1800.0, 1800.0, 1800.0, 1800.0),
         )
         == POLICY
     )

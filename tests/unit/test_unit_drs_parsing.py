@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from drs_poller.clients.drs import UNKNOWN_VALUE_LIMIT, parse_job, parse_launch_action
+from drs_poller.clients.drs import (
+    UNKNOWN_VALUE_LIMIT,
+    parse_job,
+    parse_launch_action,
+    parse_log_event,
+)
+from drs_poller.core.evidence import LogEvent
 from drs_poller.core.models import (
     ActionRun,
     InvalidDrsDataError,
@@ -242,3 +248,55 @@ def test_parse_launch_action_defaults_are_conservative():
 @pytest.mark.parametrize("wire", [{"name": "no id"}, "x", {"actionId": ""}])
 def test_parse_launch_action_without_id(wire):
     assert parse_launch_action(wire) is None
+
+
+# --- the job log (DescribeJobLogItems items, botocore shapes JobLog / JobLogEventData) ------
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (
+            {
+                "event": "CONVERSION_END",
+                "logDateTime": "2027-01-15T08:10:00.000Z",
+                "eventData": {
+                    "sourceServerID": "s-1",
+                    "conversionServerID": "i-0abc",
+                    "conversionProperties": {"dataTimestamp": "2027-01-15T07:59:58.000Z"},
+                },
+            },
+            LogEvent(
+                name="CONVERSION_END",
+                at="2027-01-15T08:10:00.000Z",
+                source_server_id="s-1",
+                data_timestamp="2027-01-15T07:59:58.000Z",
+            ),
+        ),
+        (
+            {"event": "LAUNCH_FAILED", "eventData": {"sourceServerID": "s-2", "rawError": "no"}},
+            LogEvent(name="LAUNCH_FAILED", source_server_id="s-2", reason="no"),
+        ),
+        # Whatever else DRS sends degrades to "not known" per field.
+        (
+            {"event": "JOB_START", "logDateTime": 5, "eventData": "x"},
+            LogEvent(name="JOB_START"),
+        ),
+        (
+            {"event": "X", "eventData": {"conversionProperties": ["not", "a", "map"]}},
+            LogEvent(name="X"),
+        ),
+        ({"logDateTime": "2027-01-15T08:10:00.000Z"}, None),  # no event at all
+        ("not a map", None),
+    ],
+)
+def test_parse_log_event(wire, expected):
+    assert parse_log_event(wire) == expected
+
+
+def test_parse_job_keeps_the_creation_time_as_sent():
+    assert parse_job({**_job(), "creationDateTime": "2027-01-15T08:00:00.000Z"}).created == (
+        "2027-01-15T08:00:00.000Z"
+    )
+    assert parse_job({**_job(), "creationDateTime": 7}).created is None
+    assert parse_job(_job()).created is None

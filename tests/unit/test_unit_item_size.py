@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from drs_poller.clients.dynamodb import to_wire
 from drs_poller.core.deciding import decide
+from drs_poller.core.evidence import TIMELINE_KEYS
 from drs_poller.core.history import append_transition
 from drs_poller.core.models import (
     ActionRun,
@@ -132,11 +133,33 @@ def test_a_100_server_execution_stays_far_below_the_item_limit():
     ):
         assert after["PostLaunchActionsOmitted"] > 0
         server["PostLaunchActions"] = after["PostLaunchActions"]
+    # And the evidence of issue 13 at its largest: all nine Timeline numbers, every figure,
+    # and a Stalled mark.
+    before_evidence = item_size(item)
+    t = 1_800_000_000
+    for server in item["Waves"][0]["Servers"]:
+        server.update(
+            Timeline={key: Decimal(t + 60 * n) for n, key in enumerate(TIMELINE_KEYS)},
+            RecoveryTimeSeconds=Decimal(86_399),
+            RecoveryTimeToActionsSeconds=Decimal(86_399),
+            RecoveryPointTime=Decimal(t - 86_400),
+            RecoveryPointSeconds=Decimal(86_400),
+            Stalled={
+                "Phase": "POST_LAUNCH_ACTIONS",
+                "Since": Decimal(t),
+                "BoundSeconds": Decimal(1800),
+            },
+        )
+    evidence = (item_size(item) - before_evidence) / 100
+    assert evidence < 400, evidence  # bytes a server: measured 359
     histories = [len(s["TransitionHistory"]) for s in item["Waves"][0]["Servers"]]
     assert max(histories) == 20  # bounded, not 500
     size = item_size(item)
     # Measured 140 KB in this worst case (every server at the history cap with a long
     # error), 199 KB with a full PostLaunchActions list on every server as well (issue
-    # 11); a real job has about five transitions a server and a few actions.
-    assert size < DYNAMODB_ITEM_LIMIT / 2, size
+    # 11), 235 KB with every evidence attribute of issue 13 too (359 bytes a server); a
+    # real job has about five transitions a server and a few actions. The bound moved
+    # from half the limit to 60 % with issue 13: still 165 KB of headroom in a case no
+    # real execution reaches.
+    assert size < DYNAMODB_ITEM_LIMIT * 0.6, size
     assert size > 170_000, size  # the lists are there (the measure is not vacuous)
