@@ -289,6 +289,14 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        self.report_puts = Counter(
+            _PREFIX + "report_puts_total",
+            "Drill reports put to DRS_POLLER_REPORT_BUCKET when an execution ended, by format"
+            " (html, json) and outcome: success, error (after the retries; not tried again),"
+            " dropped (the queue was full), render_error.",
+            ["format", "outcome"],
+            registry=reg,
+        )
         self.build_info = Gauge(
             _PREFIX + "build_info",
             "Always 1; the version label carries the running drs-poller version.",

@@ -1,0 +1,117 @@
+"""The sender of drill reports (engine/reporting.py) with a stand-in S3: what it puts, under
+which keys, and that a failure is counted and logged, never raised. The real puts, to
+moto's S3 through the daemon, are tests/integration/test_report_s3.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from report_samples import SAMPLES
+
+from drs_poller.clients.calling import AwsCallError
+from drs_poller.core.backoff import ErrorKind
+from drs_poller.engine.reporting import ReportPublisher, render_reports, report_key
+from drs_poller.observability.metrics import Metrics
+
+
+class FakeS3:
+    def __init__(self, *, fail: set[str] | None = None) -> None:
+        self.puts: list[tuple[str, str, bytes, str]] = []
+        self.fail = fail or set()
+
+    async def put_object(self, *, bucket, key, body, content_type):
+        if any(key.endswith(suffix) for suffix in self.fail):
+            raise AwsCallError(
+                service="s3",
+                operation="PutObject",
+                kind=ErrorKind.PERMANENT,
+                code="AccessDenied",
+                message="denied",
+            )
+        self.puts.append((bucket, key, body, content_type))
+
+
+def count(metrics: Metrics, fmt: str, outcome: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "drs_poller_report_puts_total", {"format": fmt, "outcome": outcome}
+    )
+    return value or 0.0
+
+
+def publisher(s3: FakeS3, *, queue_size: int = 10) -> tuple[ReportPublisher, Metrics]:
+    metrics = Metrics()
+    return (
+        ReportPublisher(
+            s3=s3,  # type: ignore[arg-type]
+            bucket="evidence",
+            prefix="drs-poller/reports/",
+            metrics=metrics,
+            queue_size=queue_size,
+        ),
+        metrics,
+    )
+
+
+async def test_a_finished_execution_is_put_as_html_and_json_under_the_prefix():
+    s3 = FakeS3()
+    sender, metrics = publisher(s3)
+    item, _ = SAMPLES["drill-completed"]()
+    assert sender.submit(item)
+    await sender.drain()
+    assert [(b, k, t) for b, k, _, t in s3.puts] == [
+        (
+            "evidence",
+            "drs-poller/reports/drill-2027-01-15-payments.html",
+            "text/html; charset=utf-8",
+        ),
+        ("evidence", "drs-poller/reports/drill-2027-01-15-payments.json", "application/json"),
+    ]
+    html, body = s3.puts[0][2], s3.puts[1][2]
+    assert html.startswith(b"<!DOCTYPE html>")
+    document = json.loads(body)
+    assert document["asOf"] == document["execution"]["endTime"]  # stands at EndTime
+    assert body == render_reports(item)["json"]  # the same bytes as `drs-poller report`
+    assert count(metrics, "html", "success") == count(metrics, "json", "success") == 1
+
+
+async def test_a_failed_put_is_counted_and_the_other_format_still_goes():
+    s3 = FakeS3(fail={".html"})
+    sender, metrics = publisher(s3)
+    sender.submit(SAMPLES["recovery-failed"]()[0])
+    await sender.drain()  # does not raise
+    assert [key for _, key, _, _ in s3.puts] == [
+        "drs-poller/reports/recovery-2027-01-15-ledger.json"
+    ]
+    assert count(metrics, "html", "error") == 1
+    assert count(metrics, "json", "success") == 1
+
+
+async def test_a_full_queue_drops_and_counts():
+    sender, metrics = publisher(FakeS3(), queue_size=1)
+    item, _ = SAMPLES["drill-completed"]()
+    assert sender.submit(item)
+    assert not sender.submit(item)
+    assert count(metrics, "html", "dropped") == count(metrics, "json", "dropped") == 1
+
+
+async def test_an_item_that_cannot_render_is_counted_not_raised(monkeypatch):
+    s3 = FakeS3()
+    sender, metrics = publisher(s3)
+
+    def broken(_item):
+        raise RuntimeError("a renderer bug")
+
+    monkeypatch.setattr("drs_poller.engine.reporting.render_reports", broken)
+    sender.submit({"ExecutionId": "x"})
+    await sender.drain()
+    assert s3.puts == []
+    assert count(metrics, "html", "render_error") == 1
+
+
+@pytest.mark.parametrize(
+    ("prefix", "expected"),
+    [("drs-poller/reports/", "drs-poller/reports/e-1.html"), ("", "e-1.html")],
+)
+def test_report_key(prefix, expected):
+    assert report_key(prefix, "e-1", "html") == expected
