@@ -106,7 +106,9 @@ class ReportPublisher:
         execution_id = str(item.get("ExecutionId") or "")
         bound = log.bind(execution_id=execution_id, bucket=self.bucket)
         try:
-            bodies = render_reports(item)
+            # In a thread: a report of hundreds of servers takes a few hundred ms to
+            # render (600 servers: about 0.3 s), which the event loop must not wait for.
+            bodies = await asyncio.to_thread(render_reports, item)
         except Exception:
             for fmt in FORMATS:
                 self.metrics.report_puts.labels(fmt, "render_error").inc()

@@ -115,3 +115,15 @@ async def test_an_item_that_cannot_render_is_counted_not_raised(monkeypatch):
 )
 def test_report_key(prefix, expected):
     assert report_key(prefix, "e-1", "html") == expected
+
+
+def test_the_demo_writes_each_executions_html_report(tmp_path):
+    from drs_poller.local.demo import write_reports  # noqa: PLC0415 - the demo's imports are heavy
+
+    items = [SAMPLES[name]()[0] for name in ("drill-completed", "recovery-mixed")]
+    written = write_reports(tmp_path / "reports", items, now=1_800_002_400.0)
+    assert [path.name for path in written] == [
+        "drill-2027-01-15-payments.html",
+        "recovery-2027-01-15-orders.html",
+    ]
+    assert all(path.read_text().startswith("<!DOCTYPE html>") for path in written)
