@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     report_prefix: str = Field(
         default="drs-poller/reports/",
         max_length=512,
-        pattern=r"^[A-Za-z0-9!_.*'()/-]*$",
+        pattern=r"^[A-Za-z0-9!_.'()/-]*$",
         description=(
             "Key prefix of the reports in REPORT_BUCKET: <prefix><ExecutionId>.html and"
             " .json. The task role may put objects under it only."

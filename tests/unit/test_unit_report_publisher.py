@@ -13,6 +13,7 @@ from drs_poller.clients.calling import AwsCallError
 from drs_poller.core.backoff import ErrorKind
 from drs_poller.engine.reporting import ReportPublisher, render_reports, report_key
 from drs_poller.observability.metrics import Metrics
+from drs_poller.settings import SettingsError, load_settings
 
 
 class FakeS3:
@@ -127,3 +128,22 @@ def test_the_demo_writes_each_executions_html_report(tmp_path):
         "recovery-2027-01-15-orders.html",
     ]
     assert all(path.read_text().startswith("<!DOCTYPE html>") for path in written)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"report_prefix": "reports/*"}, "DRS_POLLER_REPORT_PREFIX"),  # would widen the grant
+        ({"report_bucket": "Not_A_Bucket"}, "DRS_POLLER_REPORT_BUCKET"),
+        ({"s3_endpoint_url": "localhost:9000"}, "DRS_POLLER_S3_ENDPOINT_URL"),
+    ],
+)
+def test_bad_report_settings_name_their_variable(overrides, variable):
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(table_name="history", **overrides)
+
+
+def test_report_settings_defaults():
+    settings = load_settings(table_name="history")
+    assert settings.report_bucket is None
+    assert settings.report_prefix == "drs-poller/reports/"
