@@ -312,7 +312,7 @@ def recovery_failed() -> tuple[dict[str, Any], float]:
                         "Status": "FAILED",
                         "IsDrill": False,
                         "Error": "SNAPSHOT_FAILED: the source server's replication is stalled",
-                        "Timeline": _timeline(JobStart=3, SnapshotStart=15),
+                        "Timeline": _timeline(JobStart=3, SnapshotStart=15, LaunchFailed=950),
                     }
                 ],
             }

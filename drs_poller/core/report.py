@@ -167,42 +167,48 @@ def phases_of(
     *,
     recovery: bool,
     post_launch_status: str | None,
-    stalled: str | None,
+    stalled: Mapping[str, Any] | None,
 ) -> list[dict[str, Any]]:
     """The server's phases from its Timeline: SNAPSHOT (SnapshotStart to SnapshotEnd),
     CONVERSION, LAUNCH (LaunchStart to Launched, or to LaunchFailed: failed), and for a
     RECOVERY server with post-launch actions POST_LAUNCH_ACTIONS (Launched to ActionsDone).
-    A phase with a start and no end is ``OPEN``."""
+
+    A phase with a start and no end is ``OPEN``, unless the server failed to launch
+    (``LaunchFailed``) after it began: then it ended there, ``FAILED`` (a failure during
+    the snapshot, say). The phase a ``Stalled`` map names is marked; if the timeline has no
+    start for it (the daemon counts a conversion from SnapshotEnd when DRS logged no
+    CONVERSION_START), it is drawn from the stall's ``Since``."""
     launched, launch_failed = timeline.get("launched"), timeline.get("launchFailed")
-    candidates = [
-        _phase(
-            "SNAPSHOT", timeline.get("snapshotStart"), timeline.get("snapshotEnd"), stalled=stalled
-        ),
-        _phase(
-            "CONVERSION",
-            timeline.get("conversionStart"),
-            timeline.get("conversionEnd"),
-            stalled=stalled,
-        ),
-        _phase(
-            "LAUNCH",
+    stalled_phase = None if stalled is None else stalled.get("phase")
+    spans: dict[str, tuple[Any, Any, bool]] = {
+        "SNAPSHOT": (timeline.get("snapshotStart"), timeline.get("snapshotEnd"), False),
+        "CONVERSION": (timeline.get("conversionStart"), timeline.get("conversionEnd"), False),
+        "LAUNCH": (
             timeline.get("launchStart"),
             launched if launched is not None else launch_failed,
-            failed=launched is None and launch_failed is not None,
-            stalled=stalled,
+            launched is None and launch_failed is not None,
         ),
-    ]
+    }
     if recovery and post_launch_status != NOT_CONFIGURED and launched is not None:
-        candidates.append(
-            _phase(
-                "POST_LAUNCH_ACTIONS",
-                launched,
-                timeline.get("actionsDone"),
-                failed=post_launch_status == "FAILED",
-                stalled=stalled,
-            )
+        spans["POST_LAUNCH_ACTIONS"] = (
+            launched,
+            timeline.get("actionsDone"),
+            post_launch_status == "FAILED",
         )
-    return [phase for phase in candidates if phase is not None]
+    phases = []
+    for name, (span_start, span_end, failed) in spans.items():
+        start, end, ended_in_failure = span_start, span_end, failed
+        if start is None and name == stalled_phase and stalled is not None:
+            start = stalled.get("since")
+        if start is None:
+            continue
+        failed_after_start = launch_failed is not None and launch_failed >= start
+        if end is None and launched is None and failed_after_start:
+            end, ended_in_failure = launch_failed, True
+        phase = _phase(name, start, end, failed=ended_in_failure, stalled=stalled_phase)
+        if phase is not None:
+            phases.append(phase)
+    return phases
 
 
 def _runs(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -281,7 +287,7 @@ def _server(raw: Mapping[str, Any], *, outcome: str | None, recovery: bool) -> d
                 timeline,
                 recovery=recovery,
                 post_launch_status=text(raw.get("PostLaunchActionsStatus")),
-                stalled=None if stalled is None else stalled.get("phase"),
+                stalled=stalled,
             ),
             "postLaunchActions": post_launch,
         }

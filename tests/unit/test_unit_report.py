@@ -302,3 +302,21 @@ def test_hostile_strings_are_escaped_in_html():
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<svg onload" not in page
     assert 'data-wave="&quot;&gt;&lt;svg onload=alert(1)&gt;"' in page
+
+
+def test_a_failure_ends_the_open_phase_and_a_stall_without_a_start_draws_from_since():
+    failed = _report("recovery-failed")["waves"][0]["servers"][0]
+    assert failed["phases"] == [
+        {"phase": "SNAPSHOT", "start": T0 + 15, "end": T0 + 950, "state": "FAILED"}
+    ]
+    item, as_of = SAMPLES["recovery-mixed"]()
+    stalled = item["Waves"][1]["Servers"][0]
+    del stalled["Timeline"]["ConversionStart"]  # counted from SnapshotEnd by the daemon
+    stalled["Stalled"]["Since"] = stalled["Timeline"]["SnapshotEnd"]
+    server = build_report(item, as_of=as_of)["waves"][1]["servers"][0]
+    assert server["phases"][-1] == {
+        "phase": "CONVERSION",
+        "start": T0 + 1900,
+        "state": "OPEN",
+        "stalled": True,
+    }
