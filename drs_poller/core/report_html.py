@@ -281,13 +281,15 @@ def render_timeline(report: Mapping[str, Any]) -> str:
             f'<rect class="wave-bg" x="0" y="{_num(y)}" width="{WIDTH}" height="{WAVE_HEIGHT}"/>',
             f'<text class="wave-title" x="10" y="{_num(y + 16)}">{esc(title)}</text>',
         ]
-        if "startTime" in wave:
-            x = _num(scale.x(float(wave["startTime"])))
-            group.append(
-                f'<line class="wave-start" x1="{x}" y1="{_num(y + 4)}" x2="{x}"'
-                f' y2="{_num(y + WAVE_HEIGHT - 4)}" stroke="#1d2330" stroke-width="2"/>'
-            )
         y += WAVE_HEIGHT
+        if "startTime" in wave:
+            # The wave's start, down its lanes (under the bars, clear of the title).
+            x = _num(scale.x(float(wave["startTime"])))
+            lanes = max(1, len(wave["servers"]))
+            group.append(
+                f'<line class="wave-start" x1="{x}" y1="{_num(y)}" x2="{x}"'
+                f' y2="{_num(y + lanes * LANE_HEIGHT)}" stroke="#1d2330" stroke-width="1.5"/>'
+            )
         for server in wave["servers"]:
             group.append(_lane(server, wave, scale=scale, y=y, origin=origin, as_of=as_of))
             y += LANE_HEIGHT
@@ -304,9 +306,11 @@ def render_timeline(report: Mapping[str, Any]) -> str:
     target = (report.get("rto") or {}).get("targetSeconds")
     if target is not None and origin is not None:
         x = _num(scale.x(origin + float(target)))
+        # Near the right edge the label ends at the line instead of centring on it.
+        anchor = "end" if scale.x(origin + float(target)) > scale.right - 60 else "middle"
         marks.append(
             f'<line class="target" x1="{x}" y1="{AXIS_HEIGHT - 4}" x2="{x}" y2="{_num(height)}"/>'
-            f'<text class="note" x="{x}" y="{_num(height + 12)}" text-anchor="middle">'
+            f'<text class="note" x="{x}" y="{_num(height + 12)}" text-anchor="{anchor}">'
             f"RTO target {esc(fmt_duration(float(target)))}</text>"
         )
     x = _num(scale.x(as_of))

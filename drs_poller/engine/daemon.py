@@ -307,8 +307,11 @@ class Daemon:
         if components is not None:
             await self._finish_inflight(components.dispatcher)
         if components is not None and roots is not None:
-            await self._stop_answering(components.answerer, roots)
-            await self._stop_reporting(components, roots)
+            # Side by side: the queued answers and reports share the same half of the grace.
+            await asyncio.gather(
+                self._stop_answering(components.answerer, roots),
+                self._stop_reporting(components, roots),
+            )
         if roots is not None and roots.keeper is not None:
             roots.keeper.cancel("shutdown: polls done, releasing the lease")
             await asyncio.gather(roots.keeper, return_exceptions=True)
