@@ -235,10 +235,13 @@ def _axis(scale: _Scale, *, origin: float | None, height: float) -> list[str]:
     parts = []
     base = scale.start if origin is None else origin
     for tick in scale.ticks():
-        x = _num(scale.x(tick))
+        at = scale.x(tick)
+        x = _num(at)
+        # The last label ends at its line rather than run off the chart's edge.
+        anchor = "end" if at > scale.right - 25 else "middle"
         parts.append(
             f'<line class="grid" x1="{x}" y1="{AXIS_HEIGHT - 6}" x2="{x}" y2="{_num(height)}"/>'
-            f'<text class="tick" x="{x}" y="{AXIS_HEIGHT - 10}" text-anchor="middle">'
+            f'<text class="tick" x="{x}" y="{AXIS_HEIGHT - 10}" text-anchor="{anchor}">'
             f"{esc(fmt_offset(tick - base))}</text>"
         )
     return parts
