@@ -119,3 +119,31 @@ async def test_without_a_bucket_no_reports_are_put(world):
     assert item["Status"] == "COMPLETED"
     assert daemon.built.reporter is None
     assert daemon.poller.reporter is None
+
+
+async def test_a_malformed_item_ended_failed_still_gets_its_report(world, moto_url):
+    bucket = f"reports-{uuid.uuid4().hex[:8]}"
+    await world.put(
+        {
+            "ExecutionId": "ex-malformed",
+            "PlanId": "plan-local",
+            "Status": "POLLING",
+            "StartTime": world.clock.time(),
+            "Waves": [{"WaveName": "w", "Region": REGION, "Servers": [{"Status": 3}]}],
+        }
+    )
+    async with world.stack.session().client("s3", endpoint_url=moto_url) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        daemon = await world.daemon(
+            report_bucket=bucket, s3_endpoint_url=moto_url, max_execution_age=7200
+        )
+        for _ in range(3):  # past the maximum age the daemon ends it, saying why
+            await world.step(daemon, 3600)
+        assert (await world.get("ex-malformed"))["Status"] == "FAILED"
+        await daemon.built.reporter.drain()
+        got = await s3.get_object(Bucket=bucket, Key="drs-poller/reports/ex-malformed.json")
+        document = json.loads(await got["Body"].read())
+    assert document["execution"]["status"] == "FAILED"
+    assert "SourceServerId" in document["execution"]["errorMessage"]
+    assert document["failures"][0]["scope"] == "EXECUTION"
+    assert document["waves"][0]["servers"][0]["sourceServerId"] == "(no SourceServerId)"
