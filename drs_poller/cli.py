@@ -1,9 +1,10 @@
 """``drs-poller``: the command line.
 
-``run`` runs the daemon until SIGTERM/SIGINT (settings from ``DRS_POLLER_*``). The
-local-stack commands: ``simulate`` (the DRS simulator as a service), ``init-table``
-(the execution-history table, and the lease table), ``initiate`` (starts a demo mix
-of executions like the API that starts them), and ``demo`` (all of it in one process,
+``run`` runs the daemon until SIGTERM/SIGINT (settings from ``DRS_POLLER_*``).
+``report`` writes one execution's drill report (docs/report.md). The local-stack
+commands: ``simulate`` (the DRS simulator as a service), ``init-table`` (the
+execution-history table, and the lease table), ``initiate`` (starts a demo mix of
+executions like the API that starts them), and ``demo`` (all of it in one process,
 with a live view).
 """
 
@@ -182,6 +183,33 @@ def _add_initiate(commands: Any) -> None:
     )
 
 
+def _add_report(commands: Any) -> None:
+    report = commands.add_parser(
+        "report",
+        help="write one execution's drill report (md, html or json; docs/report.md)",
+        description=(
+            "Read the execution's item from DRS_POLLER_TABLE_NAME (a consistent Query on "
+            "ExecutionId, in AWS_REGION; DRS_POLLER_DYNAMODB_ENDPOINT_URL for a local stack) "
+            "and write its drill report: the final status, RTO and RPO against their targets, "
+            "every wave and server with its timeline, each failure with DRS's reason, the "
+            "post-launch action results. Exit 2 when there is no such execution (or several "
+            "items share the id and --plan-id chose none), 1 when DynamoDB fails."
+        ),
+    )
+    report.add_argument("execution_id", metavar="EXECUTION_ID", help="the item's ExecutionId")
+    report.add_argument("--plan-id", help="the item's PlanId, when several share the id")
+    report.add_argument(
+        "--format",
+        choices=("md", "html", "json"),
+        default="md",
+        help="md (Markdown tables; the default), html (one self-contained page with an SVG "
+        "timeline), json (schema drs-poller/report version 1)",
+    )
+    report.add_argument(
+        "--output", "-o", type=Path, help="write the report to this file (default: stdout)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drs-poller",
@@ -219,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the stack and the daemon running after the summary, until Ctrl-C",
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the workload")
+    demo.add_argument(
+        "--reports",
+        type=Path,
+        default=Path("demo-reports"),
+        help="write every execution's HTML drill report into this folder (default "
+        "./demo-reports; its path is printed)",
+    )
+    _add_report(commands)
     _add_simulate(commands)
     _add_init_table(commands)
     _add_initiate(commands)
@@ -233,7 +269,7 @@ def _note_early_signal(signum: int, _frame: FrameType | None) -> None:
     _early_signals.append(signal.Signals(signum).name)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - a return per command
     arguments = sys.argv[1:] if argv is None else list(argv)
     if arguments[:1] == ["run"]:
         # A SIGTERM while Python is still importing would take the default action
@@ -252,8 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 speed=args.speed,
                 keep_running=args.keep_running,
                 seed=args.seed,
+                reports=args.reports,
             )
         )
+    if args.command == "report":
+        return _report(args)
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "init-table":
@@ -449,6 +488,67 @@ async def _initiate_async(args: argparse.Namespace, settings: Settings) -> int:
         _say(f"{unexpected} of {len(plans)} executions did not end as expected")
         return EXIT_UNEXPECTED
     _say(f"all {len(plans)} executions ended as expected")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    import time  # noqa: PLC0415 - see the imports above
+
+    from drs_poller.settings import SettingsError, load_settings  # noqa: PLC0415
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        _complain("report", str(error))
+        return EXIT_CONFIG
+    local = bool(settings.dynamodb_endpoint_url)
+    if not local and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        _complain("report", "no AWS region: set AWS_REGION (the table's region)")
+        return EXIT_CONFIG
+    import asyncio  # noqa: PLC0415 - see the imports above
+
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    from drs_poller.clients.calling import AwsCallError  # noqa: PLC0415
+    from drs_poller.core.report import as_of_time, build_report, report_json  # noqa: PLC0415
+    from drs_poller.core.report_html import render_html  # noqa: PLC0415
+    from drs_poller.core.report_md import render_markdown  # noqa: PLC0415
+    from drs_poller.engine.reporting import (  # noqa: PLC0415 - fast --help
+        ExecutionNotFoundError,
+        read_execution,
+    )
+
+    try:
+        item = asyncio.run(
+            read_execution(
+                settings,
+                session=_local_session(local_endpoint=local),
+                execution_id=args.execution_id,
+                plan_id=args.plan_id,
+            )
+        )
+    except ExecutionNotFoundError as error:
+        _complain("report", str(error))
+        return EXIT_CONFIG
+    except (AwsCallError, BotoCoreError, ClientError) as error:
+        _complain("report", f"DynamoDB failed: {error}")
+        return EXIT_UNEXPECTED
+    report = build_report(item, as_of=as_of_time(item, now=time.time()))
+    renderers = {"md": render_markdown, "html": render_html, "json": report_json}
+    return _write_report(args, renderers[args.format](report))
+
+
+def _write_report(args: argparse.Namespace, text: str) -> int:
+    if args.output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return EXIT_OK
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        _complain("report", f"cannot write {args.output}: {error.strerror or error}")
+        return EXIT_UNEXPECTED
+    sys.stderr.write(f"drs-poller report: wrote the {args.format} report to {args.output}\n")
     return EXIT_OK
 
 

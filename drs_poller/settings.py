@@ -53,6 +53,32 @@ class Settings(BaseSettings):
         description="Step Functions endpoint override (local stacks), for task-token answers.",
     )
 
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint override (local stacks), for the drill reports.",
+    )
+
+    # --- drill reports (docs/report.md) ------------------------------------------
+    report_bucket: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description=(
+            "S3 bucket the daemon puts each finished execution's report into (HTML and"
+            " JSON, docs/report.md). Unset: no reports are put."
+        ),
+    )
+    report_prefix: str = Field(
+        default="drs-poller/reports/",
+        max_length=512,
+        pattern=r"^[A-Za-z0-9!_.'()/-]*$",
+        description=(
+            "Key prefix of the reports in REPORT_BUCKET: <prefix><ExecutionId>.html and"
+            " .json. The task role may put objects under it only."
+        ),
+    )
+
     # --- task tokens (contract §5) ----------------------------------------------
     task_heartbeat_interval: float = Field(
         default=60.0,
@@ -370,6 +396,7 @@ class Settings(BaseSettings):
         "drs_endpoint_url",
         "ec2_endpoint_url",
         "stepfunctions_endpoint_url",
+        "s3_endpoint_url",
     )
     @classmethod
     def _endpoint_is_a_url(cls, value: str | None) -> str | None:

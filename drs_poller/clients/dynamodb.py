@@ -312,6 +312,37 @@ class ExecutionStore:
         ):
             yield [to_python(item) for item in page.get("Items") or []]
 
+    async def find_execution(
+        self, execution_id: str, *, plan_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item whose ``ExecutionId`` is ``execution_id`` (and ``PlanId`` is
+        ``plan_id``, when given): a consistent, paged Query on the table's key, for
+        ``drs-poller report``. The daemon itself never reads the table this way."""
+        names = {"#id": "ExecutionId"}
+        values: dict[str, Any] = {":id": {"S": execution_id}}
+        condition = "#id = :id"
+        if plan_id is not None:
+            names["#plan"] = "PlanId"
+            values[":plan"] = {"S": plan_id}
+            condition += " AND #plan = :plan"
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ConsistentRead": True,
+        }
+        found: list[dict[str, Any]] = []
+        async for page in query_pages(
+            caller=self._caller,
+            client=await self._client(),
+            region=self._region,
+            request=request,
+            what=f"Query {self._table} by ExecutionId",
+        ):
+            found.extend(to_python(item) for item in page.get("Items") or [])
+        return found
+
     async def get_many(
         self, keys: Sequence[tuple[str, str]], *, consistent: bool = True
     ) -> dict[tuple[str, str], dict[str, Any]]:

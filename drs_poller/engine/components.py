@@ -19,6 +19,7 @@ from drs_poller.clients.drs import DrsAdapter
 from drs_poller.clients.dynamodb import ExecutionStore
 from drs_poller.clients.ec2 import Ec2Adapter
 from drs_poller.clients.leases import LeaseTable
+from drs_poller.clients.s3 import S3Adapter
 from drs_poller.clients.stepfunctions import StepFunctionsAdapter
 from drs_poller.core.backoff import BackoffPolicy
 from drs_poller.engine.answering import Answerer
@@ -26,6 +27,7 @@ from drs_poller.engine.discovery import Discoverer
 from drs_poller.engine.dispatching import Dispatcher
 from drs_poller.engine.leasing import LeaseKeeper, default_replica_id
 from drs_poller.engine.polling import Poller
+from drs_poller.engine.reporting import ReportPublisher
 from drs_poller.engine.state import EngineState
 from drs_poller.engine.tracking import queue_name
 from drs_poller.settings import policy_from
@@ -51,6 +53,7 @@ class Components:
     dispatcher: Dispatcher
     leases: LeaseKeeper | None
     answerer: Answerer
+    reporter: ReportPublisher | None = None  # with DRS_POLLER_REPORT_BUCKET
 
     def may_poll(self) -> bool:
         """Without a lease table, always; with one, while our lease is valid."""
@@ -78,6 +81,7 @@ def build_components(
             "drs": settings.drs_endpoint_url,
             "ec2": settings.ec2_endpoint_url,
             "stepfunctions": settings.stepfunctions_endpoint_url,
+            "s3": settings.s3_endpoint_url,
         },
     )
     caller = Caller(
@@ -133,6 +137,15 @@ def build_components(
         may_sweep=lambda key, item: state.owns(queue_name(*key), dict(item)),
     )
     poller.answerer = answerer
+    reporter: ReportPublisher | None = None
+    if settings.report_bucket:
+        reporter = ReportPublisher(
+            s3=S3Adapter(clients=clients, caller=caller, region=region),
+            bucket=settings.report_bucket,
+            prefix=settings.report_prefix,
+            metrics=metrics,
+        )
+        poller.reporter = reporter
     leases: LeaseKeeper | None = None
     if settings.lease_table_name:
         leases = LeaseKeeper(
@@ -182,4 +195,5 @@ def build_components(
         dispatcher=dispatcher,
         leases=leases,
         answerer=answerer,
+        reporter=reporter,
     )

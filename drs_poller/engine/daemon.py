@@ -59,9 +59,17 @@ class RootTasks:
     keeper: asyncio.Task[None] | None
     senders: asyncio.Task[None]  # senders of task-token answers (contract §5)
     sweeper: asyncio.Task[None] | None  # sweeper of unanswered tokens
+    reporter: asyncio.Task[None] | None = None  # sender of drill reports (docs/report.md)
 
     def all(self) -> list[asyncio.Task[None]]:
-        tasks = (self.discoverer, self.dispatcher, self.keeper, self.senders, self.sweeper)
+        tasks = (
+            self.discoverer,
+            self.dispatcher,
+            self.keeper,
+            self.senders,
+            self.sweeper,
+            self.reporter,
+        )
         return [task for task in tasks if task]
 
 
@@ -241,6 +249,9 @@ class Daemon:
                 components.answerer.sweep_forever(settings.task_token_sweep_interval),
                 name="sweeper of unanswered tokens",
             ),
+            reporter=None
+            if components.reporter is None
+            else asyncio.create_task(components.reporter.run(), name="sender of reports"),
         )
         log.info(
             "drs-poller started",
@@ -296,7 +307,11 @@ class Daemon:
         if components is not None:
             await self._finish_inflight(components.dispatcher)
         if components is not None and roots is not None:
-            await self._stop_answering(components.answerer, roots)
+            # Side by side: the queued answers and reports share the same half of the grace.
+            await asyncio.gather(
+                self._stop_answering(components.answerer, roots),
+                self._stop_reporting(components, roots),
+            )
         if roots is not None and roots.keeper is not None:
             roots.keeper.cancel("shutdown: polls done, releasing the lease")
             await asyncio.gather(roots.keeper, return_exceptions=True)
@@ -333,6 +348,15 @@ class Daemon:
         for task in tasks:
             task.cancel("shutdown: no more task-token answers")
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _stop_reporting(self, components: Components, roots: RootTasks) -> None:
+        """Reports queued by the last polls get part of the grace period; the rest are
+        not put (the item still holds everything: ``drs-poller report``)."""
+        if components.reporter is None or roots.reporter is None:
+            return
+        await components.reporter.close(grace=self.settings.shutdown_grace / 2)
+        roots.reporter.cancel("shutdown: no more reports")
+        await asyncio.gather(roots.reporter, return_exceptions=True)
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

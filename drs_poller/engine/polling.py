@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from drs_poller.core.models import Execution
     from drs_poller.core.scheduling import Due
     from drs_poller.engine.answering import Answerer
+    from drs_poller.engine.reporting import ReportPublisher
     from drs_poller.engine.state import EngineState
     from drs_poller.observability.metrics import Metrics
 
@@ -126,6 +127,8 @@ class Poller:
         # A job whose servers have not all launched has its log read again this often
         # even when DescribeJobs shows no change (DRS_POLLER_STALL_CHECK_INTERVAL).
         self.stall_check_interval = stall_check_interval
+        # Puts the drill report of each execution this poller finalizes (docs/report.md).
+        self.reporter: ReportPublisher | None = None
 
     @property
     def policy(self) -> Policy:
@@ -601,6 +604,8 @@ class Poller:
         result = await self.store.write(key=tracked.item_key, read=tracked.item, updates=updates)
         self.state.finish(tracked.name, now=self.clock.monotonic())
         if result.applied:
+            if self.reporter is not None and result.item is not None:
+                self.reporter.submit(result.item)
             self.metrics.finalized.labels("UNKNOWN", FinalStatus.FAILED).inc()
             log.error("ended malformed execution as FAILED", error_message=updates["ErrorMessage"])
             return "finalized"
@@ -657,6 +662,9 @@ class Poller:
             error_message=decision.updates.get("ErrorMessage"),
         )
         self.state.finish(tracked.name, now=self.clock.monotonic())
+        if self.reporter is not None:
+            # tracked.item is the item the final write left: it has landed.
+            self.reporter.submit(tracked.item)
 
     def _report_overdue(self, tracked: Tracked, *, now: float) -> None:
         execution = tracked.execution

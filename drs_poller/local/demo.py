@@ -28,6 +28,8 @@ from drs_poller.clients.dynamodb import to_python
 from drs_poller.clients.paging import paginate
 from drs_poller.clock import SystemClock
 from drs_poller.core.models import FINAL_STATUSES
+from drs_poller.core.report import as_of_time, build_report
+from drs_poller.core.report_html import render_html
 from drs_poller.engine.daemon import Daemon
 from drs_poller.local.initiate import Initiator, NotEnoughSourceServers
 from drs_poller.local.scenarios import PRIMARY_REGION, ExecutionPlan, plan_workload
@@ -41,6 +43,7 @@ from drs_poller.simulator.standalone import SimulatorOptions, build_simulator
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from types_aiobotocore_dynamodb.client import DynamoDBClient
 
@@ -80,6 +83,7 @@ class DemoOptions:
     keep_running: bool = False
     seed: int = 7
     tty: bool | None = None  # None: ask stdout
+    reports: Path | None = None  # write each execution's HTML drill report here
 
     def problems(self) -> list[str]:
         problems = []
@@ -155,6 +159,7 @@ class DemoResult:
     reports: list[ExecutionReport] = field(default_factory=list)
     daemon_exit_code: int | None = None
     metrics_url: str | None = None
+    report_files: list[Path] = field(default_factory=list)
 
 
 def demo_settings(*, table_name: str, stack: LocalStack, speed: float, deadline: float) -> Settings:
@@ -324,6 +329,20 @@ async def fetch_metric_lines(metrics_url: str) -> list[str]:
     ]
 
 
+def write_reports(folder: Path, items: list[Mapping[str, Any]], *, now: float) -> list[Path]:
+    """Each item's HTML drill report (docs/report.md) as ``<folder>/<ExecutionId>.html``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for item in items:
+        name = str(item.get("ExecutionId") or "unnamed").replace("/", "_")
+        path = folder / f"{name}.html"
+        path.write_text(
+            render_html(build_report(item, as_of=as_of_time(item, now=now))), encoding="utf-8"
+        )
+        written.append(path)
+    return written
+
+
 def give_up_after(*, speed: float) -> float:
     """Demo seconds the demo waits for every execution to finish."""
     return DEADLINE_FACTOR * REAL_LONGEST_EXECUTION / speed + DEADLINE_SLACK
@@ -483,6 +502,7 @@ class DemoRun:
                     view.line(f"  {line}")
             except (aiohttp.ClientError, TimeoutError) as error:
                 view.line(f"  (could not read /metrics: {error!r})")
+        self._write_reports(result)
         unexpected = [report for report in result.reports if not report.as_expected]
         if unexpected:
             view.line()
@@ -496,6 +516,22 @@ class DemoRun:
         else:
             view.line(f"all {len(result.reports)} executions ended as expected")
         result.exit_code = EXIT_UNEXPECTED_END if unexpected else EXIT_OK
+
+    def _write_reports(self, result: DemoResult) -> None:
+        folder = self.options.reports
+        if folder is None:
+            return
+        items = [report.item for report in result.reports if report.item is not None]
+        try:
+            written = write_reports(folder, items, now=time.time())
+        except OSError as error:
+            self.view.line(f"drill reports: could not write to {folder}: {error}")
+            return
+        result.report_files = written
+        self.view.line(
+            f"drill reports: {len(written)} HTML files in {folder.resolve()}"
+            " (drs-poller report EXECUTION_ID makes one from the table too)"
+        )
 
     async def keep_running(self, daemon: Daemon) -> None:
         self.view.line()
@@ -582,9 +618,22 @@ async def execute_demo(options: DemoOptions, *, moto_url: str | None = None) -> 
     raise AssertionError("unreachable")  # pragma: no cover - the block always returns
 
 
-async def run_demo(*, executions: int, speed: float, keep_running: bool, seed: int) -> int:
+async def run_demo(
+    *,
+    executions: int,
+    speed: float,
+    keep_running: bool,
+    seed: int,
+    reports: Path | None = None,
+) -> int:
     """``drs-poller demo``: 0 iff every execution ended with its expected status in time."""
-    options = DemoOptions(executions=executions, speed=speed, keep_running=keep_running, seed=seed)
+    options = DemoOptions(
+        executions=executions,
+        speed=speed,
+        keep_running=keep_running,
+        seed=seed,
+        reports=reports,
+    )
     result = await execute_demo(options)
     return result.exit_code
 
@@ -597,4 +646,5 @@ __all__ = [
     "demo_settings",
     "execute_demo",
     "run_demo",
+    "write_reports",
 ]

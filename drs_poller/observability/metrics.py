@@ -309,6 +309,30 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        self._register_evidence(reg)
+        self.report_puts = Counter(
+            _PREFIX + "report_puts_total",
+            "Drill reports put to DRS_POLLER_REPORT_BUCKET when an execution ended, by format"
+            " (html, json) and outcome: success, error (after the retries; not tried again),"
+            " dropped (the queue was full), render_error.",
+            ["format", "outcome"],
+            registry=reg,
+        )
+        self.build_info = Gauge(
+            _PREFIX + "build_info",
+            "Always 1; the version label carries the running drs-poller version.",
+            ["version"],
+            registry=reg,
+        )
+        self.build_info.labels(version=version or _package_version()).set(1)
+
+        # Every (execution_type, phase) pair ever set, so set_active can zero the ones
+        # that disappear instead of leaving their last count frozen in place.
+        self._active_keys: set[tuple[str, str]] = set()
+        self._unknown_pairs: set[tuple[str, str]] = set()
+
+    def _register_evidence(self, reg: CollectorRegistry) -> None:
+        """The evidence families (issue 13: RTO, RPO, targets, stalls)."""
         self.recovery_time = Histogram(
             _PREFIX + "recovery_time_seconds",
             "Measured recovery time of each server (its wave's StartTime to launched),"
@@ -363,18 +387,6 @@ class Metrics:
         for phase in STALL_PHASES:
             self.stalls.labels(phase)
             self.stalled_servers.labels(phase).set(0)
-        self.build_info = Gauge(
-            _PREFIX + "build_info",
-            "Always 1; the version label carries the running drs-poller version.",
-            ["version"],
-            registry=reg,
-        )
-        self.build_info.labels(version=version or _package_version()).set(1)
-
-        # Every (execution_type, phase) pair ever set, so set_active can zero the ones
-        # that disappear instead of leaving their last count frozen in place.
-        self._active_keys: set[tuple[str, str]] = set()
-        self._unknown_pairs: set[tuple[str, str]] = set()
 
     def count_unknown_value(self, field: str, value: str) -> None:
         """One execution saw ``value`` in ``field``; the label set stays bounded."""

@@ -4,8 +4,9 @@ The daemon reads execution items through the StatusIndex (Query), describes the 
 once at start-up (DescribeTable: the index's projection), reads items whole by key
 (BatchGetItem) and writes them back conditionally (UpdateItem), keeps its replica lease
 (UpdateItem, Query on the lease table), describes DRS jobs and instances and EC2
-instances, lists source servers' launch actions, and answers the orchestrator's Step
-Functions task tokens (contract §5). It starts, stops and terminates nothing, and these
+instances, lists source servers' launch actions, answers the orchestrator's Step
+Functions task tokens (contract §5), and, with a ReportBucket, puts the drill reports
+under their prefix (docs/report.md). It starts, stops and terminates nothing, and these
 tests hold the template to that.
 """
 
@@ -41,9 +42,13 @@ TASK_TOKEN_ANSWERS = {
 }
 
 
-def expected_task_grants(*, table: str, index: str) -> set[tuple[str, str]]:
+def expected_task_grants(
+    *, table: str, index: str, reports: str | None = None
+) -> set[tuple[str, str]]:
+    """``reports``: the S3 ARN prefix the reports go under (``bucket/prefix``), if any."""
     table_arn = f"{ACCOUNT_REGION}:table/{table}"
-    return {
+    report_grants = set() if reports is None else {("s3:PutObject", f"arn:aws:s3:::{reports}*")}
+    return report_grants | {
         ("dynamodb:Query", f"{table_arn}/index/{index}"),
         ("dynamodb:DescribeTable", table_arn),
         ("dynamodb:BatchGetItem", table_arn),
@@ -92,22 +97,49 @@ def grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(
-    ("parameters", "table", "index"),
+    ("parameters", "table", "index", "reports"),
     [
-        ({}, "drs-execution-history", "StatusIndex"),
+        ({}, "drs-execution-history", "StatusIndex", None),
         (
             {"AdoptExistingTable": "true", "TableName": "api-executions"},
             "api-executions",
             "StatusIndex",
+            None,
         ),
-        ({"TableName": "dr-history", "StatusIndex": "ByStatus"}, "dr-history", "ByStatus"),
+        ({"TableName": "dr-history", "StatusIndex": "ByStatus"}, "dr-history", "ByStatus", None),
+        (
+            {"ReportBucket": "dr-evidence"},
+            "drs-execution-history",
+            "StatusIndex",
+            "dr-evidence/drs-poller/reports/",
+        ),
+        (
+            {"ReportBucket": "dr.evidence-1", "ReportPrefix": "audit/drills/"},
+            "drs-execution-history",
+            "StatusIndex",
+            "dr.evidence-1/audit/drills/",
+        ),
     ],
 )
-def test_task_role_grants_exactly_the_daemons_calls(parameters, table, index):
+def test_task_role_grants_exactly_the_daemons_calls(parameters, table, index, reports):
     stack = Stack(**parameters)
     assert grants(role_statements(stack, "TaskRole")) == expected_task_grants(
-        table=table, index=index
+        table=table, index=index, reports=reports
     )
+
+
+def test_report_puts_reach_only_the_report_prefix_of_the_bucket():
+    """PutObject on ``bucket/prefix*`` and nothing else in S3: no reads, lists, deletes,
+    no other bucket, no ACL or policy changes."""
+    stack = Stack(ReportBucket="dr-evidence")
+    s3 = {(a, r) for a, r in grants(role_statements(stack, "TaskRole")) if a.startswith("s3:")}
+    assert s3 == {("s3:PutObject", "arn:aws:s3:::dr-evidence/drs-poller/reports/*")}
+    ((_, resource),) = s3
+    assert resource.count("*") == 1
+    assert resource.endswith("/*")
+    assert stack.environment()["DRS_POLLER_REPORT_BUCKET"] == "dr-evidence"
+    assert "DRS_POLLER_REPORT_BUCKET" not in Stack().environment()
+    assert not {a for a, _ in grants(role_statements(Stack(), "TaskRole")) if a.startswith("s3:")}
 
 
 def test_task_role_has_no_wildcard_actions_and_star_only_for_unscopable_describes():
@@ -120,13 +152,17 @@ def test_task_role_has_no_wildcard_actions_and_star_only_for_unscopable_describe
             assert "*" not in resource
 
 
-def test_task_role_cannot_start_stop_terminate_or_delete_anything():
+@pytest.mark.parametrize("parameters", [{}, {"ReportBucket": "dr-evidence"}])
+def test_task_role_cannot_start_stop_terminate_or_delete_anything(parameters):
     """The selling point in the README, held as a rule over action names."""
     # BatchGetItem only reads (discovery reads items whole by key with it).
     forbidden = re.compile(
         r":(Start|Stop|Terminate|Run|Reboot|Delete|Create|Put|BatchWrite|BatchExecute|Scan)"
     )
-    actions = {action for action, _ in grants(role_statements(Stack(), "TaskRole"))}
+    granted = grants(role_statements(Stack(**parameters), "TaskRole"))
+    # The one put: a drill report object under the report prefix (with a ReportBucket).
+    reports = {("s3:PutObject", "arn:aws:s3:::dr-evidence/drs-poller/reports/*")}
+    actions = {action for action, resource in granted if (action, resource) not in reports}
     assert not {action for action in actions if forbidden.search(action)}
     assert all(
         action.startswith("dynamodb:")

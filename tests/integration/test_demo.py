@@ -150,9 +150,21 @@ async def test_demo_rejects_bad_options(capsys):
     assert "--speed must be between 1 and 10000" in capsys.readouterr().out
 
 
-def test_demo_command_line():
-    completed = subprocess.run(
-        [sys.executable, "-m", "drs_poller", "demo", "--executions", "3", "--speed", "900"],
+def test_demo_command_line(tmp_path):
+    reports = tmp_path / "reports"
+    completed = subprocess.run(  # noqa: S603 - our own command line, a temporary folder
+        [
+            sys.executable,
+            "-m",
+            "drs_poller",
+            "demo",
+            "--executions",
+            "3",
+            "--speed",
+            "900",
+            "--reports",
+            str(reports),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -163,6 +175,11 @@ def test_demo_command_line():
     assert completed.stdout.count("✓") == 3
     assert "DRS calls: DescribeJobs" in completed.stdout
     assert "StartRecovery 3" in completed.stdout
+    # Every execution's HTML drill report, in the folder the summary names.
+    assert f"drill reports: 3 HTML files in {reports.resolve()}" in completed.stdout
+    pages = sorted(reports.glob("*.html"))
+    assert len(pages) == 3
+    assert all(page.read_text().startswith("<!DOCTYPE html>") for page in pages)
 
 
 # ---------------------------------------------------------------- the live view
