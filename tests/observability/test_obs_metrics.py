@@ -44,6 +44,7 @@ EXPECTED_FAMILIES = {
     "drs_poller_stalls",
     "drs_poller_stalled_servers",
     "drs_poller_evidence_degraded",
+    "drs_poller_report_puts",
     "drs_poller_build_info",
 }
 
