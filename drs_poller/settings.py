@@ -12,6 +12,7 @@ from typing import Literal, Self
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from drs_poller.core.backoff import BackoffPolicy
 from drs_poller.core.deciding import Policy
 from drs_poller.core.evidence import StallBounds
 from drs_poller.core.phases import Intervals
@@ -436,6 +437,16 @@ def load_settings(**overrides: object) -> Settings:
             shown = "" if field == "" or isinstance(given, dict) else f" (got {given!r})"
             lines.append(f"{name}: {message}{shown}")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def backoff_from(settings: Settings) -> BackoffPolicy:
+    """The retry policy of every AWS call, from the settings."""
+    return BackoffPolicy(
+        base=settings.backoff_base,
+        cap=settings.backoff_cap,
+        max_attempts=settings.max_attempts,
+        max_retry_after=settings.max_retry_after,
+    )
 
 
 def policy_from(settings: Settings) -> Policy:

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from drs_poller.core.completion import server_outcome
+from drs_poller.core.evidence import TIMELINE_KEYS
 from drs_poller.core.models import (
     FINAL_STATUSES,
     ExecutionType,
@@ -39,18 +40,6 @@ if TYPE_CHECKING:
 SCHEMA: Final = "drs-poller/report"
 VERSION: Final = 1
 
-# The server's Timeline keys (issue 13), in the order of a server's life.
-TIMELINE_KEYS: Final = (
-    "JobStart",
-    "SnapshotStart",
-    "SnapshotEnd",
-    "ConversionStart",
-    "ConversionEnd",
-    "LaunchStart",
-    "Launched",
-    "LaunchFailed",
-    "ActionsDone",
-)
 PHASES: Final = ("SNAPSHOT", "CONVERSION", "LAUNCH", "POST_LAUNCH_ACTIONS")
 PHASE_LABELS: Final = {
     "SNAPSHOT": "snapshot",

@@ -21,7 +21,6 @@ from drs_poller.clients.ec2 import Ec2Adapter
 from drs_poller.clients.leases import LeaseTable
 from drs_poller.clients.s3 import S3Adapter
 from drs_poller.clients.stepfunctions import StepFunctionsAdapter
-from drs_poller.core.backoff import BackoffPolicy
 from drs_poller.engine.answering import Answerer
 from drs_poller.engine.discovery import Discoverer
 from drs_poller.engine.dispatching import Dispatcher
@@ -30,7 +29,7 @@ from drs_poller.engine.polling import Poller
 from drs_poller.engine.reporting import ReportPublisher
 from drs_poller.engine.state import EngineState
 from drs_poller.engine.tracking import queue_name
-from drs_poller.settings import policy_from
+from drs_poller.settings import backoff_from, policy_from
 
 if TYPE_CHECKING:
     import random
@@ -87,12 +86,7 @@ def build_components(
     caller = Caller(
         metrics=metrics,
         clock=clock,
-        policy=BackoffPolicy(
-            base=settings.backoff_base,
-            cap=settings.backoff_cap,
-            max_attempts=settings.max_attempts,
-            max_retry_after=settings.max_retry_after,
-        ),
+        policy=backoff_from(settings),
         max_concurrent=settings.max_concurrent_calls,
         max_per_region=settings.max_concurrent_calls_per_region,
         rng=rng,

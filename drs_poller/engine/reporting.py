@@ -22,10 +22,10 @@ from drs_poller.clients.aws import ClientPool
 from drs_poller.clients.calling import AwsCallError, Caller
 from drs_poller.clients.dynamodb import ExecutionStore
 from drs_poller.clock import SystemClock
-from drs_poller.core.backoff import BackoffPolicy
 from drs_poller.core.report import as_of_time, build_report, report_json
 from drs_poller.core.report_html import render_html
 from drs_poller.observability.metrics import Metrics
+from drs_poller.settings import backoff_from
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -167,12 +167,7 @@ async def read_execution(
     caller = Caller(
         metrics=metrics,
         clock=SystemClock(),
-        policy=BackoffPolicy(
-            base=settings.backoff_base,
-            cap=settings.backoff_cap,
-            max_attempts=settings.max_attempts,
-            max_retry_after=settings.max_retry_after,
-        ),
+        policy=backoff_from(settings),
         max_concurrent=settings.max_concurrent_calls,
         max_per_region=settings.max_concurrent_calls_per_region,
     )
