@@ -14,9 +14,7 @@ from typing import TYPE_CHECKING
 
 from drs_poller.clients.answer_records import AnswerRecords
 from drs_poller.clients.aws import ClientPool
-from drs_poller.clients.calling import Caller
 from drs_poller.clients.drs import DrsAdapter
-from drs_poller.clients.dynamodb import ExecutionStore
 from drs_poller.clients.ec2 import Ec2Adapter
 from drs_poller.clients.leases import LeaseTable
 from drs_poller.clients.s3 import S3Adapter
@@ -29,13 +27,15 @@ from drs_poller.engine.polling import Poller
 from drs_poller.engine.reporting import ReportPublisher
 from drs_poller.engine.state import EngineState
 from drs_poller.engine.tracking import queue_name
-from drs_poller.settings import backoff_from, policy_from
+from drs_poller.engine.wiring import caller_from, store_from
+from drs_poller.settings import policy_from
 
 if TYPE_CHECKING:
     import random
 
     import aioboto3
 
+    from drs_poller.clients.dynamodb import ExecutionStore
     from drs_poller.clock import Clock
     from drs_poller.observability.health import Health
     from drs_poller.observability.metrics import Metrics
@@ -83,21 +83,8 @@ def build_components(
             "s3": settings.s3_endpoint_url,
         },
     )
-    caller = Caller(
-        metrics=metrics,
-        clock=clock,
-        policy=backoff_from(settings),
-        max_concurrent=settings.max_concurrent_calls,
-        max_per_region=settings.max_concurrent_calls_per_region,
-        rng=rng,
-    )
-    store = ExecutionStore(
-        clients=clients,
-        caller=caller,
-        region=region,
-        table=settings.table_name,
-        index=settings.status_index,
-    )
+    caller = caller_from(settings, metrics=metrics, clock=clock, rng=rng)
+    store = store_from(settings, clients=clients, caller=caller, region=region)
     state = EngineState(
         metrics=metrics,
         policy=policy_from(settings),

@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 
 from drs_poller.clients.aws import ClientPool
-from drs_poller.clients.calling import AwsCallError, Caller
-from drs_poller.clients.dynamodb import ExecutionStore
+from drs_poller.clients.calling import AwsCallError
 from drs_poller.clock import SystemClock
 from drs_poller.core.report import as_of_time, build_report, report_json
 from drs_poller.core.report_html import render_html
+from drs_poller.engine.wiring import caller_from, store_from
 from drs_poller.observability.metrics import Metrics
-from drs_poller.settings import backoff_from
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -164,20 +163,8 @@ async def read_execution(
         session=session, settings=settings, endpoints={"dynamodb": settings.dynamodb_endpoint_url}
     )
     metrics = Metrics()
-    caller = Caller(
-        metrics=metrics,
-        clock=SystemClock(),
-        policy=backoff_from(settings),
-        max_concurrent=settings.max_concurrent_calls,
-        max_per_region=settings.max_concurrent_calls_per_region,
-    )
-    store = ExecutionStore(
-        clients=clients,
-        caller=caller,
-        region=region,
-        table=settings.table_name,
-        index=settings.status_index,
-    )
+    caller = caller_from(settings, metrics=metrics, clock=SystemClock())
+    store = store_from(settings, clients=clients, caller=caller, region=region)
     try:
         items = await store.find_execution(execution_id, plan_id=plan_id)
     finally:
