@@ -14,7 +14,7 @@ from benchmarks.workloads import WORKLOADS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Speeds a workload runs at unless --speed says otherwise (see README: why these).
-DEFAULT_SPEEDS = {"W50": 20.0, "W1k": 2.0, "W10k": 1.0}
+DEFAULT_SPEEDS = {"W50": 20.0, "W1k": 2.0, "W10k": 1.0, "W10k-accounts": 1.0}
 # drs-poller on its lean index and the baseline on the seeds' ALL; add drs-poller-all
 # (drs-poller on ALL) to tell the index's effect from the daemon's.
 DEFAULT_TRACKERS = ("drs-poller", "baseline")
@@ -40,35 +40,40 @@ def parser() -> argparse.ArgumentParser:
         "--workload",
         choices=[*WORKLOADS, "all"],
         default="W50",
-        help="W50, W1k or W10k (default W50); 'all' runs the three in turn.",
+        help="W50, W1k, W10k or W10k-accounts (default W50); 'all' runs each in turn.",
     )
     p.add_argument(
         "--speed",
         type=_positive,
         help="time compression factor for DRS and both trackers' intervals "
-        "(default: W50 20, W1k 4, W10k 1).",
+        "(default: W50 20, W1k 2, W10k and W10k-accounts 1).",
     )
     p.add_argument(
         "--trackers",
         default=None,
-        help="comma-separated subset of drs-poller,drs-poller-all,baseline "
-        "(default: drs-poller,baseline; W10k runs drs-poller alone). drs-poller-all is "
-        "drs-poller on a StatusIndex projected ALL. A tracker not rerun keeps its figures "
-        "from an earlier result file of the same workload, speed and seed.",
+        help="comma-separated subset of drs-poller,drs-poller-all,baseline,"
+        "drs-poller-events,drs-poller-events-drop30,drs-poller-events-dup "
+        "(default: drs-poller,baseline; W10k and W10k-accounts run drs-poller alone). "
+        "drs-poller-all is "
+        "drs-poller on a StatusIndex projected ALL; the drs-poller-events* trackers take "
+        "DRS launch-result events through SQS (all of them, 30 %% dropped, each twice). "
+        "A tracker not rerun keeps its figures from an earlier result file of the same "
+        "workload, speed and seed.",
     )
     p.add_argument("--seed", type=int, default=7, help="workload seed (default 7).")
     p.add_argument(
         "--warmup",
         type=_positive,
         default=None,
-        help="seconds before the steady-state window starts (default: W10k 180; "
+        help="seconds before the steady-state window starts (default: W10k and "
+        "W10k-accounts 180; "
         "others run to completion).",
     )
     p.add_argument(
         "--window",
         type=_positive,
         default=None,
-        help="seconds of steady state to measure, then stop (default: W10k 300).",
+        help="seconds of steady state to measure, then stop (default: W10k and W10k-accounts 300).",
     )
     p.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default benchmarks/results)."
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     command = "./dev bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     for name in names:
+        steady = WORKLOADS[name].steady
         trackers: tuple[str, ...]
         if args.trackers:
             trackers = tuple(t.strip() for t in args.trackers.split(",") if t.strip())
@@ -98,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             if unknown or not trackers:
                 parser().error(f"--trackers: unknown tracker(s) {sorted(unknown)}; use {TRACKERS}")
         else:
-            trackers = ("drs-poller",) if name == "W10k" else DEFAULT_TRACKERS
-        steady = name == "W10k"
+            trackers = ("drs-poller",) if steady else DEFAULT_TRACKERS
         warmup = args.warmup or (180.0 if steady else None)
         window = args.window or (300.0 if steady else None)
         args.out.mkdir(parents=True, exist_ok=True)

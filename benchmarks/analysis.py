@@ -23,6 +23,13 @@ The excess is the latency minus the interval of the phase seen at the execution'
 poll before the change (the cadence in force when it happened): the part a tracker
 adds beyond its polling interval.
 
+*DescribeJobs per (account, region) per batch* (:func:`describe_jobs_per_place`). The
+daemon's batch asks each place once, all places at once; the recorder sees calls, not
+batches. DescribeJobs calls are grouped into batches by arrival: a call within
+:data:`BATCH_GAP` wall-clock seconds of the one before joins its batch. Two batches that
+overlap in time are counted as one, so a place asked by both shows twice: the figure can
+only overstate the calls per batch, never hide one.
+
 Every duration is measured in compressed (wall-clock) seconds and multiplied by the
 speed factor to express it on the real DRS time scale.
 """
@@ -47,6 +54,8 @@ if TYPE_CHECKING:
     from drs_poller.simulator.timelines import JobScript
 
 REAL_INTERVALS = policy_from(load_settings(table_name="bench")).intervals  # the defaults
+# DescribeJobs calls this close (wall-clock seconds) are taken for one batch's.
+BATCH_GAP = 0.1
 
 
 def quantiles(values: list[float]) -> dict[str, float | None]:
@@ -236,4 +245,45 @@ def detection(  # noqa: C901 - one pass over the changes
         "missed_seen": missed_seen,
         "missed_unseen": missed - missed_seen,
         "missed_in_executions": {kind: sorted(ids) for kind, ids in missed_in.items()},
+    }
+
+
+def describe_jobs_per_place(
+    calls: list[DrsCall], *, window: tuple[float, float] | None
+) -> dict[str, Any]:
+    """DescribeJobs calls per (account, region) per batch (module docstring): the mean and
+    maximum over (batch, place) pairs, how many pairs had more than one call, and the
+    calls per place over the measured period."""
+    asked = sorted((call for call in calls if call.operation == "DescribeJobs"), key=lambda c: c.at)
+    if window is not None:
+        asked = [call for call in asked if window[0] <= call.at <= window[1]]
+    per_pair: list[int] = []
+    per_place: dict[tuple[str | None, str | None], int] = defaultdict(int)
+    batches = 0
+    previous = -math.inf
+    in_batch: dict[tuple[str | None, str | None], int] = defaultdict(int)
+    for call in [*asked, None]:
+        if call is None or call.at - previous > BATCH_GAP:
+            per_pair += in_batch.values()
+            batches += bool(in_batch)
+            in_batch = defaultdict(int)
+        if call is None:
+            break
+        place = (call.account, call.region)
+        in_batch[place] += 1
+        per_place[place] += 1
+        previous = call.at
+    return {
+        "batches": batches,
+        "places": len(per_place),
+        "per_batch": {
+            "mean": sum(per_pair) / len(per_pair) if per_pair else None,
+            "max": max(per_pair, default=None),
+        },
+        "more_than_one": sum(1 for count in per_pair if count > 1),
+        "per_place": {
+            "mean": sum(per_place.values()) / len(per_place) if per_place else None,
+            "max": max(per_place.values(), default=None),
+            "min": min(per_place.values(), default=None),
+        },
     }

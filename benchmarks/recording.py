@@ -21,16 +21,18 @@ import hashlib
 import json
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 import aiohttp
 from aiohttp import web
 
 from benchmarks.sizes import item_size, read_units, write_units
 from drs_poller.simulator import service
+from drs_poller.simulator.accounts import AccountNotResolved, access_key_of
 from drs_poller.simulator.service import DrsSimulator, build_app
 from drs_poller.simulator.timelines import render_job, render_recovery_instance
 
@@ -57,11 +59,11 @@ class IndexedDrsSimulator(DrsSimulator):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._by_id: dict[tuple[str, str], JobScript] = {}
+        self._by_id: dict[tuple[str, str, str], JobScript] = {}  # (account, region, job)
 
     def add_job(self, script: JobScript) -> None:
         super().add_job(script)
-        self._by_id[(script.region, script.job_id)] = script
+        self._by_id[(script.account_id, script.region, script.job_id)] = script
 
     def describe_jobs(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
         filters = body.get("filters") or {}
@@ -73,7 +75,7 @@ class IndexedDrsSimulator(DrsSimulator):
             (
                 script
                 for job_id in set(ids)
-                if (script := self._by_id.get((region, job_id))) is not None
+                if (script := self._by_id.get(self._key(region, job_id))) is not None
                 and script.created_at <= now
             ),
             # The stock simulator's order: latest creationDateTime first, as DRS lists them.
@@ -90,7 +92,7 @@ class IndexedDrsSimulator(DrsSimulator):
         now = self.clock.time()
         items = []
         for instance_id in sorted(set(ids)):
-            found = self._instances.get((region, instance_id))
+            found = self._instances.get(self._key(region, instance_id))
             if found is not None and (rendered := render_recovery_instance(*found, now)):
                 items.append(rendered)
         return self.page(items, body=body, operation="DescribeRecoveryInstances")
@@ -116,6 +118,9 @@ class DrsCall:
     region: str | None
     job_ids: tuple[str, ...]
     answered: float = 0.0
+    # The account the call was signed in (its access key id's, as the simulator resolved
+    # it); None when it could not be told.
+    account: str | None = None
 
 
 @dataclass
@@ -158,8 +163,13 @@ async def serve_recorded_drs(simulator: DrsSimulator, recorder: DrsRecorder) -> 
                 job_ids = tuple((json.loads(raw).get("filters") or {}).get("jobIDs") or ())
             except ValueError:
                 job_ids = ()
-        match = _REGION.search(request.headers.get("Authorization", ""))
+        authorization = request.headers.get("Authorization", "")
+        match = _REGION.search(authorization)
         response: web.StreamResponse = await handler(request)
+        try:  # cached: the simulator resolved the key to answer the call
+            account: str | None = await simulator.accounts.account_of(access_key_of(authorization))
+        except AccountNotResolved:
+            account = None
         recorder.calls.append(
             DrsCall(
                 at,
@@ -167,6 +177,7 @@ async def serve_recorded_drs(simulator: DrsSimulator, recorder: DrsRecorder) -> 
                 match.group("region") if match else None,
                 job_ids,
                 answered=time.time(),
+                account=account,
             )
         )
         return response
@@ -524,6 +535,54 @@ async def serve_dynamodb_proxy(moto_url: str, recorder: DynamoRecorder) -> Async
             return web.Response(body=payload, status=status, headers=reply_headers)
 
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", forward)
+        async with _serve(app) as url:
+            yield url
+
+
+# ---------------------------------------------------------------------- SQS
+
+
+def _form_action(request: web.Request, raw: bytes) -> str:
+    """The query protocol's ``Action`` in a form-encoded body, else "unknown"."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        return "unknown"
+    actions = parse_qs(raw.decode(errors="replace")).get("Action")
+    return actions[0] if actions else "unknown"
+
+
+@asynccontextmanager
+async def serve_counting_proxy(
+    upstream_url: str, counts: Counter[str], *, log: list[tuple[float, str]] | None = None
+) -> AsyncIterator[str]:
+    """A pass-through to ``upstream_url`` counting each request by its operation: the
+    JSON protocol's ``X-Amz-Target`` (``AmazonSQS.ReceiveMessage``), else the query
+    protocol's ``Action`` (in the query string, or the form body botocore sends, as for
+    STS). SQS bills each request (a batch of ten is one), so the count is what the
+    daemon's queue costs; for STS it is the daemon's AssumeRole calls. ``log`` also gets
+    each request's (wall-clock time, operation)."""
+    async with aiohttp.ClientSession() as upstream:
+
+        async def forward(request: web.Request) -> web.Response:
+            raw = await request.read()
+            target = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+            action = target or request.query.get("Action") or _form_action(request, raw)
+            counts[action] += 1
+            if log is not None:
+                log.append((time.time(), action))
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+            async with upstream.request(
+                request.method, upstream_url + request.path_qs, data=raw, headers=headers
+            ) as reply:
+                payload = await reply.read()
+                reply_headers = {
+                    k: v
+                    for k, v in reply.headers.items()
+                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"
+                }
+                return web.Response(body=payload, status=reply.status, headers=reply_headers)
+
+        app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", forward)
         async with _serve(app) as url:
             yield url

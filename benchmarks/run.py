@@ -20,25 +20,44 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aioboto3
 
 from benchmarks import profiles
-from benchmarks.analysis import detection, lateness, percentiles, poll_times, quantiles
+from benchmarks.analysis import (
+    describe_jobs_per_place,
+    detection,
+    lateness,
+    percentiles,
+    poll_times,
+    quantiles,
+)
+from benchmarks.events import (
+    EVENT_VARIANTS,
+    EventCounts,
+    create_events_queue,
+    delete_events_queue,
+    plan_events,
+    publish_events,
+)
 from benchmarks.recording import (
     WRITES,
+    DrsCall,
     DrsRecorder,
     DynamoRecorder,
     IndexedDrsSimulator,
     IndexShape,
+    serve_counting_proxy,
     serve_dynamodb_proxy,
     serve_recorded_drs,
 )
 from benchmarks.sizes import item_size
-from benchmarks.workloads import REGIONS, WORKLOADS, Workload, seed_workload
-from drs_poller.clients.dynamodb import to_python, to_wire
+from benchmarks.workloads import PLAN_ID, REGIONS, WORKLOADS, WaveStart, Workload, seed_workload
+from drs_poller.clients.dynamodb import item_key, to_python, to_wire
 from drs_poller.clock import SystemClock
 from drs_poller.local.stack import compressed_durations
 from drs_poller.local.table import (
@@ -46,16 +65,24 @@ from drs_poller.local.table import (
     INCLUDED_ATTRIBUTES,
     create_table,
 )
+from drs_poller.simulator.accounts import StsAccounts
+from drs_poller.simulator.timelines import DEFAULT_ACCOUNT_ID
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-TRACKERS = ("drs-poller", "drs-poller-all", "baseline")
+TRACKERS = ("drs-poller", "drs-poller-all", "baseline", *EVENT_VARIANTS)
 # What each tracker's table projects in its StatusIndex: drs-poller on the projection
 # init-table and the stack create (KEYS_ONLY), drs-poller-all (the same daemon) and the
 # baseline on the seeds' projection ALL, so the index's effect and the daemon's can be
 # told apart.
-PROJECTIONS = {"drs-poller": DEFAULT_PROJECTION, "drs-poller-all": "ALL", "baseline": "ALL"}
+PROJECTIONS = {
+    "drs-poller": DEFAULT_PROJECTION,
+    "drs-poller-all": "ALL",
+    "baseline": "ALL",
+    # drs-poller as shipped, with DRS events in through SQS (benchmarks/events.py).
+    **dict.fromkeys(EVENT_VARIANTS, DEFAULT_PROJECTION),
+}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -128,7 +155,16 @@ async def moto_process() -> Any:
 
 
 def tracker_command(
-    tracker: str, *, table: str, dynamodb_url: str, drs_url: str, speed: float, summary: Path
+    tracker: str,
+    *,
+    table: str,
+    dynamodb_url: str,
+    drs_url: str,
+    speed: float,
+    summary: Path,
+    events_queue_url: str | None = None,
+    sqs_url: str | None = None,
+    sts_url: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     env = {
         **os.environ,
@@ -162,6 +198,14 @@ def tracker_command(
         "log_level": "WARNING",
         **compressed_durations(speed),
     }
+    if events_queue_url is not None:
+        settings["events_queue_url"] = events_queue_url
+        settings["sqs_endpoint_url"] = sqs_url or dynamodb_url
+    if sts_url is not None:
+        # Member accounts (W10k-accounts): roles assumed through moto's STS, counted on
+        # the way; the role name is the default (drs-poller-member), which moto does
+        # not require to exist.
+        settings["sts_endpoint_url"] = sts_url
     env.update({f"DRS_POLLER_{k.upper()}": str(v) for k, v in settings.items()})
     return [sys.executable, "-m", "drs_poller", "run"], env
 
@@ -174,6 +218,60 @@ async def _seed_table(ddb: Any, table: str, items: list[dict[str, Any]]) -> None
         while pending:
             result = await ddb.batch_write_item(RequestItems=pending)
             pending = result.get("UnprocessedItems") or {}
+
+
+@dataclass
+class WaveStarts:
+    """What the benchmark, as the initiator, wrote for waves started during the run."""
+
+    written: int = 0
+    refused: int = 0  # the item left POLLING first (its condition failed)
+    max_lag_s: float = 0.0  # wall-clock seconds after the job's creation, at most
+
+
+async def start_waves(
+    ddb: Any,
+    table: str,
+    starts: list[WaveStart],
+    *,
+    recorder: DynamoRecorder,
+    counts: WaveStarts,
+) -> None:
+    """At each wave's start, write its job id into its servers as the initiator does
+    (``drs_poller.local.initiate``: a path-level conditional UpdateItem, only while
+    POLLING, only once), straight to moto: these are not the daemon's requests. The
+    recorder learns the new item, so that the daemon's next write is priced from it."""
+    for start in starts:
+        await asyncio.sleep(max(0.0, start.at - time.time()))
+        assignments = [f"Waves[{start.wave}].#status = :in_progress"]
+        assignments += [f"Waves[{start.wave}].StartTime = :at"]
+        for position in range(start.servers):
+            server = f"Waves[{start.wave}].Servers[{position}]"
+            assignments += [f"{server}.RecoveryJobId = :job", f"{server}.LaunchTime = :at"]
+        try:
+            written = await ddb.update_item(
+                TableName=table,
+                Key=item_key((start.execution_id, PLAN_ID)),
+                UpdateExpression="SET " + ", ".join(assignments),
+                ConditionExpression=(
+                    f"#status = :polling AND attribute_not_exists(Waves[{start.wave}]"
+                    ".Servers[0].RecoveryJobId)"
+                ),
+                ExpressionAttributeNames={"#status": "Status"},
+                ExpressionAttributeValues={
+                    ":polling": {"S": "POLLING"},
+                    ":in_progress": {"S": "IN_PROGRESS"},
+                    ":at": {"N": f"{start.at:.3f}"},
+                    ":job": {"S": start.job_id},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ddb.exceptions.ConditionalCheckFailedException:
+            counts.refused += 1
+            continue
+        recorder.know(written["Attributes"])
+        counts.written += 1
+        counts.max_lag_s = max(counts.max_lag_s, time.time() - start.at)
 
 
 async def _count_polling(ddb: Any, table: str) -> int:
@@ -229,6 +327,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     speed: float,
     seed: int,
     moto_url: str,
+    sqs_moto_url: str,
     warmup: float | None,
     window: float | None,
     scratch: Path,
@@ -237,19 +336,28 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     profile: Path | None = None,
 ) -> dict[str, Any]:
     session = aioboto3.Session(**CREDENTIALS, region_name=REGIONS[0])
-    simulator = IndexedDrsSimulator(clock=SystemClock())
+    # Member accounts: a call is in the account moto's STS says its access key is in.
+    simulator = IndexedDrsSimulator(
+        clock=SystemClock(), accounts=StsAccounts(moto_url) if workload.accounts else None
+    )
     projection = PROJECTIONS[tracker]
     shape = IndexShape(
         projection,
         frozenset(INCLUDED_ATTRIBUTES) if projection == "INCLUDE" else frozenset(),
     )
     drs_recorder, dynamo_recorder = DrsRecorder(), DynamoRecorder(index=shape)
+    sqs_requests: Counter[str] = Counter()  # the daemon's, by operation
+    sts_requests: Counter[str] = Counter()  # the daemon's, by operation
+    sts_log: list[tuple[float, str]] = []
+    wave_counts = WaveStarts()
     table = f"bench-{workload.name.lower()}-{tracker}-{uuid.uuid4().hex[:8]}"
     summary_path = scratch / f"{table}-summary.json"
     async with (
         session.client("dynamodb", endpoint_url=moto_url) as ddb,
         serve_recorded_drs(simulator, drs_recorder) as drs_url,
         serve_dynamodb_proxy(moto_url, dynamo_recorder) as dynamodb_url,
+        serve_counting_proxy(sqs_moto_url, sqs_requests) as sqs_url,
+        serve_counting_proxy(moto_url, sts_requests, log=sts_log) as sts_url,
     ):
         await create_table(ddb, table, projection=projection)
         log(f"[{tracker}] seeding {workload.executions} executions into {table}")
@@ -264,6 +372,38 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             simulator.set_launch_actions(source_server_id, actions)
         for item in seeded.items:
             dynamo_recorder.know({k: to_wire(v) for k, v in item.items()})
+        events_queue_url: str | None = None
+        event_counts: EventCounts | None = None
+        publisher: asyncio.Task[None] | None = None
+        starter: asyncio.Task[None] | None = None
+        if seeded.wave_starts:
+            starter = asyncio.create_task(
+                start_waves(
+                    ddb,
+                    table,
+                    seeded.wave_starts,
+                    recorder=dynamo_recorder,
+                    counts=wave_counts,
+                ),
+                name="later waves",
+            )
+        if tracker in EVENT_VARIANTS:
+            events_queue_url = await create_events_queue(
+                session, endpoint_url=sqs_moto_url, region=REGIONS[0], name=table
+            )
+            planned, dropped = plan_events(seeded, EVENT_VARIANTS[tracker], seed=seed)
+            event_counts = EventCounts(planned=len(planned) + dropped, dropped=dropped)
+            publisher = asyncio.create_task(
+                publish_events(
+                    session,
+                    endpoint_url=sqs_moto_url,
+                    queue_url=events_queue_url,
+                    region=REGIONS[0],
+                    events=planned,
+                    counts=event_counts,
+                ),
+                name="DRS events",
+            )
         command, env = tracker_command(
             tracker,
             table=table,
@@ -271,6 +411,9 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             drs_url=drs_url,
             speed=speed,
             summary=summary_path,
+            events_queue_url=events_queue_url,
+            sqs_url=sqs_url,
+            sts_url=sts_url if workload.accounts else None,
         )
         log_path = scratch / f"{table}.log"
         with log_path.open("w") as out:
@@ -322,6 +465,11 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 60)
         finally:
+            for task in (publisher, starter):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
@@ -334,6 +482,10 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
                         running.wait(30)
         finals = await _final_items(ddb, table)
         await ddb.delete_table(TableName=table)
+        if events_queue_url is not None:
+            await delete_events_queue(
+                session, endpoint_url=sqs_moto_url, region=REGIONS[0], url=events_queue_url
+            )
 
     elapsed = ended - start
     # The raw records, to re-analyse a run without rerunning it (git ignores logs/).
@@ -348,6 +500,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
                 "drs_calls": drs_recorder.calls,
                 "dynamodb_calls": dynamo_recorder.calls,
                 "writes": dynamo_recorder.writes,
+                "final_items": finals,
             },
             raw,
         )
@@ -487,6 +640,20 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             for role in spies
             if (profile / f"{workload.name}-{tracker}-{role}.txt").exists()
         }
+    if event_counts is not None:
+        figures["events"] = {
+            **event_counts.figures(),
+            "daemon_sqs_requests": dict(sorted(sqs_requests.items())),
+        }
+    if workload.accounts:
+        figures["accounts"] = _account_figures(
+            workload,
+            drs_recorder.calls,
+            sts_log,
+            window=window_bounds,
+            real_hours=real_hours,
+            wave_starts=wave_counts,
+        )
     if tracker == "baseline" and summary_path.exists():
         figures["lambda"] = json.loads(summary_path.read_text())
     log(
@@ -495,6 +662,42 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         f"lateness p99 {figures['lateness_real_s']['p99']}, wrong {len(wrong)}"
     )
     return figures
+
+
+def _account_figures(
+    workload: Workload,
+    calls: list[DrsCall],
+    sts_log: list[tuple[float, str]],
+    *,
+    window: tuple[float, float] | None,
+    real_hours: float,
+    wave_starts: WaveStarts,
+) -> dict[str, Any]:
+    """W10k-accounts: DescribeJobs per (account, region) per batch, the daemon's AssumeRole
+    calls (over the run and in the measured period), and the calls DRS could not place."""
+    assumed = [at for at, action in sts_log if action == "AssumeRole"]
+    in_window = [at for at in assumed if window is None or window[0] <= at <= window[1]]
+    return {
+        "accounts": workload.accounts,
+        "places": len(workload.places),
+        "describe_jobs": describe_jobs_per_place(calls, window=window),
+        "assume_role": {
+            "calls": len(assumed),
+            "per_account": len(assumed) / workload.accounts,
+            "in_measured_period": len(in_window),
+            "per_real_hour": len(in_window) / real_hours if real_hours else None,
+            "sts_requests": dict(Counter(action for _, action in sts_log)),
+        },
+        # Calls signed in the daemon's own account, or in none the simulator could tell:
+        # with every wave in a member account, both should be 0.
+        "drs_calls_in_own_account": sum(1 for c in calls if c.account == DEFAULT_ACCOUNT_ID),
+        "drs_calls_unplaced": sum(1 for c in calls if c.account is None),
+        "wave_starts": {
+            "written": wave_starts.written,
+            "refused": wave_starts.refused,
+            "max_lag_s": round(wave_starts.max_lag_s, 2),
+        },
+    }
 
 
 def _kept_trackers(
@@ -540,8 +743,12 @@ async def run_workload(
             "executions": workload.executions,
             "waves": workload.waves,
             "servers_per_wave": workload.servers_per_wave,
-            "jobs": workload.executions * workload.servers,
+            # One job per wave with accounts, one per server otherwise.
+            "jobs": workload.executions
+            * (workload.waves if workload.accounts else workload.servers),
             "started_over_real_s": workload.started_over,
+            "accounts": workload.accounts,
+            "account_regions": len(workload.places),
         },
         "speed": speed,
         "seed": seed,
@@ -552,7 +759,13 @@ async def run_workload(
     }
     path = out / f"{name}.json"
     kept = _kept_trackers(path, speed=speed, seed=seed, rerun=trackers)
-    async with moto_process() as (moto_url, moto):
+    async with moto_process() as (moto_url, moto), contextlib.AsyncExitStack() as more:
+        # The events queue in a moto of its own: moto's SQS walks the whole queue for
+        # each message it receives, and in the moto process that serves DynamoDB at W1k
+        # the queue fell behind and took DynamoDB with it (METHOD.md, "Events in").
+        sqs_moto_url = moto_url
+        if any(tracker in EVENT_VARIANTS for tracker in trackers):
+            sqs_moto_url, _ = await more.enter_async_context(moto_process())
         for tracker in trackers:
             kept[tracker] = await run_tracker(
                 tracker,
@@ -560,6 +773,7 @@ async def run_workload(
                 speed=speed,
                 seed=seed,
                 moto_url=moto_url,
+                sqs_moto_url=sqs_moto_url,
                 warmup=warmup,
                 window=window,
                 scratch=scratch,

@@ -84,6 +84,17 @@ def _add_simulate(commands: Any) -> None:
         help="create recovery instances in this EC2 endpoint (moto server) when servers launch",
     )
     simulate.add_argument(
+        "--sts-endpoint-url",
+        help="tell accounts apart: a request is in the account that this STS endpoint's "
+        "GetCallerIdentity (moto server) gives its access key id (default: the "
+        "--ec2-endpoint-url; without either, every request is in account 123456789012)",
+    )
+    simulate.add_argument(
+        "--events-endpoint-url",
+        help="put a 'DRS Source Server Launch Result' event on this EventBridge endpoint's "
+        "default bus (moto server) when a server's launch ends (docs/events.md)",
+    )
+    simulate.add_argument(
         "--scenario", type=Path, help="JSON scenario file: per-server/per-job behaviour, durations"
     )
     simulate.add_argument(
@@ -346,6 +357,8 @@ def _simulate(args: argparse.Namespace) -> int:
         speed=args.speed,
         seed=args.seed,
         ec2_endpoint_url=args.ec2_endpoint_url,
+        sts_endpoint_url=args.sts_endpoint_url,
+        events_endpoint_url=args.events_endpoint_url,
         scenario=args.scenario,
         quotas=args.quotas,
         source_servers=args.source_servers,

@@ -59,6 +59,54 @@ class Settings(BaseSettings):
         description="S3 endpoint override (local stacks), for the drill reports.",
     )
 
+    sqs_endpoint_url: str | None = Field(
+        default=None,
+        description="SQS endpoint override (local stacks), for the DRS events queue.",
+    )
+
+    # --- member accounts (issue 15; docs/operations.md) ------------------------------
+    account_role_name: str = Field(
+        default="drs-poller-member",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_+=,.@-]+$",
+        description=(
+            "Role the daemon assumes in a wave's AccountId (another account than its own):"
+            " arn:<partition>:iam::<AccountId>:role/<this>, through the regional STS"
+            " endpoint of the daemon's region. deploy/cloudformation/drs-poller-member.yaml"
+            " creates it."
+        ),
+    )
+    account_role_external_id: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=1224,
+        pattern=r"^[A-Za-z0-9_+=,.@:/-]+$",
+        description=(
+            "ExternalId sent with every AssumeRole into a member account (the member"
+            " role's trust policy requires it when set). Unset: none sent."
+        ),
+    )
+    sts_endpoint_url: str | None = Field(
+        default=None,
+        description=(
+            "STS endpoint override (local stacks), for AssumeRole into member accounts."
+            " Unset: the regional STS endpoint of the daemon's region."
+        ),
+    )
+
+    # --- DRS events in (docs/events.md) --------------------------------------------
+    events_queue_url: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=r"^https?://\S+$",
+        description=(
+            "SQS queue URL of DRS events (an EventBridge rule on source aws.drs sends them"
+            " there, docs/events.md): each is a hint to poll the executions it concerns at"
+            " once. Unset: no events are read; polling alone."
+        ),
+    )
+
     # --- drill reports (docs/report.md) ------------------------------------------
     report_bucket: str | None = Field(
         default=None,
@@ -78,6 +126,22 @@ class Settings(BaseSettings):
             "Key prefix of the reports in REPORT_BUCKET: <prefix><ExecutionId>.html and"
             " .json. The task role may put objects under it only."
         ),
+    )
+
+    # --- finalization events out (docs/events.md) ------------------------------------
+    event_bus: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1600,
+        pattern=r"^(arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/)?[A-Za-z0-9._/-]{1,256}$",
+        description=(
+            "EventBridge bus (name or ARN) the daemon puts an event on when a wave or an"
+            " execution reaches its final status (docs/events.md). Unset: no events."
+        ),
+    )
+    events_endpoint_url: str | None = Field(
+        default=None,
+        description="EventBridge endpoint override (local stacks), for the finalization events.",
     )
 
     # --- task tokens (contract §5) ----------------------------------------------
@@ -134,9 +198,10 @@ class Settings(BaseSettings):
         ge=1,
         le=1000,
         description=(
-            "Jobs per work shard. Replicas share work by shard: a region's executions form"
-            " one shard, or one per this many jobs, so that a shard's due jobs fit one"
-            " DescribeJobs call (1000 ids) and sharing never splits a call."
+            "Jobs per work shard. Replicas share work by shard: a place's executions (an"
+            " account and region: the first wave's AccountId and Region) form one shard,"
+            " or one per this many jobs, so that a shard's due jobs fit one DescribeJobs"
+            " call (1000 ids) and sharing never splits a call."
         ),
     )
     replica_id: str | None = Field(
@@ -315,7 +380,13 @@ class Settings(BaseSettings):
         description="AWS calls in flight at once, all services and regions.",
     )
     max_concurrent_calls_per_region: int = Field(
-        default=8, ge=1, le=256, description="DRS/EC2 calls in flight at once in one region."
+        default=8,
+        ge=1,
+        le=256,
+        description=(
+            "DRS/EC2 calls in flight at once in one region of one account (DRS quotas are"
+            " per account and region)."
+        ),
     )
     max_concurrent_writes: int = Field(
         default=16, ge=1, le=1024, description="DynamoDB writes in flight at once."
@@ -398,6 +469,9 @@ class Settings(BaseSettings):
         "ec2_endpoint_url",
         "stepfunctions_endpoint_url",
         "s3_endpoint_url",
+        "events_endpoint_url",
+        "sqs_endpoint_url",
+        "sts_endpoint_url",
     )
     @classmethod
     def _endpoint_is_a_url(cls, value: str | None) -> str | None:
@@ -407,6 +481,12 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("account_role_external_id", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # The stack passes its parameter's default "" when no external id is wanted.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -124,11 +124,13 @@ class World:
         ec2_ids: dict[str, str] | None = None,
         recovery_ids: dict[str, str] | None = None,
         unreported_instances: frozenset[str] = frozenset(),
+        account: str | None = None,
     ) -> str:
         """Script a DRS job starting now: ``snapshots`` are (seconds from now, job status,
         {server: snapshot}), or Snapshot objects (for a job status deliberately outside the
         model); a server left out of a snapshot is PENDING. The job does not
-        report the recovery instance of a server in ``unreported_instances``."""
+        report the recovery instance of a server in ``unreported_instances``. ``account``:
+        the AWS account the job runs in (None: the simulator's default account)."""
         jid = job or job_id()
         ec2_ids = ec2_ids or {}
         recovery_ids = {**ec2_ids, **(recovery_ids or {})}
@@ -138,6 +140,7 @@ class World:
                 region=region,
                 is_drill=is_drill,
                 created_at=self.clock.time(),
+                **({"account_id": account} if account is not None else {}),
                 servers=tuple(
                     ServerScript(
                         source_server_id=s,
@@ -474,7 +477,14 @@ class DaemonProcess:
 
     async def stop(self, sig: int, *, within: float = 30.0) -> int:
         self.proc.send_signal(sig)
-        code = await asyncio.wait_for(self.proc.wait(), within)
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), within)
+        except TimeoutError:
+            await self.kill()
+            raise AssertionError(
+                f"still running {within} s after signal {sig}; its last lines:\n"
+                + "\n".join(self.raw[-30:])
+            ) from None
         await self._reader
         return code
 
@@ -517,3 +527,19 @@ async def live_world(moto_url):
             finally:
                 await w.close()
                 await ddb.delete_table(TableName=table)
+
+
+async def replica_turn(world: Any, *daemons: Any, seconds: float = 0.0) -> None:
+    """Move time, then let each replica renew, discover and poll, as its root tasks would."""
+    if seconds:
+        world.clock.advance(seconds)
+    for daemon in daemons:
+        await daemon.renew_leases()
+    for daemon in daemons:
+        await daemon.discover_once()
+        await world.dispatch(daemon)
+
+
+def owned_executions(daemon: Any) -> set[str]:
+    """The execution ids a replica tracks (owns) now."""
+    return {tracked.execution_id for tracked in daemon.state.tracked.values()}

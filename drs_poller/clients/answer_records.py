@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from drs_poller.clients.dynamodb import CONDITION_FAILED, item_key, query_pages, to_wire
+from drs_poller.clients.dynamodb import CONDITION_FAILED, finished_keys, item_key, to_wire
 from drs_poller.core.answering import ANSWER, ANSWERED_TIME, PENDING, TOKEN
 
 if TYPE_CHECKING:
@@ -92,37 +92,21 @@ class AnswerRecords:
         ``filter_on_index`` False (the index does not project ``TaskTokensPending``):
         every finished execution's key, for the caller to read whole and check."""
         client = await self._clients.get("dynamodb", self._region)
+        condition: tuple[str, dict[str, str], dict[str, Any]] = (
+            "attribute_exists(#pending)",
+            {"#pending": PENDING},
+            {},
+        )
         for status in statuses:
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": self._index,
-                "KeyConditionExpression": "#status = :status AND #start >= :since",
-                "FilterExpression": "attribute_exists(#pending)",
-                "ProjectionExpression": "#id, #plan",
-                "ExpressionAttributeNames": {
-                    "#status": "Status",
-                    "#start": "StartTime",
-                    "#pending": PENDING,
-                    "#id": "ExecutionId",
-                    "#plan": "PlanId",
-                },
-                "ExpressionAttributeValues": {
-                    ":status": {"S": status},
-                    ":since": to_wire(int(since)),
-                },
-            }
-            if not filter_on_index:
-                del request["FilterExpression"]
-                del request["ExpressionAttributeNames"]["#pending"]
-            async for page in query_pages(
+            async for key in finished_keys(
                 caller=self._caller,
                 client=client,
                 region=self._region,
-                request=request,
+                table=self._table,
+                index=self._index,
+                status=status,
+                since=since,
+                condition=condition if filter_on_index else None,
                 what=f"Query {self._index} (unanswered task tokens)",
             ):
-                for item in page.get("Items") or []:
-                    execution_id = item.get("ExecutionId", {}).get("S")
-                    plan_id = item.get("PlanId", {}).get("S")
-                    if execution_id and plan_id:
-                        yield (execution_id, plan_id)
+                yield key

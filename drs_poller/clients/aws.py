@@ -1,4 +1,4 @@
-"""AWS clients: one per service and region, created once and reused.
+"""AWS clients: one per service, account and region, created once and reused.
 
 Every JSON response is checked before botocore parses it. botocore turns a body that
 is not JSON into ``{"message": body}`` and returns it as an answer, and with one SDK
@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError
 if TYPE_CHECKING:
     import aioboto3
 
+    from drs_poller.clients.accounts import MemberAccounts
     from drs_poller.settings import Settings
 
 
@@ -105,7 +106,12 @@ def check_response_body(
 
 
 class ClientPool:
-    """Lazily opened clients keyed by (service, region), closed together."""
+    """Lazily opened clients keyed by (service, account, region), closed together.
+
+    Account None is the daemon's own (its task role's credentials); another account's
+    clients use that account's session from :attr:`members` (clients/accounts.py), whose
+    credentials botocore refreshes. A wave whose AccountId is the daemon's own account
+    uses the task role directly."""
 
     def __init__(
         self,
@@ -118,21 +124,40 @@ class ClientPool:
         self._settings = settings
         self._endpoints = endpoints
         self._stack = AsyncExitStack()
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple[str, str | None, str], Any] = {}
         self._lock = asyncio.Lock()
+        # Member accounts' sessions (issue 15); the daemon sets it once the Caller exists.
+        self.members: MemberAccounts | None = None
 
-    async def get(self, service: str, region: str) -> Any:
-        client = self._clients.get((service, region))
+    @property
+    def session(self) -> aioboto3.Session:
+        """The daemon's own session (its task role's credentials)."""
+        return self._session
+
+    async def get(self, service: str, region: str, *, account: str | None = None) -> Any:
+        """The client of ``service`` in ``region`` of ``account`` (None: the daemon's own).
+        Raises :class:`~drs_poller.clients.accounts.AccountUnreachableError` while a
+        member account's credentials cannot be had."""
+        session = self._session
+        if account is not None:
+            if self.members is None:
+                raise RuntimeError("member accounts are not set up")  # a wiring bug
+            if await self.members.is_own(account):
+                account = None
+            else:
+                # Every time: the credentials are refreshed here, outside any gate.
+                session = await self.members.session_for(account)
+        client = self._clients.get((service, account, region))
         if client is not None:
             return client
         async with self._lock:
-            client = self._clients.get((service, region))
+            client = self._clients.get((service, account, region))
             if client is None:
                 pool = max(self._settings.max_concurrent_calls_per_region * 2, 10)
                 if service == "dynamodb":
                     pool = max(self._settings.max_concurrent_writes * 2, 10)
                 opened = await self._stack.enter_async_context(
-                    self._session.client(
+                    session.client(
                         service,
                         region_name=region,
                         endpoint_url=self._endpoints.get(service),
@@ -140,7 +165,7 @@ class ClientPool:
                     )
                 )
                 opened.meta.events.register("before-parse", check_response_body)
-                self._clients[(service, region)] = client = opened
+                self._clients[(service, account, region)] = client = opened
         return client
 
     async def aclose(self) -> None:

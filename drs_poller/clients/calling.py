@@ -25,6 +25,7 @@ from botocore.exceptions import (
 
 from drs_poller.clients.aws import DamagedResponseError
 from drs_poller.core.backoff import BackoffPolicy, ErrorKind, classify
+from drs_poller.core.places import SELF
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -93,12 +94,13 @@ class Caller:
         self.sleep = sleep
         self._global = asyncio.BoundedSemaphore(max_concurrent)
         self._max_per_region = max_per_region
-        self._regional: dict[str, asyncio.BoundedSemaphore] = {}
+        # DRS quotas are per account and region: one gate per place (issue 15).
+        self._places: dict[tuple[str | None, str], asyncio.BoundedSemaphore] = {}
 
-    def _region_gate(self, region: str) -> asyncio.BoundedSemaphore:
-        gate = self._regional.get(region)
+    def _place_gate(self, account: str | None, region: str) -> asyncio.BoundedSemaphore:
+        gate = self._places.get((account, region))
         if gate is None:
-            gate = self._regional[region] = asyncio.BoundedSemaphore(self._max_per_region)
+            gate = self._places[(account, region)] = asyncio.BoundedSemaphore(self._max_per_region)
         return gate
 
     async def call(
@@ -109,24 +111,29 @@ class Caller:
         region: str,
         send: Callable[[], Awaitable[T]],
         expected_errors: frozenset[str] = frozenset(),
+        account: str | None = None,
+        gated: bool = True,
     ) -> T:
         """Send with retries. A ClientError whose code is in ``expected_errors`` is an
-        answer, not a failure (a lost conditional write): it is re-raised unchanged."""
+        answer, not a failure (a lost conditional write): it is re-raised unchanged.
+        ``account``: the account the call goes to (None: the daemon's own); DRS and EC2
+        calls share one gate per (account, region). ``gated`` False: no gate at all (STS
+        AssumeRole, which a gated call may wait on: it must never wait for a slot)."""
         attempt = 0
+        label = account or SELF
         while True:
             attempt += 1
             started = self.clock.monotonic()
             retry_after: float | None = None
             async with AsyncExitStack() as gates:
-                await gates.enter_async_context(self._global)
-                if service != "dynamodb":
-                    await gates.enter_async_context(self._region_gate(region))
+                if gated:
+                    await self._enter_gates(gates, service=service, place=(account, region))
                 try:
                     result = await send()
                 except ClientError as error:
                     code = str(error.response.get("Error", {}).get("Code", "Unknown"))
                     if code in expected_errors:
-                        self._observe(service, operation, region, "rejected", started)
+                        self._observe(service, operation, (label, region), "rejected", started)
                         raise
                     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                     kind = classify(code, status)
@@ -137,16 +144,16 @@ class Caller:
                 except BotoCoreError as error:
                     kind, code, message = ErrorKind.PERMANENT, type(error).__name__, str(error)
                 else:
-                    self._observe(service, operation, region, "success", started)
+                    self._observe(service, operation, (label, region), "success", started)
                     return result
             outcome = {
                 ErrorKind.THROTTLED: "throttled",
                 ErrorKind.TRANSIENT: "timeout" if "Timeout" in code else "error",
                 ErrorKind.PERMANENT: "error",
             }[kind]
-            self._observe(service, operation, region, outcome, started)
+            self._observe(service, operation, (label, region), outcome, started)
             if kind is ErrorKind.THROTTLED:
-                self.metrics.throttles.labels(service, operation, region).inc()
+                self.metrics.throttles.labels(service, operation, label, region).inc()
             if not self.policy.should_retry(kind, attempt=attempt):
                 raise AwsCallError(
                     service=service, operation=operation, kind=kind, code=code, message=message
@@ -158,16 +165,26 @@ class Caller:
                 service=service,
                 operation=operation,
                 region=region,
+                account=label,
                 code=code,
                 attempt=attempt,
                 delay=round(delay, 3),
             )
             await self.sleep(delay)
 
-    def _observe(
-        self, service: str, operation: str, region: str, outcome: str, started: float
+    async def _enter_gates(
+        self, gates: AsyncExitStack, *, service: str, place: tuple[str | None, str]
     ) -> None:
-        self.metrics.aws_calls.labels(service, operation, region, outcome).inc()
+        """The global gate, and for DRS and EC2 the gate of the (account, region)."""
+        await gates.enter_async_context(self._global)
+        if service != "dynamodb":
+            await gates.enter_async_context(self._place_gate(*place))
+
+    def _observe(
+        self, service: str, operation: str, where: tuple[str, str], outcome: str, started: float
+    ) -> None:
+        account, region = where
+        self.metrics.aws_calls.labels(service, operation, account, region, outcome).inc()
         self.metrics.aws_call_duration.labels(service, operation).observe(
             max(0.0, self.clock.monotonic() - started)
         )

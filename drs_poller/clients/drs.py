@@ -36,6 +36,7 @@ from drs_poller.core.models import (
     RunStatus,
     Unknown,
 )
+from drs_poller.core.places import Place
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
@@ -205,31 +206,44 @@ class DrsAdapter:
         self._clients = clients
         self._caller = caller
 
-    def _fetch(
-        self, client: Any, *, region: str, operation: str
+    def local(self, place: Place) -> Place:
+        """``place``, or the daemon's own place when its AccountId is the daemon's own
+        account (known once a wave with an AccountId was polled): one batch, one gate and
+        the task role's credentials for both ways of naming it."""
+        members = self._clients.members
+        own = members.own_account if members is not None else None
+        if place.account is not None and place.account == own:
+            return Place(None, place.region)
+        return place
+
+    async def _fetch(
+        self, place: Place, *, operation: str
     ) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+        """A sender of ``operation`` requests to DRS at ``place``. Raises
+        :class:`~drs_poller.clients.accounts.AccountUnreachableError` when the place's
+        account cannot be reached."""
+        client = await self._clients.get("drs", place.region, account=place.account)
         method = getattr(client, _SNAKE[operation])
 
         async def fetch(request: dict[str, Any]) -> dict[str, Any]:
             page: dict[str, Any] = await self._caller.call(
                 service="drs",
                 operation=operation,
-                region=region,
+                region=place.region,
+                account=place.account,
                 send=functools.partial(method, **request),
             )
             return page
 
         return fetch
 
-    async def describe_jobs(self, region: str, job_ids: Collection[str]) -> JobBatch:
+    async def describe_jobs(self, place: Place, job_ids: Collection[str]) -> JobBatch:
         batch = JobBatch()
-        fetch = self._fetch(
-            await self._clients.get("drs", region), region=region, operation="DescribeJobs"
-        )
+        fetch = await self._fetch(place, operation="DescribeJobs")
         for chunk in chunked(job_ids, JOB_IDS_PER_CALL):
             wanted = set(chunk)
             request = {"filters": {"jobIDs": chunk}, "maxResults": len(chunk)}
-            async for page in paginate(fetch, request, what=f"DescribeJobs in {region}"):
+            async for page in paginate(fetch, request, what=f"DescribeJobs in {place}"):
                 for wire in page.get("items") or []:
                     job_id = wire.get("jobID") if isinstance(wire, dict) else None
                     if job_id not in wanted:
@@ -243,13 +257,13 @@ class DrsAdapter:
         return batch
 
     async def describe_recovery_instances(
-        self, region: str, recovery_instance_ids: Collection[str]
+        self, place: Place, recovery_instance_ids: Collection[str]
     ) -> dict[str, RecoveryInstanceView]:
         """Recovery instance id -> its EC2 instance id and point in time, for the ids DRS
         knows."""
         found: dict[str, RecoveryInstanceView] = {}
         items = self._recovery_instances(
-            region, "recoveryInstanceIDs", recovery_instance_ids, what=f"in {region}"
+            place, "recoveryInstanceIDs", recovery_instance_ids, what=f"in {place}"
         )
         async for wire in items:
             rid = wire.get("recoveryInstanceID")
@@ -261,15 +275,11 @@ class DrsAdapter:
         return found
 
     async def _recovery_instances(
-        self, region: str, filter_name: str, ids: Collection[str], *, what: str
+        self, place: Place, filter_name: str, ids: Collection[str], *, what: str
     ) -> AsyncIterator[dict[str, Any]]:
         """Every DescribeRecoveryInstances item matching ``filters.<filter_name>`` = ids,
         in chunks of :data:`RECOVERY_INSTANCE_IDS_PER_CALL`, paged."""
-        fetch = self._fetch(
-            await self._clients.get("drs", region),
-            region=region,
-            operation="DescribeRecoveryInstances",
-        )
+        fetch = await self._fetch(place, operation="DescribeRecoveryInstances")
         for chunk in chunked(ids, RECOVERY_INSTANCE_IDS_PER_CALL):
             request = {"filters": {filter_name: chunk}}
             async for page in paginate(fetch, request, what=f"DescribeRecoveryInstances {what}"):
@@ -277,12 +287,10 @@ class DrsAdapter:
                     if isinstance(wire, dict):
                         yield wire
 
-    async def read_job_log(self, region: str, job_id: str) -> JobLog:
+    async def read_job_log(self, place: Place, job_id: str) -> JobLog:
         """One job's whole log (DescribeJobLogItems, paged; one job id per call): why DRS
         failed servers (``JobLog.reasons``) and the Timeline events, read once for both."""
-        fetch = self._fetch(
-            await self._clients.get("drs", region), region=region, operation="DescribeJobLogItems"
-        )
+        fetch = await self._fetch(place, operation="DescribeJobLogItems")
         events: list[LogEvent] = []
         async for page in paginate(fetch, {"jobID": job_id}, what=f"job log of {job_id}"):
             events.extend(
@@ -293,7 +301,7 @@ class DrsAdapter:
         return job_log_of(job_id, events)
 
     async def expected_launch_actions(
-        self, region: str, source_server_id: str
+        self, place: Place, source_server_id: str
     ) -> tuple[LaunchAction, ...]:
         """The launch actions DRS will run after one source server launches: none when its
         launch configuration has post-launch actions deactivated (GetLaunchConfiguration
@@ -301,24 +309,18 @@ class DrsAdapter:
         Source Server"), else every one ListLaunchActions lists. Without the first check,
         a server whose actions are configured but deactivated would wait for runs DRS
         never starts. Errors are the caller's to classify."""
-        fetch = self._fetch(
-            await self._clients.get("drs", region),
-            region=region,
-            operation="GetLaunchConfiguration",
-        )
+        fetch = await self._fetch(place, operation="GetLaunchConfiguration")
         configuration = await fetch({"sourceServerID": source_server_id})
         if configuration.get("postLaunchEnabled") is False:
             return ()
-        return await self.list_launch_actions(region, source_server_id)
+        return await self.list_launch_actions(place, source_server_id)
 
     async def list_launch_actions(
-        self, region: str, source_server_id: str
+        self, place: Place, source_server_id: str
     ) -> tuple[LaunchAction, ...]:
         """Every launch action of one source server (ListLaunchActions, paged;
         ``resourceId`` is the source server id). Errors are the caller's to classify."""
-        fetch = self._fetch(
-            await self._clients.get("drs", region), region=region, operation="ListLaunchActions"
-        )
+        fetch = await self._fetch(place, operation="ListLaunchActions")
         found: list[LaunchAction] = []
         what = f"launch actions of {source_server_id}"
         async for page in paginate(fetch, {"resourceId": source_server_id}, what=what):
@@ -329,7 +331,7 @@ class DrsAdapter:
         return tuple(found)
 
     async def recovery_instances_of(
-        self, region: str, source_server_ids: Collection[str]
+        self, place: Place, source_server_ids: Collection[str]
     ) -> dict[str, set[tuple[str, str]]]:
         """Source server id -> {(recovery instance id, job id)} of the recovery instances
         DRS still holds for it (DescribeRecoveryInstances, filter ``sourceServerIDs``;
@@ -337,7 +339,7 @@ class DrsAdapter:
         Instance")."""
         found: dict[str, set[tuple[str, str]]] = {sid: set() for sid in source_server_ids}
         items = self._recovery_instances(
-            region, "sourceServerIDs", source_server_ids, what=f"by source server in {region}"
+            place, "sourceServerIDs", source_server_ids, what=f"by source server in {place}"
         )
         async for wire in items:
             sid, rid, jid = (

@@ -229,6 +229,51 @@ async def query_pages(
         yield page
 
 
+async def finished_keys(
+    *,
+    caller: Caller,
+    client: Any,
+    region: str,
+    table: str,
+    index: str,
+    status: str,
+    since: float,
+    condition: tuple[str, dict[str, str], dict[str, Any]] | None,
+    what: str,
+) -> AsyncIterator[tuple[str, str]]:
+    """Keys of the executions StatusIndex holds under ``status`` (StartTime at or after
+    ``since``): a paged Query, never a Scan. ``condition`` (a FilterExpression with its
+    names and values) keeps only the items it holds for, when the index projects what it
+    reads; None keeps every one, for the caller to read whole and check. DynamoDB charges
+    for every item the key condition reads, before the filter."""
+    request: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": index,
+        "KeyConditionExpression": "#status = :status AND #start >= :since",
+        "ProjectionExpression": "#id, #plan",
+        "ExpressionAttributeNames": {
+            "#status": "Status",
+            "#start": "StartTime",
+            "#id": "ExecutionId",
+            "#plan": "PlanId",
+        },
+        "ExpressionAttributeValues": {":status": {"S": status}, ":since": to_wire(int(since))},
+    }
+    if condition is not None:
+        expression, names, values = condition
+        request["FilterExpression"] = expression
+        request["ExpressionAttributeNames"].update(names)
+        request["ExpressionAttributeValues"].update(values)
+    async for page in query_pages(
+        caller=caller, client=client, region=region, request=request, what=what
+    ):
+        for item in page.get("Items") or []:
+            execution_id = item.get("ExecutionId", {}).get("S")
+            plan_id = item.get("PlanId", {}).get("S")
+            if execution_id and plan_id:
+                yield (execution_id, plan_id)
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     applied: bool

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from drs_poller.clients.aws import ClientPool
     from drs_poller.clients.calling import Caller
+    from drs_poller.core.places import Place
 
 # A filter rather than InstanceIds: one unknown id must not fail the whole call.
 INSTANCE_IDS_PER_CALL = 200
@@ -33,16 +34,19 @@ class Ec2Adapter:
         self._caller = caller
 
     async def describe_instances(
-        self, region: str, instance_ids: Collection[str]
+        self, place: Place, instance_ids: Collection[str]
     ) -> dict[str, Ec2Instance]:
+        """The instances of ``instance_ids`` EC2 knows at ``place`` (the recovery
+        instances live in the wave's account, issue 15)."""
         found: dict[str, Ec2Instance] = {}
-        client = await self._clients.get("ec2", region)
+        client = await self._clients.get("ec2", place.region, account=place.account)
 
         async def fetch(request: dict[str, Any]) -> dict[str, Any]:
             page: dict[str, Any] = await self._caller.call(
                 service="ec2",
                 operation="DescribeInstances",
-                region=region,
+                region=place.region,
+                account=place.account,
                 send=functools.partial(client.describe_instances, **request),
             )
             return page
@@ -52,7 +56,7 @@ class Ec2Adapter:
             async for page in paginate(
                 fetch,
                 request,
-                what=f"DescribeInstances in {region}",
+                what=f"DescribeInstances in {place}",
                 resume_with="NextToken",
                 resume_from="NextToken",
             ):

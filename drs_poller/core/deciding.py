@@ -38,6 +38,7 @@ from drs_poller.core.models import (
     parse_execution,
 )
 from drs_poller.core.phases import Intervals, Phase, most_urgent, parse_phase, server_phase
+from drs_poller.core.places import Place
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -142,34 +143,38 @@ def is_overdue(execution: Execution, *, now: float, policy: Policy) -> bool:
     return now - execution.start_time > policy.overdue_after
 
 
-def jobs_to_poll(execution: Execution) -> dict[str, set[str]]:
-    """Job ids per region whose servers still need DRS (not failed; succeeded ones are
-    kept so that a drill's later TERMINATED is recorded while the execution runs)."""
-    wanted: dict[str, set[str]] = defaultdict(set)
+def jobs_to_poll(execution: Execution) -> dict[Place, set[str]]:
+    """Job ids per place (account, region) whose servers still need DRS (not failed;
+    succeeded ones are kept so that a drill's later TERMINATED is recorded while the
+    execution runs)."""
+    wanted: dict[Place, set[str]] = defaultdict(set)
     for wave in execution.waves:
+        place = wave.place
         for server in wave.servers:
             if (
                 server.job_id
-                and wave.region
+                and place is not None
+                and place.region
                 and _JOB_ID.match(server.job_id)
                 and not _frozen(server, execution.mode_of(wave))
             ):
-                wanted[wave.region].add(server.job_id)
+                wanted[place].add(server.job_id)
     return dict(wanted)
 
 
 def instances_to_describe(
     execution: Execution, jobs: Mapping[str, JobLookup]
-) -> dict[str, set[str]]:
-    """Recovery instance ids per region for servers that launched and whose EC2
+) -> dict[Place, set[str]]:
+    """Recovery instance ids per place for servers that launched and whose EC2
     details are not in the item yet."""
-    wanted: dict[str, set[str]] = defaultdict(set)
+    wanted: dict[Place, set[str]] = defaultdict(set)
     for wave in execution.waves:
+        place = wave.place
         for server in wave.servers:
             lookup = jobs.get(server.job_id) if server.job_id else None
             if (
                 not isinstance(lookup, JobView)
-                or wave.region is None
+                or place is None
                 or _frozen(server, execution.mode_of(wave))
             ):
                 continue
@@ -183,19 +188,20 @@ def instances_to_describe(
                     or server.raw.get("RecoveryInstanceId") != participant.recovery_instance_id
                 )
             ):
-                wanted[wave.region].add(participant.recovery_instance_id)
+                wanted[place].add(participant.recovery_instance_id)
     return dict(wanted)
 
 
 def _reported(
     execution: Execution, jobs: Mapping[str, JobLookup], status: LaunchStatus
-) -> Iterator[tuple[str, JobView, Server, Participant]]:
-    """(region, job, server, DRS's view of it) of each still-active server whose job DRS
+) -> Iterator[tuple[Place, JobView, Server, Participant]]:
+    """(place, job, server, DRS's view of it) of each still-active server whose job DRS
     answered for and reports ``status`` for it."""
     for wave in execution.waves:
+        place = wave.place
         for server in wave.servers:
             lookup = jobs.get(server.job_id) if server.job_id else None
-            if not isinstance(lookup, JobView) or wave.region is None:
+            if not isinstance(lookup, JobView) or place is None:
                 continue
             participant = lookup.servers.get(server.source_server_id)
             if (
@@ -203,15 +209,17 @@ def _reported(
                 and participant.launch_status is status
                 and server_outcome(server, execution.mode_of(wave)) is Outcome.ACTIVE
             ):
-                yield wave.region, lookup, server, participant
+                yield place, lookup, server, participant
 
 
-def failures_to_explain(execution: Execution, jobs: Mapping[str, JobLookup]) -> dict[str, set[str]]:
-    """Job ids per region in which DRS now reports FAILED for a server the item does not
+def failures_to_explain(
+    execution: Execution, jobs: Mapping[str, JobLookup]
+) -> dict[Place, set[str]]:
+    """Job ids per place in which DRS now reports FAILED for a server the item does not
     show as failed yet: their job log says why, for the server's Error."""
-    wanted: dict[str, set[str]] = defaultdict(set)
-    for region, job, _, _ in _reported(execution, jobs, LaunchStatus.FAILED):
-        wanted[region].add(job.job_id)
+    wanted: dict[Place, set[str]] = defaultdict(set)
+    for place, job, _, _ in _reported(execution, jobs, LaunchStatus.FAILED):
+        wanted[place].add(job.job_id)
     return dict(wanted)
 
 
@@ -224,12 +232,13 @@ def _launch_seen(server: Server, participant: Participant | None) -> bool:
 
 def launch_actions_to_list(
     execution: Execution, jobs: Mapping[str, JobLookup]
-) -> set[tuple[str, str]]:
-    """(region, source server id) of the active RECOVERY servers that launched (or that
+) -> set[tuple[Place, str]]:
+    """(place, source server id) of the active RECOVERY servers that launched (or that
     DRS shows TERMINATED): their expected actions come from ListLaunchActions."""
-    wanted: set[tuple[str, str]] = set()
+    wanted: set[tuple[Place, str]] = set()
     for wave in execution.waves:
-        if execution.mode_of(wave) is not ExecutionType.RECOVERY or wave.region is None:
+        place = wave.place
+        if execution.mode_of(wave) is not ExecutionType.RECOVERY or place is None:
             continue
         for server in wave.servers:
             lookup = jobs.get(server.job_id) if server.job_id else None
@@ -238,21 +247,21 @@ def launch_actions_to_list(
                 and server_outcome(server, ExecutionType.RECOVERY) is Outcome.ACTIVE
                 and _launch_seen(server, lookup.servers.get(server.source_server_id))
             ):
-                wanted.add((wave.region, server.source_server_id))
+                wanted.add((place, server.source_server_id))
     return wanted
 
 
 def terminations_to_check(
     execution: Execution, jobs: Mapping[str, JobLookup]
-) -> dict[str, set[tuple[str, str]]]:
-    """(job id, source server id) per region of the servers DRS reports TERMINATED
+) -> dict[Place, set[tuple[str, str]]]:
+    """(job id, source server id) per place of the servers DRS reports TERMINATED
     although the daemon never saw them launch, and for which the job reports no
     recoveryInstanceID: whether DRS still holds a recovery instance of their job decides
     if they launched."""
-    wanted: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for region, job, server, participant in _reported(execution, jobs, LaunchStatus.TERMINATED):
+    wanted: dict[Place, set[tuple[str, str]]] = defaultdict(set)
+    for place, job, server, participant in _reported(execution, jobs, LaunchStatus.TERMINATED):
         if server.launched_time is None and _reported_instance(server, participant) is None:
-            wanted[region].add((job.job_id, server.source_server_id))
+            wanted[place].add((job.job_id, server.source_server_id))
     return dict(wanted)
 
 
@@ -627,19 +636,20 @@ def decide(
     policy: Policy,
     polls_since_write: int = 1,
     reasons: Mapping[tuple[str, str], str] | None = None,
-    launch_actions: Mapping[tuple[str, str], LaunchActionsLookup] | None = None,
+    launch_actions: Mapping[tuple[Place, str], LaunchActionsLookup] | None = None,
     terminated_instances: Mapping[tuple[str, str], str] | None = None,
     job_logs: Mapping[str, JobLog] | None = None,
+    unreachable: Mapping[str, str] | None = None,
 ) -> Decision:
     """The next state of ``execution`` after one poll.
 
     ``jobs`` holds what DRS answered for each job id it was asked about; a job id
-    missing from it was not observed (its region's call failed), and nothing is
+    missing from it was not observed (its place's call failed), and nothing is
     concluded about its servers. ``polls_since_write`` counts this poll and the
     unwritten ones before it, for PollAttempts. ``reasons`` maps (job id, source
     server id) to why DRS failed that server, from its job log, when known.
 
-    ``launch_actions`` maps (region, source server id) to its ListLaunchActions
+    ``launch_actions`` maps (place, source server id) to its ListLaunchActions
     answer; None: the caller does not read ListLaunchActions (every RECOVERY server is
     judged on its listed runs); a mapping without a launched RECOVERY server's key: not
     answered yet, so that server is not finished this poll. ``terminated_instances``
@@ -651,6 +661,9 @@ def decide(
     ``job_logs`` maps a job id to the last read of its log (the engine reads it only
     when the answer can have changed): the Timeline, RPO and stalls are built from it,
     after every status was decided (core/evidence.py), so that it never changes one.
+
+    ``unreachable`` maps an account whose role could not be assumed to why (issue 15):
+    its waves were not observed, and past the maximum age the message says so.
     """
     new_waves, changes = _advance_servers(
         execution,
@@ -667,7 +680,13 @@ def decide(
     phase = derive_phase(updated, jobs=jobs, intervals=policy.intervals)
     advanced = new_waves
     status, error_message, new_waves, changes = _conclude_execution(
-        updated, new_waves=new_waves, now=now, policy=policy, changes=changes, jobs=jobs
+        updated,
+        new_waves=new_waves,
+        now=now,
+        policy=policy,
+        changes=changes,
+        jobs=jobs,
+        unreachable=unreachable or {},
     )
     updates: dict[str, Any] = {
         "Waves": new_waves,
@@ -743,7 +762,7 @@ def _advance_servers(
     policy: Policy,
     polls_since_write: int,
     reasons: Mapping[tuple[str, str], str],
-    launch_actions: Mapping[tuple[str, str], LaunchActionsLookup] | None,
+    launch_actions: Mapping[tuple[Place, str], LaunchActionsLookup] | None,
     terminated_instances: Mapping[tuple[str, str], str] | None,
 ) -> tuple[list[dict[str, Any]], list[ServerChange]]:
     changes: list[ServerChange] = []
@@ -779,7 +798,9 @@ def _advance_servers(
                         reason=reasons.get(key),
                         actions=None
                         if launch_actions is None
-                        else launch_actions.get((wave.region or "", server.source_server_id)),
+                        else launch_actions.get(
+                            (wave.place or Place(None, ""), server.source_server_id)
+                        ),
                         read_actions=launch_actions is not None,
                         terminated_instance=""
                         if terminated_instances is None
@@ -847,6 +868,7 @@ def _conclude_execution(
     policy: Policy,
     changes: list[ServerChange],
     jobs: Mapping[str, JobLookup],
+    unreachable: Mapping[str, str],
 ) -> tuple[FinalStatus | None, str | None, list[dict[str, Any]], list[ServerChange]]:
     """Set each wave's status; return the execution's final status and error (None while
     it runs), and the waves and server changes to write (past the maximum age, those of
@@ -862,7 +884,13 @@ def _conclude_execution(
     status = final_status(all_outcomes, has_empty_wave=has_empty_wave)
     if status is None and now - updated.start_time >= policy.max_execution_age:
         message, abandoned, abandon_changes = _abandon(
-            new_waves, updated=updated, now=now, policy=policy, changes=changes, jobs=jobs
+            new_waves,
+            updated=updated,
+            now=now,
+            policy=policy,
+            changes=changes,
+            jobs=jobs,
+            unreachable=unreachable,
         )
         return FinalStatus.FAILED, message, abandoned, abandon_changes
     if status is FinalStatus.FAILED:
@@ -906,6 +934,7 @@ def _abandon(
     policy: Policy,
     changes: list[ServerChange],
     jobs: Mapping[str, JobLookup],
+    unreachable: Mapping[str, str],
 ) -> tuple[str, list[dict[str, Any]], list[ServerChange]]:
     """Past the maximum age every unfinished server fails, and the execution ends FAILED.
     A server held by a value outside the DRS model says which, and so does the message.
@@ -916,8 +945,10 @@ def _abandon(
     new_changes = list(changes)
     active = not_started = 0
     all_unknown: list[str] = []
+    unreached: dict[str, str] = {}
     for index, wave in enumerate(updated.waves):
         mode = updated.mode_of(wave)
+        cut_off = unreachable.get(wave.account) if wave.account else None
         for position, server in enumerate(wave.servers):
             outcome = server_outcome(server, mode)
             if outcome.terminal:
@@ -934,10 +965,13 @@ def _abandon(
             )
             all_unknown.extend(u for u in unknown if u not in all_unknown)
             held = f" (DRS reported values outside its model: {', '.join(unknown)})"
+            if cut_off is not None and wave.account is not None:
+                unreached[wave.account] = cut_off
+                held = f" (account {wave.account} unreachable: {cut_off})"
             update = _ServerUpdate(server, now=now, policy=policy)
             update.fail(
                 f"not finished within the maximum execution age of {age} s"
-                + (held if unknown else ""),
+                + (held if unknown or cut_off is not None else ""),
                 status=LaunchStatus.FAILED.value,
             )
             new_waves[index]["Servers"][position] = update.raw
@@ -968,8 +1002,12 @@ def _abandon(
         if all_unknown
         else ""
     )
+    unreached_note = "".join(
+        f"; account {account} unreachable ({why})" for account, why in sorted(unreached.items())
+    )
     message = (
         f"exceeded the maximum execution age of {age} s without finishing: "
         f"{active} server(s) still active, {not_started} never started{unknown_note}"
+        f"{unreached_note}"
     )
     return message, new_waves, new_changes

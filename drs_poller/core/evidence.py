@@ -36,6 +36,7 @@ from drs_poller.core.models import (
     PostLaunchStatus,
     Unknown,
 )
+from drs_poller.core.places import ACCOUNT_ID, Place
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -237,7 +238,7 @@ class LogWatch:
     the job's status and its servers' launch statuses, and whether a server of this
     execution in it is still before its launch result (its phase can move unseen)."""
 
-    region: str
+    place: Place
     signature: tuple[str, tuple[tuple[str, str], ...]]
     unlaunched: bool
 
@@ -245,18 +246,19 @@ class LogWatch:
 def log_watches(execution: Execution, jobs: Mapping[str, Any]) -> dict[str, LogWatch]:
     """Job id -> :class:`LogWatch`, for the jobs of this execution's active servers that
     DRS answered for this poll."""
-    found: dict[str, tuple[str, dict[str, str], bool]] = {}
+    found: dict[str, tuple[Place, dict[str, str], bool]] = {}
     for wave in execution.waves:
         mode = execution.mode_of(wave)
+        place = wave.place
         for server in wave.servers:
             lookup = jobs.get(server.job_id) if server.job_id else None
             if (
                 not isinstance(lookup, JobView)
-                or wave.region is None
+                or place is None
                 or server_outcome(server, mode) is not Outcome.ACTIVE
             ):
                 continue
-            region, statuses, unlaunched = found.get(lookup.job_id, (wave.region, {}, False))
+            where, statuses, unlaunched = found.get(lookup.job_id, (place, {}, False))
             participant = lookup.servers.get(server.source_server_id)
             launch = participant.launch_status if participant is not None else None
             statuses[server.source_server_id] = (
@@ -267,14 +269,14 @@ def log_watches(execution: Execution, jobs: Mapping[str, Any]) -> dict[str, LogW
                 else launch.value
             )
             unlaunched = unlaunched or server.launched_time is None
-            found[lookup.job_id] = (region, statuses, unlaunched)
+            found[lookup.job_id] = (where, statuses, unlaunched)
     return {
         job_id: LogWatch(
-            region=region,
+            place=where,
             signature=(_job_status(jobs[job_id]), tuple(sorted(statuses.items()))),
             unlaunched=unlaunched,
         )
-        for job_id, (region, statuses, unlaunched) in found.items()
+        for job_id, (where, statuses, unlaunched) in found.items()
     }
 
 
@@ -410,28 +412,51 @@ def server_evidence(
         actions_done=actions_done,
         now=now,
     )
-    if timeline:
-        raw["Timeline"] = timeline
-    start = int(wave_start)
-    if "Launched" in timeline:
-        raw["RecoveryTimeSeconds"] = max(0, timeline["Launched"] - start)
-    if "ActionsDone" in timeline and "Launched" in timeline:
-        raw["RecoveryTimeToActionsSeconds"] = max(0, timeline["ActionsDone"] - start)
     point = facts.log.data_time if facts.log is not None else None
     if point is None:
         point = _int(raw.get("RecoveryPointTime")) or facts.point_in_time
     if point is not None:
+        # A fact learnt once (the recovery instance is described once), kept at once.
         raw["RecoveryPointTime"] = point
-        if "JobStart" in timeline:
-            # A snapshot taken after the job started lost nothing from before it: 0.
-            raw["RecoveryPointSeconds"] = max(0, timeline["JobStart"] - point)
-    stalled = stall_of(
-        timeline, mode=mode, active=outcome is Outcome.ACTIVE, now=now, bounds=bounds
-    )
+    active = outcome is Outcome.ACTIVE
+    if active:
+        # The Timeline and the figures of a server still running are not written: every
+        # write pays for the item's whole size, and they would ride on each one (at W1k,
+        # 2.9 write units an execution). They are rebuilt each poll from the job logs kept
+        # in memory (read again after a restart) and written, complete, with the write
+        # that ends the server; after that the server is frozen and keeps them.
+        for name in _SERVER_FIGURES:
+            raw.pop(name, None)
+    else:
+        _figures_into(raw, timeline=timeline, point=point, start=int(wave_start))
+    stalled = stall_of(timeline, mode=mode, active=active, now=now, bounds=bounds)
     if stalled is None:
         raw.pop("Stalled", None)
     elif not _same_stall(raw.get("Stalled"), stalled):
         raw["Stalled"] = stalled
+
+
+# The evidence of a server written once, with the write that ends it.
+_SERVER_FIGURES: Final = (
+    "Timeline",
+    "RecoveryTimeSeconds",
+    "RecoveryTimeToActionsSeconds",
+    "RecoveryPointSeconds",
+)
+
+
+def _figures_into(
+    raw: dict[str, Any], *, timeline: Mapping[str, int], point: int | None, start: int
+) -> None:
+    if timeline:
+        raw["Timeline"] = dict(timeline)
+    if "Launched" in timeline:
+        raw["RecoveryTimeSeconds"] = max(0, timeline["Launched"] - start)
+    if "ActionsDone" in timeline and "Launched" in timeline:
+        raw["RecoveryTimeToActionsSeconds"] = max(0, timeline["ActionsDone"] - start)
+    if point is not None and "JobStart" in timeline:
+        # A snapshot taken after the job started lost nothing from before it: 0.
+        raw["RecoveryPointSeconds"] = max(0, timeline["JobStart"] - point)
 
 
 def _same_stall(stored: Any, new: Mapping[str, Any]) -> bool:
@@ -632,9 +657,9 @@ def _facts(
 
 @dataclass(frozen=True, slots=True)
 class EvidenceNews:
-    # (wave region, seconds) of each server whose RecoveryTimeSeconds / ...PointSeconds is new
-    recovery_times: tuple[tuple[str, float], ...] = ()
-    recovery_points: tuple[tuple[str, float], ...] = ()
+    # (wave place, seconds) of each server whose RecoveryTimeSeconds / ...PointSeconds is new
+    recovery_times: tuple[tuple[Place, float], ...] = ()
+    recovery_points: tuple[tuple[Place, float], ...] = ()
     missed: tuple[str, ...] = ()  # "rto" / "rpo", once per scope newly judged missed
     stalls: tuple[str, ...] = ()  # the phase of each server newly Stalled (or in a new phase)
 
@@ -651,11 +676,15 @@ def _server_maps(item: Mapping[str, Any]) -> dict[tuple[int, str], Mapping[str, 
     return found
 
 
-def _region_of(item: Mapping[str, Any], index: int) -> str:
+def _place_of(item: Mapping[str, Any], index: int) -> Place:
     waves = item.get("Waves") or []
     wave = waves[index] if index < len(waves) else None
     region = wave.get("Region") if isinstance(wave, dict) else None
-    return region if isinstance(region, str) and region else "unknown"
+    account = wave.get("AccountId") if isinstance(wave, dict) else None
+    return Place(
+        account if isinstance(account, str) and ACCOUNT_ID.match(account) else None,
+        region if isinstance(region, str) and region else "unknown",
+    )
 
 
 def _scopes(item: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -667,8 +696,8 @@ def evidence_news(before: Mapping[str, Any], after: Mapping[str, Any]) -> Eviden
     and the item remembers, so counting these counts each server (and each missed target)
     once across polls, replicas and restarts."""
     old = _server_maps(before)
-    times: list[tuple[str, float]] = []
-    points: list[tuple[str, float]] = []
+    times: list[tuple[Place, float]] = []
+    points: list[tuple[Place, float]] = []
     stalls: list[str] = []
     for key, server in _server_maps(after).items():
         was = old.get(key, {})
@@ -678,7 +707,7 @@ def evidence_news(before: Mapping[str, Any], after: Mapping[str, Any]) -> Eviden
         ):
             value = _int(server.get(name))
             if value is not None and _int(was.get(name)) is None:
-                bucket.append((_region_of(after, key[0]), float(value)))
+                bucket.append((_place_of(after, key[0]), float(value)))
         stalled, was_stalled = server.get("Stalled"), was.get("Stalled")
         if isinstance(stalled, dict) and (
             not isinstance(was_stalled, dict) or was_stalled.get("Phase") != stalled.get("Phase")
@@ -703,9 +732,8 @@ def evidence_news(before: Mapping[str, Any], after: Mapping[str, Any]) -> Eviden
 def stall_marks(waves: Iterable[Mapping[str, Any]]) -> list[list[Any]]:
     """Every server's ``Stalled`` (None where it has none), per wave. Of the evidence,
     only a stall that begins or ends is worth a write of its own (an operator acts on
-    it); the Timeline and the figures ride with the next write the poll makes anyway (a
-    status change, the final write, a heartbeat): the job logs they come from are kept
-    in memory until then, and read again after a restart."""
+    it); a server's Timeline and figures go with the write that ends it (the job logs
+    they come from are kept in memory until then, and read again after a restart)."""
     return [
         [server.get("Stalled") for server in wave.get("Servers") or [] if isinstance(server, dict)]
         for wave in waves

@@ -14,6 +14,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
+from drs_poller.core.places import ACCOUNT_ID, Place
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -110,6 +112,13 @@ class Wave:
     mode: ExecutionType | None
     servers: tuple[Server, ...]
     raw: Mapping[str, Any]
+    # AccountId (contract §1): the account its DRS lives in; None: the daemon's own.
+    account: str | None = None
+
+    @property
+    def place(self) -> Place | None:
+        """Where the wave's DRS lives; None without a Region (no job can be polled)."""
+        return None if self.region is None else Place(self.account, self.region)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +192,17 @@ class _Reader:
             raise self._bad(name, f"must be a list (L), got {type(value).__name__}")
         return value
 
+    def account(self, name: str) -> str | None:
+        """An AWS account id (S, 12 digits), or None when absent."""
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._bad(name, f"must be a string (S) of 12 digits, got {type(value).__name__}")
+        if not ACCOUNT_ID.match(value):
+            raise self._bad(name, f"must be 12 digits, got {value[:40]!r}")
+        return value
+
     def mode(self, name: str) -> ExecutionType | None:
         value = self.string(name)
         if value is None:
@@ -227,6 +247,7 @@ def _parse_wave(data: Any, *, execution_id: str, index: int) -> Wave:
         mode=read.mode("ExecutionMode"),
         servers=servers,
         raw=read.data,
+        account=read.account("AccountId"),
     )
 
 
@@ -381,5 +402,5 @@ class JobNotFound:
 JOB_NOT_FOUND: Final = JobNotFound()
 
 # What one poll learnt about one job id: its view, or that DRS does not know it.
-# A job id absent from the mapping was not observed (its region's call failed).
+# A job id absent from the mapping was not observed (its place's call failed).
 JobLookup: TypeAlias = JobView | JobNotFound

@@ -7,11 +7,14 @@ dead once that value has stood still for a whole lease time (the Kinesis Client
 Library's rule). A replica that released its entry on shutdown is gone at once.
 
 Ownership is computed, never claimed, and it is by *work shard*, not by execution.
-One DescribeJobs call serves every due job of a region (up to 1000 ids), so
-splitting a region's executions over replicas would split that call: three
-replicas would make three calls where one replica makes one. A region's executions
-therefore form one shard, or, once they hold more jobs than one call takes, as many
-shards as calls are needed (a power of two, so that the count changes rarely).
+One DescribeJobs call serves every due job of a place (an account and region, up to
+1000 ids), so splitting a place's executions over replicas would split that call:
+three replicas would make three calls where one replica makes one. A place's
+executions (by their first wave's place) therefore form one shard, or, once they hold
+more jobs than one call takes, as many shards as calls are needed (a power of two, so
+that the count changes rarely). Shards are named ``<place>#<slot>``: ``us-east-1#0``
+for the daemon's own account (the names of a single-account deployment, unchanged),
+``222233334444/us-east-1#0`` for a member account.
 Each shard belongs to the live replica with the highest rendezvous score for it.
 Replicas that see the same members and shards agree without writing anything; when
 a member joins or dies, only the shards it wins or held move. Views differ for at
@@ -24,6 +27,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from drs_poller.core.places import ACCOUNT_ID, Place
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -63,13 +68,19 @@ def owner_of(name: str, members: Iterable[str]) -> str | None:
     return None if best is None else best[1]
 
 
-def home_region(item: Mapping[str, Any]) -> str:
-    """The Region of an item's first wave ("" when it has none): the region of its shard."""
+def home_place(item: Mapping[str, Any]) -> str:
+    """The place of an item's first wave as a shard group name (:attr:`Place.key`): its
+    Region for the daemon's own account (no AccountId: a single-account deployment keeps
+    its shard names, so a rolling deploy moves nothing), ``<AccountId>/<Region>``
+    otherwise; "" when it has no Region. An AccountId that is not 12 digits is ignored
+    here (the item is malformed, and polls nothing)."""
     waves = item.get("Waves")
     if isinstance(waves, list) and waves and isinstance(waves[0], dict):
         region = waves[0].get("Region")
         if isinstance(region, str):
-            return region
+            account = waves[0].get("AccountId")
+            valid = isinstance(account, str) and ACCOUNT_ID.match(account)
+            return Place(account if valid else None, region).key
     return ""
 
 
@@ -84,22 +95,24 @@ def job_count(item: Mapping[str, Any]) -> int:
     return len(jobs)
 
 
-def shard_counts(jobs_per_region: Mapping[str, int], *, jobs_per_shard: int) -> dict[str, int]:
-    """Shards per region: enough for each to fit ``jobs_per_shard`` jobs, rounded up to
-    a power of two. Regions with one shard are left out (one is the default)."""
+def shard_counts(jobs_per_place: Mapping[str, int], *, jobs_per_shard: int) -> dict[str, int]:
+    """Shards per place (:func:`home_place`): enough for each to fit ``jobs_per_shard``
+    jobs, rounded up to a power of two. Places with one shard are left out (one is the
+    default)."""
     counts = {}
-    for region, jobs in jobs_per_region.items():
+    for place, jobs in jobs_per_place.items():
         needed = -(-jobs // jobs_per_shard)
         if needed > 1:
-            counts[region] = 1 << (needed - 1).bit_length()
+            counts[place] = 1 << (needed - 1).bit_length()
     return counts
 
 
-def work_shard(name: str, region: str, shards: Mapping[str, int]) -> str:
-    """The shard an execution belongs to: its region, and a slot within it by hash."""
-    count = shards.get(region, 1)
+def work_shard(name: str, place: str, shards: Mapping[str, int]) -> str:
+    """The shard an execution belongs to: its place (:func:`home_place`), and a slot
+    within it by hash: ``us-east-1#0``, ``222233334444/us-east-1#1``."""
+    count = shards.get(place, 1)
     slot = rendezvous_score("shard", name) % count if count > 1 else 0
-    return f"{region}#{slot}"
+    return f"{place}#{slot}"
 
 
 class Membership:

@@ -12,18 +12,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from drs_poller.clients.accounts import MemberAccounts, sts_endpoint
 from drs_poller.clients.answer_records import AnswerRecords
 from drs_poller.clients.aws import ClientPool
 from drs_poller.clients.drs import DrsAdapter
 from drs_poller.clients.ec2 import Ec2Adapter
+from drs_poller.clients.events import EventRecords, EventsAdapter
 from drs_poller.clients.leases import LeaseTable
 from drs_poller.clients.s3 import S3Adapter
+from drs_poller.clients.sqs import SqsAdapter, queue_account, queue_label, queue_region
 from drs_poller.clients.stepfunctions import StepFunctionsAdapter
+from drs_poller.core.events_out import ReportLocation
 from drs_poller.engine.answering import Answerer
 from drs_poller.engine.discovery import Discoverer
 from drs_poller.engine.dispatching import Dispatcher
+from drs_poller.engine.hints import WAIT_SECONDS, EventListener
 from drs_poller.engine.leasing import LeaseKeeper, default_replica_id
 from drs_poller.engine.polling import Poller
+from drs_poller.engine.publishing import EventPublisher
 from drs_poller.engine.reporting import ReportPublisher
 from drs_poller.engine.state import EngineState
 from drs_poller.engine.tracking import queue_name
@@ -53,12 +59,17 @@ class Components:
     leases: LeaseKeeper | None
     answerer: Answerer
     reporter: ReportPublisher | None = None  # with DRS_POLLER_REPORT_BUCKET
+    publisher: EventPublisher | None = None  # with DRS_POLLER_EVENT_BUS (docs/events.md)
+    listener: EventListener | None = None  # with DRS_POLLER_EVENTS_QUEUE_URL
+    listener_clients: ClientPool | None = None
 
     def may_poll(self) -> bool:
         """Without a lease table, always; with one, while our lease is valid."""
         return self.leases is None or self.leases.may_poll()
 
     async def aclose(self) -> None:
+        if self.listener_clients is not None:
+            await self.listener_clients.aclose()
         await self.clients.aclose()
 
 
@@ -81,9 +92,22 @@ def build_components(
             "ec2": settings.ec2_endpoint_url,
             "stepfunctions": settings.stepfunctions_endpoint_url,
             "s3": settings.s3_endpoint_url,
+            "events": settings.events_endpoint_url,
+            "sqs": settings.sqs_endpoint_url,
+            "sts": settings.sts_endpoint_url or sts_endpoint(region),
         },
     )
     caller = caller_from(settings, metrics=metrics, clock=clock, rng=rng)
+    # Member accounts (issue 15): an assumed role per wave AccountId, created on first use.
+    clients.members = MemberAccounts(
+        clients=clients,
+        caller=caller,
+        settings=settings,
+        region=region,
+        clock=clock,
+        metrics=metrics,
+        rng=rng,
+    )
     store = store_from(settings, clients=clients, caller=caller, region=region)
     state = EngineState(
         metrics=metrics,
@@ -127,6 +151,29 @@ def build_components(
             metrics=metrics,
         )
         poller.reporter = reporter
+    publisher: EventPublisher | None = None
+    if settings.event_bus:
+        publisher = EventPublisher(
+            events=EventsAdapter(clients=clients, caller=caller, region=region),
+            records=EventRecords(
+                clients=clients,
+                caller=caller,
+                region=region,
+                table=settings.table_name,
+                index=settings.status_index,
+            ),
+            store=store,
+            caller=caller,
+            metrics=metrics,
+            clock=clock,
+            bus=settings.event_bus,
+            report=None
+            if not settings.report_bucket
+            else ReportLocation(bucket=settings.report_bucket, prefix=settings.report_prefix),
+            max_execution_age=settings.max_execution_age,
+            may_sweep=lambda key, item: state.owns(queue_name(*key), dict(item)),
+        )
+        poller.publisher = publisher
     leases: LeaseKeeper | None = None
     if settings.lease_table_name:
         leases = LeaseKeeper(
@@ -167,7 +214,12 @@ def build_components(
         max_inflight_batches=settings.max_inflight_batches,
         may_poll=lambda: leases is None or leases.may_poll(),
     )
+    listener, listener_clients = _listener_from(
+        settings, session=session, region=region, state=state, clock=clock, metrics=metrics, rng=rng
+    )
     return Components(
+        listener=listener,
+        listener_clients=listener_clients,
         clients=clients,
         store=store,
         state=state,
@@ -177,4 +229,48 @@ def build_components(
         leases=leases,
         answerer=answerer,
         reporter=reporter,
+        publisher=publisher,
     )
+
+
+def _listener_from(
+    settings: Settings,
+    *,
+    session: aioboto3.Session,
+    region: str,
+    state: EngineState,
+    clock: Clock,
+    metrics: Metrics,
+    rng: random.Random | None,
+) -> tuple[EventListener | None, ClientPool | None]:
+    """The listener of DRS events (docs/events.md), with its own clients and Caller: a
+    long poll holds its connection for 20 s, longer than READ_TIMEOUT, and must not hold
+    one of the slots the DRS and DynamoDB calls wait for."""
+    queue_url = settings.events_queue_url
+    if not queue_url:
+        return None, None
+    own = settings.model_copy(
+        update={
+            "read_timeout": max(settings.read_timeout, WAIT_SECONDS + 10.0),
+            "max_concurrent_calls": 2,
+            "max_concurrent_calls_per_region": 2,
+        }
+    )
+    clients = ClientPool(
+        session=session, settings=own, endpoints={"sqs": settings.sqs_endpoint_url}
+    )
+    listener = EventListener(
+        sqs=SqsAdapter(
+            clients=clients,
+            caller=caller_from(own, metrics=metrics, clock=clock, rng=rng),
+            queue_url=queue_url,
+            region=queue_region(queue_url, default=region),
+        ),
+        state=state,
+        metrics=metrics,
+        clock=clock,
+        account=queue_account(queue_url),
+        queue=queue_label(queue_url),
+        rng=rng,
+    )
+    return listener, clients

@@ -28,6 +28,8 @@ from drs_poller.observability.metrics import Metrics
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Coroutine
+    from typing import Any
 
     from drs_poller.clients.aws import ClientPool
     from drs_poller.clients.dynamodb import ExecutionStore
@@ -44,6 +46,7 @@ log = structlog.get_logger("drs_poller.daemon")
 
 
 EXIT_STARTUP = 2
+RELEASE_TIMEOUT = 5.0  # seconds the lease release may take at shutdown
 
 
 class StartupError(Exception):
@@ -60,6 +63,9 @@ class RootTasks:
     senders: asyncio.Task[None]  # senders of task-token answers (contract §5)
     sweeper: asyncio.Task[None] | None  # sweeper of unanswered tokens
     reporter: asyncio.Task[None] | None = None  # sender of drill reports (docs/report.md)
+    publisher: asyncio.Task[None] | None = None  # sender of finalization events (docs/events.md)
+    event_sweeper: asyncio.Task[None] | None = None  # sweeper of unsent finalization events
+    listener: asyncio.Task[None] | None = None  # listener of DRS events (docs/events.md)
 
     def all(self) -> list[asyncio.Task[None]]:
         tasks = (
@@ -69,6 +75,9 @@ class RootTasks:
             self.senders,
             self.sweeper,
             self.reporter,
+            self.publisher,
+            self.event_sweeper,
+            self.listener,
         )
         return [task for task in tasks if task]
 
@@ -102,16 +111,39 @@ class Daemon:
         if handle_signals:
             self._install_signal_handlers()
         try:
-            await self.startup()
+            started = await self._unless_stopped(self.startup())
         except StartupError:
             self.exit_code = EXIT_STARTUP
             await self.shutdown()
             raise
+        if not started:
+            # Stopped while starting up (a quick rollback, a slow table): the start-up
+            # calls are abandoned rather than waited out with their retries, because the
+            # orchestrator's SIGKILL follows the SIGTERM after its stop timeout.
+            await self.shutdown()
+            return self.exit_code
         try:
             await self.main_loop()
         finally:
             await self.shutdown()
         return self.exit_code
+
+    async def _unless_stopped(self, starting: Coroutine[Any, Any, None]) -> bool:
+        """Run ``starting`` to its end, or until a stop is requested (then cancel it):
+        True if it ended. Its errors are raised."""
+        task = asyncio.create_task(starting, name="start-up")
+        stop = asyncio.create_task(self._stop.wait(), name="stop flag")
+        try:
+            await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel("stop requested during start-up")
+        await asyncio.gather(task, return_exceptions=True)
+        log.info("start-up abandoned: stop requested")
+        return False
 
     def request_stop(self, reason: str = "requested") -> None:
         if not self._stop.is_set():
@@ -252,6 +284,17 @@ class Daemon:
             reporter=None
             if components.reporter is None
             else asyncio.create_task(components.reporter.run(), name="sender of reports"),
+            publisher=None
+            if components.publisher is None
+            else asyncio.create_task(components.publisher.run(), name="sender of events"),
+            event_sweeper=None
+            if components.publisher is None
+            else asyncio.create_task(
+                components.publisher.sweep_forever(), name="sweeper of unsent events"
+            ),
+            listener=None
+            if components.listener is None
+            else asyncio.create_task(components.listener.run(), name="listener of DRS events"),
         )
         log.info(
             "drs-poller started",
@@ -301,9 +344,15 @@ class Daemon:
             components.dispatcher.stop()
         if roots is not None:
             roots.discoverer.cancel("shutdown: no more discovery")
+            intake = [roots.discoverer, roots.dispatcher]
+            if roots.listener is not None and components is not None:
+                if components.listener is not None:
+                    components.listener.stop()
+                roots.listener.cancel("shutdown: no more DRS events")
+                intake.append(roots.listener)
             # The dispatcher returns on its own once stopped; the keeper of leases keeps
             # renewing while the polls in flight finish.
-            await asyncio.gather(roots.discoverer, roots.dispatcher, return_exceptions=True)
+            await asyncio.gather(*intake, return_exceptions=True)
         if components is not None:
             await self._finish_inflight(components.dispatcher)
         if components is not None and roots is not None:
@@ -311,12 +360,19 @@ class Daemon:
             await asyncio.gather(
                 self._stop_answering(components.answerer, roots),
                 self._stop_reporting(components, roots),
+                self._stop_publishing(components, roots),
             )
         if roots is not None and roots.keeper is not None:
             roots.keeper.cancel("shutdown: polls done, releasing the lease")
             await asyncio.gather(roots.keeper, return_exceptions=True)
         if components is not None and components.leases is not None:
-            await components.leases.release()
+            # Best effort and bounded (one UpdateItem): without it a peer takes over
+            # after one lease time anyway, and the stop must end before ECS's SIGKILL.
+            try:
+                async with asyncio.timeout(RELEASE_TIMEOUT):
+                    await components.leases.release()
+            except TimeoutError:
+                log.warning("releasing the lease timed out; peers take over after the lease time")
         await self.close()
         log.info("drs-poller stopped", exit_code=self.exit_code)
 
@@ -357,6 +413,17 @@ class Daemon:
         await components.reporter.close(grace=self.settings.shutdown_grace / 2)
         roots.reporter.cancel("shutdown: no more reports")
         await asyncio.gather(roots.reporter, return_exceptions=True)
+
+    async def _stop_publishing(self, components: Components, roots: RootTasks) -> None:
+        """Events queued by the last polls get part of the grace period; the rest are sent
+        by the sweep after a restart, or by a peer's (docs/events.md)."""
+        if components.publisher is None:
+            return
+        await components.publisher.close(grace=self.settings.shutdown_grace / 2)
+        tasks = [task for task in (roots.publisher, roots.event_sweeper) if task is not None]
+        for task in tasks:
+            task.cancel("shutdown: no more finalization events")
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.dynamodb import BATCH_GET_LIMIT, REVISION
 from drs_poller.clock import ticks
 from drs_poller.core.models import ExecutionStatus
-from drs_poller.core.ownership import home_region, job_count, shard_counts
+from drs_poller.core.ownership import home_place, job_count, shard_counts
 from drs_poller.engine.tracking import key_of, queue_name
 
 if TYPE_CHECKING:
@@ -229,8 +229,8 @@ class Discoverer:
         added = 0
         for name, (key, item, fresh) in seen.items():
             if fresh:
-                self._jobs[name] = (home_region(item), job_count(item))
-            region, count = self._jobs.get(name) or (home_region(item), 0)
+                self._jobs[name] = (home_place(item), job_count(item))
+            region, count = self._jobs.get(name) or (home_place(item), 0)
             jobs[region] += count
             added += self._take(key, item, fresh=fresh, others=others, now=now)
         state.others = others

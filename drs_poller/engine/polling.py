@@ -1,8 +1,9 @@
 """The poller: polls one dispatched batch of due executions, then decides and writes back.
 
-A batch is served by one DescribeJobs call per region (plus pages), whatever the
-number of executions and servers in it. Each execution is then decided and
-written back on its own, so one bad execution cannot stop the others.
+A batch is served by one DescribeJobs call per place (plus pages): per account and
+region (issue 15), whatever the number of executions and servers in it. Each
+execution is then decided and written back on its own, so one bad execution cannot
+stop the others.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from drs_poller.clients.accounts import AccountUnreachableError
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.clients.paging import PagingError
 from drs_poller.core.answering import with_pending
@@ -56,8 +58,10 @@ if TYPE_CHECKING:
     from drs_poller.clients.ec2 import Ec2Adapter
     from drs_poller.clock import Clock
     from drs_poller.core.models import Execution
+    from drs_poller.core.places import Place
     from drs_poller.core.scheduling import Due
     from drs_poller.engine.answering import Answerer
+    from drs_poller.engine.publishing import EventPublisher
     from drs_poller.engine.reporting import ReportPublisher
     from drs_poller.engine.state import EngineState
     from drs_poller.observability.metrics import Metrics
@@ -87,6 +91,15 @@ class _Seen:
     instances: dict[str, InstanceDetails]
     reasons: dict[tuple[str, str], str]
     terminated: dict[tuple[str, str], str]
+    # Member accounts whose role could not be assumed this poll -> why (issue 15).
+    unreachable: dict[str, str]
+
+
+def _cut_off(execution: Execution, unreachable: dict[str, str]) -> bool:
+    """Whether a wave of ``execution`` lives in an account that was not reachable."""
+    return bool(unreachable) and any(
+        wave.account in unreachable for wave in execution.waves if wave.account
+    )
 
 
 def failure_kind(error: Exception) -> str:
@@ -94,6 +107,8 @@ def failure_kind(error: Exception) -> str:
         return str(error.kind)
     if isinstance(error, PagingError):
         return "invalid_drs_data"  # a page token that repeats, or pages without end
+    if isinstance(error, AccountUnreachableError):
+        return "account_unreachable"  # the credentials ran out between two calls
     return "unexpected"
 
 
@@ -129,6 +144,9 @@ class Poller:
         self.stall_check_interval = stall_check_interval
         # Puts the drill report of each execution this poller finalizes (docs/report.md).
         self.reporter: ReportPublisher | None = None
+        # Puts a finalization event for each final status a landed write leaves, or a
+        # read shows unannounced (docs/events.md); the daemon sets it with an event bus.
+        self.publisher: EventPublisher | None = None
 
     @property
     def policy(self) -> Policy:
@@ -153,11 +171,14 @@ class Poller:
             tracked.in_flight = True
             members.append(tracked)
             self.metrics.poll_lateness.observe(max(0.0, started - entry.due))
+            if tracked.event_time is not None:  # a DRS event asked for this poll
+                self.metrics.event_lag.observe(max(0.0, self.clock.time() - tracked.event_time))
+                tracked.event_time = None
         if not members:
             return
         self.metrics.dispatch_batch_size.observe(len(members))
         try:
-            jobs = await self._describe_jobs(members)
+            jobs, unreachable = await self._describe_jobs(members)
             self._report_unknown_values(members, jobs)
             instances, reasons, terminated, _ = await asyncio.gather(
                 self._describe_instances(members, jobs),
@@ -167,7 +188,12 @@ class Poller:
             )
             observed()
             now = self.clock.time()
-            seen = _Seen(instances=instances, reasons=reasons, terminated=terminated)
+            seen = _Seen(
+                instances=instances,
+                reasons=reasons,
+                terminated=terminated,
+                unreachable=unreachable,
+            )
             await asyncio.gather(
                 *(self._write_back(t, jobs=jobs, seen=seen, now=now) for t in members)
             )
@@ -179,24 +205,36 @@ class Poller:
             self.metrics.last_poll.set(self.clock.time())
             self.state.refresh_gauges(wall=self.clock.time())
 
-    # --- DRS, batched per region -----------------------------------------------------
+    # --- DRS, batched per place (account, region) ------------------------------------
 
-    async def _describe_jobs(self, members: list[Tracked]) -> dict[str, JobLookup]:
-        wanted: dict[str, set[str]] = defaultdict(set)
+    async def _describe_jobs(
+        self, members: list[Tracked]
+    ) -> tuple[dict[str, JobLookup], dict[str, str]]:
+        """One DescribeJobs (plus pages) per place of the batch. Returns the lookups, and
+        the member accounts that could not be reached (account -> why): their jobs are
+        not observed, so their servers keep their status."""
+        wanted: dict[Place, set[str]] = defaultdict(set)
         for tracked in members:
             if tracked.execution is not None:
-                for region, job_ids in jobs_to_poll(tracked.execution).items():
-                    wanted[region] |= job_ids
+                for place, job_ids in jobs_to_poll(tracked.execution).items():
+                    wanted[self.drs.local(place)] |= job_ids
         jobs: dict[str, JobLookup] = {}
+        unreachable: dict[str, str] = {}
 
-        async def one_region(region: str, job_ids: set[str]) -> None:
+        async def one_place(place: Place, job_ids: set[str]) -> None:
+            region = place.region
             try:
-                batch = await self.drs.describe_jobs(region, job_ids)
-            except Exception as error:  # noqa: BLE001 - a failed region is reported and skipped
+                batch = await self.drs.describe_jobs(place, job_ids)
+            except AccountUnreachableError as error:
+                # Counted and logged once per outage where it happened (clients/accounts.py).
+                unreachable[error.account] = error.summary
+                return
+            except Exception as error:  # noqa: BLE001 - a failed place is reported and skipped
                 self.metrics.unobserved.labels("DescribeJobs", failure_kind(error)).inc()
                 log.warning(
                     "DescribeJobs failed; those jobs are not observed this poll",
                     region=region,
+                    account=place.label,
                     jobs=len(job_ids),
                     error=str(error),
                 )
@@ -210,6 +248,7 @@ class Poller:
                         "DRS returned participating servers without sourceServerID; the job's"
                         " other servers are tracked, a server not listed is not judged",
                         region=region,
+                        account=place.label,
                         job_id=lookup.job_id,
                         entries=lookup.broken_entries,
                     )
@@ -218,12 +257,13 @@ class Poller:
                 log.error(
                     "DRS returned a job the daemon will not act on",
                     region=region,
+                    account=place.label,
                     job_id=job_id,
                     error=why,
                 )
 
-        await asyncio.gather(*(one_region(r, ids) for r, ids in wanted.items()))
-        return jobs
+        await asyncio.gather(*(one_place(p, ids) for p, ids in wanted.items()))
+        return jobs, unreachable
 
     async def _describe_instances(
         self, members: list[Tracked], jobs: dict[str, JobLookup]
@@ -231,25 +271,32 @@ class Poller:
         now = self.clock.monotonic()
         if len(self._unresolved) > UNRESOLVED_SWEEP_SIZE:  # an O(n) sweep, only when it pays
             self._unresolved = {rid: t for rid, t in self._unresolved.items() if t > now}
-        wanted: dict[str, set[str]] = defaultdict(set)
+        wanted: dict[Place, set[str]] = defaultdict(set)
         for tracked in members:
             if tracked.execution is not None:
-                for region, ids in instances_to_describe(tracked.execution, jobs).items():
-                    wanted[region] |= {rid for rid in ids if self._unresolved.get(rid, 0.0) <= now}
+                for place, ids in instances_to_describe(tracked.execution, jobs).items():
+                    wanted[self.drs.local(place)] |= {
+                        rid for rid in ids if self._unresolved.get(rid, 0.0) <= now
+                    }
         details: dict[str, InstanceDetails] = {}
 
-        async def one_region(region: str, recovery_ids: set[str]) -> None:
+        async def one_place(place: Place, recovery_ids: set[str]) -> None:
             # Details are best effort: a failed call is retried on the next poll,
             # because the item still lacks InstanceId.
             try:
-                views = await self.drs.describe_recovery_instances(region, recovery_ids)
+                views = await self.drs.describe_recovery_instances(place, recovery_ids)
                 known = {v.ec2_instance_id for v in views.values() if v.ec2_instance_id}
-                instances = await self.ec2.describe_instances(region, known) if known else {}
+                instances = await self.ec2.describe_instances(place, known) if known else {}
             except Exception as error:  # noqa: BLE001 - see above
                 self.metrics.unobserved.labels(
                     "DescribeRecoveryInstances", failure_kind(error)
                 ).inc()
-                log.warning("recovery instance lookup failed", region=region, error=str(error))
+                log.warning(
+                    "recovery instance lookup failed",
+                    region=place.region,
+                    account=place.label,
+                    error=str(error),
+                )
                 return
             for rid in recovery_ids:
                 view = views.get(rid)
@@ -267,7 +314,7 @@ class Poller:
                     point_in_time=view.point_in_time,
                 )
 
-        await asyncio.gather(*(one_region(r, ids) for r, ids in wanted.items() if ids))
+        await asyncio.gather(*(one_place(p, ids) for p, ids in wanted.items() if ids))
         return details
 
     async def _read_job_logs(
@@ -286,16 +333,19 @@ class Poller:
         source server id) -> why DRS failed it, from every log this execution read."""
         wanted = self._job_logs_due(members, jobs)
 
-        async def one_job(region: str, job_id: str, readers: list[tuple[Tracked, LogRead]]) -> None:
+        async def one_job(
+            place: Place, job_id: str, readers: list[tuple[Tracked, LogRead]]
+        ) -> None:
             try:
-                log_read: JobLog | None = await self.drs.read_job_log(region, job_id)
+                log_read: JobLog | None = await self.drs.read_job_log(self.drs.local(place), job_id)
             except Exception as error:  # noqa: BLE001 - evidence is best effort (docstring)
                 log_read = None
                 self.metrics.unobserved.labels("DescribeJobLogItems", failure_kind(error)).inc()
                 log.warning(
                     "job log read failed; the evidence of its servers waits for the next read"
                     " (statuses are not affected)",
-                    region=region,
+                    region=place.region,
+                    account=place.label,
                     job_id=job_id,
                     error=str(error),
                 )
@@ -309,7 +359,7 @@ class Poller:
                 self.metrics.evidence_degraded.labels("job_log_event").inc(log_read.ignored)
 
         await asyncio.gather(
-            *(one_job(region, job_id, readers) for (region, job_id), readers in wanted.items())
+            *(one_job(place, job_id, readers) for (place, job_id), readers in wanted.items())
         )
         reasons: dict[tuple[str, str], str] = {}
         for tracked in members:
@@ -319,10 +369,10 @@ class Poller:
 
     def _job_logs_due(
         self, members: list[Tracked], jobs: dict[str, JobLookup]
-    ) -> dict[tuple[str, str], list[tuple[Tracked, LogRead]]]:
-        """(region, job id) -> the executions to read it for, and the read to record."""
+    ) -> dict[tuple[Place, str], list[tuple[Tracked, LogRead]]]:
+        """(place, job id) -> the executions to read it for, and the read to record."""
         now = self.clock.monotonic()
-        wanted: dict[tuple[str, str], list[tuple[Tracked, LogRead]]] = defaultdict(list)
+        wanted: dict[tuple[Place, str], list[tuple[Tracked, LogRead]]] = defaultdict(list)
         for tracked in members:
             execution = tracked.execution
             if execution is None:
@@ -349,7 +399,7 @@ class Poller:
                     )
                 )
                 if due:
-                    wanted[(watch.region, job_id)].append((tracked, LogRead(watch, at=now)))
+                    wanted[(watch.place, job_id)].append((tracked, LogRead(watch, at=now)))
         return wanted
 
     def _report_unknown_values(self, members: list[Tracked], jobs: dict[str, JobLookup]) -> None:
@@ -378,23 +428,24 @@ class Poller:
         """For servers DRS reports TERMINATED that the daemon never saw launch: the
         recovery instance of their job DRS still holds ("" for none). A failed lookup
         leaves them out: they are judged on a later poll (or at the maximum age)."""
-        wanted: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        wanted: dict[Place, set[tuple[str, str]]] = defaultdict(set)
         for tracked in members:
             if tracked.execution is not None:
-                for region, pairs in terminations_to_check(tracked.execution, jobs).items():
-                    wanted[region] |= pairs
+                for place, pairs in terminations_to_check(tracked.execution, jobs).items():
+                    wanted[self.drs.local(place)] |= pairs
         evidence: dict[tuple[str, str], str] = {}
 
-        async def one_region(region: str, pairs: set[tuple[str, str]]) -> None:
+        async def one_place(place: Place, pairs: set[tuple[str, str]]) -> None:
             try:
-                found = await self.drs.recovery_instances_of(region, {sid for _, sid in pairs})
+                found = await self.drs.recovery_instances_of(place, {sid for _, sid in pairs})
             except Exception as error:  # noqa: BLE001 - reported; judged on a later poll
                 self.metrics.unobserved.labels(
                     "DescribeRecoveryInstances", failure_kind(error)
                 ).inc()
                 log.warning(
                     "recovery instance lookup for TERMINATED servers failed; judged later",
-                    region=region,
+                    region=place.region,
+                    account=place.label,
                     error=str(error),
                 )
                 return
@@ -402,23 +453,23 @@ class Poller:
                 of_job = sorted(rid for rid, jid in found.get(sid, ()) if jid == job_id)
                 evidence[(job_id, sid)] = of_job[0] if of_job else ""
 
-        await asyncio.gather(*(one_region(r, pairs) for r, pairs in wanted.items()))
+        await asyncio.gather(*(one_place(p, pairs) for p, pairs in wanted.items()))
         return evidence
 
     async def _list_launch_actions(
         self, members: list[Tracked], jobs: dict[str, JobLookup]
     ) -> None:
         """Fill each execution's cache of its launched RECOVERY servers' launch actions:
-        one paged ListLaunchActions per (region, source server) and execution."""
-        wanted: dict[tuple[str, str], list[Tracked]] = defaultdict(list)
+        one paged ListLaunchActions per (place, source server) and execution."""
+        wanted: dict[tuple[Place, str], list[Tracked]] = defaultdict(list)
         for tracked in members:
             if tracked.execution is not None:
                 for key in launch_actions_to_list(tracked.execution, jobs):
                     if key not in tracked.launch_actions:
                         wanted[key].append(tracked)
 
-        async def one(key: tuple[str, str], trackers: list[Tracked]) -> None:
-            region, sid = key
+        async def one(key: tuple[Place, str], trackers: list[Tracked]) -> None:
+            place, sid = key
             if not _SOURCE_SERVER_ID.match(sid):
                 found: LaunchActionsLookup = LaunchActionsUnavailable(
                     f"{sid!r} is not a DRS source server id"
@@ -426,7 +477,7 @@ class Poller:
                 reason = "validation"
             else:
                 try:
-                    found = await self.drs.expected_launch_actions(region, sid)
+                    found = await self.drs.expected_launch_actions(self.drs.local(place), sid)
                     reason = ""
                 except Exception as error:  # noqa: BLE001 - classified below
                     permanent = isinstance(error, PagingError) or (
@@ -449,7 +500,7 @@ class Poller:
     def _launch_actions_failed(
         self,
         trackers: list[Tracked],
-        key: tuple[str, str],
+        key: tuple[Place, str],
         *,
         found: LaunchActionsUnavailable,
         error: Exception,
@@ -467,12 +518,13 @@ class Poller:
                     log.info(
                         "ListLaunchActions failed; retried on the next poll",
                         source_server_id=key[1],
-                        region=key[0],
+                        region=key[0].region,
+                        account=key[0].label,
                         error=str(error),
                     )
 
     def _store_launch_actions(
-        self, tracked: Tracked, key: tuple[str, str], *, found: LaunchActionsLookup, reason: str
+        self, tracked: Tracked, key: tuple[Place, str], *, found: LaunchActionsLookup, reason: str
     ) -> None:
         tracked.launch_actions[key] = found
         tracked.launch_action_failures.pop(key, None)
@@ -487,7 +539,8 @@ class Poller:
                     " (add drs:ListLaunchActions and drs:GetLaunchConfiguration to the task"
                     " role if they are denied)",
                     source_server_id=key[1],
-                    region=key[0],
+                    region=key[0].region,
+                    account=key[0].label,
                     reason=found.reason,
                 )
 
@@ -518,6 +571,9 @@ class Poller:
             if self.answerer is not None and outcome in ("unchanged", "updated", "finalized"):
                 # tracked.item is what the table holds now (after our write, if any).
                 self.answerer.observe(tracked.item, landed_at=self.clock.monotonic())
+            if self.publisher is not None and outcome in ("unchanged", "updated", "finalized"):
+                # The same item: what the table holds, so an event follows its write.
+                self.publisher.submit(tracked.item)
 
     async def _decide_and_write(
         self,
@@ -544,10 +600,15 @@ class Poller:
                 launch_actions=tracked.launch_actions,
                 terminated_instances=seen.terminated,
                 job_logs=tracked.job_logs,
+                unreachable=seen.unreachable,
             )
             tracked.decided_phase = decision.phase
             self._report_evidence_error(tracked, decision)
-            if not decision.writes:
+            if not decision.writes or (
+                decision.kind == "heartbeat" and _cut_off(execution, seen.unreachable)
+            ):
+                # Not observed is not polled: no heartbeat while a wave's account is
+                # unreachable (its status stays as it is until the maximum age).
                 return "unchanged"
             result = await self.store.write(
                 key=tracked.item_key,
@@ -606,6 +667,8 @@ class Poller:
         if result.applied:
             if self.reporter is not None and result.item is not None:
                 self.reporter.submit(result.item)
+            if self.publisher is not None and result.item is not None:
+                self.publisher.submit(result.item)
             self.metrics.finalized.labels("UNKNOWN", FinalStatus.FAILED).inc()
             log.error("ended malformed execution as FAILED", error_message=updates["ErrorMessage"])
             return "finalized"
@@ -620,10 +683,10 @@ class Poller:
         next reads these and counts nothing again."""
         news = evidence_news(before, after)
         kind = execution.execution_type.value
-        for region, seconds in news.recovery_times:
-            self.metrics.recovery_time.labels(kind, region).observe(seconds)
-        for region, seconds in news.recovery_points:
-            self.metrics.recovery_point.labels(kind, region).observe(seconds)
+        for place, seconds in news.recovery_times:
+            self.metrics.recovery_time.labels(kind, place.label, place.region).observe(seconds)
+        for place, seconds in news.recovery_points:
+            self.metrics.recovery_point.labels(kind, place.label, place.region).observe(seconds)
         for target in news.missed:
             self.metrics.targets_missed.labels(target, kind).inc()
             log.warning("recovery target missed", target=target)
@@ -705,4 +768,9 @@ class Poller:
             tracked.offer(newer)
         phase = tracked.schedule_phase() or Phase.PENDING
         interval = self.policy.intervals.of(phase)
-        self.state.queue.schedule(queue_name(*tracked.item_key), polled_at + interval)
+        due = polled_at + interval
+        if tracked.rehint:  # a DRS event came while this poll was in flight
+            tracked.rehint = False
+            due = self.clock.monotonic()
+            self.state.wakeup.set()
+        self.state.queue.schedule(queue_name(*tracked.item_key), due)

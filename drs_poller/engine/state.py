@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from drs_poller.core.deciding import Policy, is_overdue
-from drs_poller.core.ownership import home_region, owner_of, work_shard
+from drs_poller.core.drs_events import concerns, event_routes, item_routes
+from drs_poller.core.ownership import home_place, owner_of, work_shard
 from drs_poller.core.scheduling import PollQueue
-from drs_poller.engine.tracking import Tracked, key_of
+from drs_poller.engine.tracking import RouteIndex, Tracked, key_of
 
 if TYPE_CHECKING:
     from typing import Any
 
+    from drs_poller.core.drs_events import DrsEvent
     from drs_poller.observability.metrics import Metrics
 
 
@@ -35,16 +37,26 @@ class EngineState:
     members: tuple[str, ...] | None = None
     shards: dict[str, int] = field(default_factory=dict)
     others: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # DRS events in: the tracked executions by source server and job id, and the same
+    # for ``others`` (built when an event first needs it after discovery replaced them).
+    routes: RouteIndex = field(default_factory=RouteIndex)
+    _others_routes: tuple[int, RouteIndex, dict[str, frozenset[tuple[str, str]]]] | None = None
 
     def owns(self, name: str, item: dict[str, Any]) -> bool:
         if self.members is None:
             return True
-        shard = work_shard(name, home_region(item), self.shards)
+        shard = work_shard(name, home_place(item), self.shards)
         return owner_of(shard, self.members) == self.me
 
     def track(self, key: tuple[str, str], item: dict[str, Any], *, now: float) -> None:
         tracked = Tracked(item_key=key, item=item)
+        old = self.tracked.get(tracked.name)
+        if old is not None:
+            self.routes.remove(old.name, old.routes)
+            old.index = None
         self.tracked[tracked.name] = tracked
+        tracked.index = self.routes
+        self.routes.add(tracked.name, tracked.routes)
         self.others.pop(tracked.name, None)
         self.queue.schedule(tracked.name, now)
 
@@ -84,10 +96,74 @@ class EngineState:
             self.wakeup.set()
         return (taken, handed)
 
+    # --- DRS events in (engine/hints.py) ---------------------------------------------
+
+    def concerned(
+        self, event: DrsEvent, *, own_account: str | None = None
+    ) -> tuple[list[str], list[str]]:
+        """The executions ``event`` concerns: (tracked here, owned by another replica).
+        ``own_account``: the daemon's own account, when known (its waves have no
+        AccountId); an event of another account concerns that account's waves only."""
+        ids = event_routes(event)
+        ours = [
+            name
+            for name in sorted(self.routes.names(ids))
+            if (tracked := self.tracked.get(name)) is not None
+            and concerns(event, tracked.routes, own_account=own_account)
+        ]
+        if not self.others:
+            return ours, []
+        index, routes = self._index_others()
+        theirs = [
+            name
+            for name in sorted(index.names(ids))
+            if name in self.others
+            and name not in self.tracked
+            and concerns(event, routes[name], own_account=own_account)
+        ]
+        return ours, theirs
+
+    def _index_others(self) -> tuple[RouteIndex, dict[str, frozenset[tuple[str, str]]]]:
+        cached = self._others_routes
+        if cached is not None and cached[0] == id(self.others):
+            return cached[1], cached[2]
+        index = RouteIndex()
+        routes: dict[str, frozenset[tuple[str, str]]] = {}
+        for name, item in self.others.items():
+            routes[name] = item_routes(item)
+            index.add(name, routes[name])
+        self._others_routes = (id(self.others), index, routes)
+        return index, routes
+
+    def hint(self, name: str, *, now: float, event_time: float | None = None) -> bool:
+        """Pull a tracked execution's next poll forward to ``now`` (never later than it
+        already is); while a poll of it is in flight, the next one is due as soon as that
+        poll ends. Returns whether anything moved. ``event_time`` (wall clock) is the
+        event's, for the lag the poll observes."""
+        tracked = self.tracked.get(name)
+        if tracked is None or tracked.dropped:
+            return False
+        if event_time is not None and (
+            tracked.event_time is None or event_time < tracked.event_time
+        ):
+            tracked.event_time = event_time
+        if tracked.in_flight:
+            moved = not tracked.rehint
+            tracked.rehint = True
+            return moved
+        due = self.queue.due_at(name)
+        if due is not None and due <= now:
+            return False
+        self.queue.schedule(name, now)
+        self.wakeup.set()
+        return True
+
     def forget(self, name: str) -> None:
         tracked = self.tracked.pop(name, None)
         if tracked is not None:
             tracked.dropped = True
+            self.routes.remove(name, tracked.routes)
+            tracked.index = None
         self.queue.discard(name)
 
     def finish(self, name: str, *, now: float) -> None:

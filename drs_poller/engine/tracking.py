@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from drs_poller.clients.dynamodb import REVISION
 from drs_poller.core.completion import Outcome, server_outcome
+from drs_poller.core.drs_events import item_routes
 from drs_poller.core.evidence import JobLog, LogWatch, stalled_servers
 from drs_poller.core.models import (
     Execution,
@@ -25,6 +26,8 @@ from drs_poller.core.phases import Phase, parse_phase
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from drs_poller.core.places import Place
 
 
 def queue_name(execution_id: str, plan_id: str) -> str:
@@ -46,6 +49,36 @@ class LogRead:
     signature: LogWatch
     at: float
     failed: bool = False
+
+
+class RouteIndex:
+    """Source server and job ids -> the executions whose items name them: how a DRS event
+    finds its executions without a scan (engine/hints.py). Kept by :meth:`Tracked.load`;
+    the region is checked on the execution itself."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, set[str]] = {}
+
+    def add(self, name: str, routes: frozenset[tuple[str, str]]) -> None:
+        for _, found in routes:
+            self._names.setdefault(found, set()).add(name)
+
+    def remove(self, name: str, routes: frozenset[tuple[str, str]]) -> None:
+        for _, found in routes:
+            names = self._names.get(found)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._names[found]
+
+    def names(self, ids: tuple[str, ...]) -> set[str]:
+        found: set[str] = set()
+        for one in ids:
+            found |= self._names.get(one, set())
+        return found
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 @dataclass(slots=True)
@@ -71,8 +104,8 @@ class Tracked:
     # RECOVERY source server's launch actions, keyed (region, source server id); the
     # polls on which ListLaunchActions failed transiently; and what was already
     # reported once (out-of-model values as (field, value), unavailable reasons).
-    launch_actions: dict[tuple[str, str], LaunchActionsLookup] = field(default_factory=dict)
-    launch_action_failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    launch_actions: dict[tuple[Place, str], LaunchActionsLookup] = field(default_factory=dict)
+    launch_action_failures: dict[tuple[Place, str], int] = field(default_factory=dict)
     reported_unknowns: set[tuple[str, str]] = field(default_factory=set)
     reported_unavailable: set[str] = field(default_factory=set)
     # The evidence (issue 13), in memory for the execution's life here (a restart reads
@@ -80,6 +113,14 @@ class Tracked:
     job_logs: dict[str, JobLog] = field(default_factory=dict)
     job_log_reads: dict[str, LogRead] = field(default_factory=dict)
     stalled: tuple[str, ...] = ()  # the Phase of each server the item shows Stalled
+    # DRS events in (docs/events.md): the (region, id) pairs an event can name this
+    # execution by, the index they are kept in while tracked, the time of the earliest
+    # event not yet followed by a poll (wall clock), and a hint that came while a poll
+    # was in flight (the next poll is then due at once).
+    routes: frozenset[tuple[str, str]] = frozenset()
+    index: RouteIndex | None = None
+    event_time: float | None = None
+    rehint: bool = False
 
     def __post_init__(self) -> None:
         self.load(self.item)
@@ -100,6 +141,12 @@ class Tracked:
 
     def load(self, item: dict[str, Any]) -> None:
         self.item = item
+        routes = item_routes(item)
+        if routes != self.routes:
+            if self.index is not None:
+                self.index.remove(self.name, self.routes)
+                self.index.add(self.name, routes)
+            self.routes = routes
         self.stalled = tuple(stalled_servers(item))
         try:
             self.execution, self.problem = parse_execution(item), None

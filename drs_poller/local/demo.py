@@ -1,10 +1,22 @@
 """``drs-poller demo``: the real daemon on an embedded local stack, on a seeded workload.
 
 Everything ``docker compose`` runs as services, in one process on loopback: moto
-server (DynamoDB, EC2), the DRS simulator (``simulate``'s code, recovery instances
+server (DynamoDB, EC2, SQS, EventBridge), the DRS simulator (``simulate``'s code, recovery instances
 created in moto), ``init-table``'s code, ``initiate``'s code (StartRecovery, then the
 POLLING item), and the real :class:`~drs_poller.engine.daemon.Daemon`. Time is
 compressed: DRS durations and the daemon's intervals run ``speed`` times faster.
+
+A second AWS account (:data:`~drs_poller.local.scenarios.SECOND_ACCOUNT`): two of the
+mix's executions have waves there (``AccountId``). The initiator starts their jobs with
+credentials assumed into that account through moto's STS; the simulator tells the
+accounts apart by the access key ids (moto's ``GetCallerIdentity``) and creates their
+recovery instances in that account's EC2; the daemon reaches it through its
+``account_role_name`` role, assumed at ``sts_endpoint_url`` (moto).
+
+DRS events (docs/events.md): the simulator puts a "DRS Source Server Launch Result" on
+moto's EventBridge when a launch ends; a rule sends it to the queue the daemon listens to
+(``local/events.py`` wires them), and the live view counts what the daemon received. The
+finalization events the daemon puts on the demo's bus are read back and printed at the end.
 
 The demo only watches and reports. When an execution ends with another status than
 contract §2 says it must, that is the daemon's finding to report, not to paper over.
@@ -31,8 +43,20 @@ from drs_poller.core.models import FINAL_STATUSES
 from drs_poller.core.report import as_of_time, build_report
 from drs_poller.core.report_html import render_html
 from drs_poller.engine.daemon import Daemon
+from drs_poller.local.events import (
+    DEMO_EVENT_BUS,
+    DemoEvents,
+    received_finalizations,
+    unwire_events,
+    wire_events,
+)
 from drs_poller.local.initiate import Initiator, NotEnoughSourceServers
-from drs_poller.local.scenarios import PRIMARY_REGION, ExecutionPlan, plan_workload
+from drs_poller.local.scenarios import (
+    PRIMARY_REGION,
+    SECOND_ACCOUNT,
+    ExecutionPlan,
+    plan_workload,
+)
 from drs_poller.local.stack import LOOPBACK, LocalStack, local_stack, moto_server
 from drs_poller.local.table import init_tables
 from drs_poller.local.view import LiveView, build_rows
@@ -74,6 +98,9 @@ REAL_STALL_BOUND = 1800.0
 SOURCE_SERVERS_PER_EXECUTION = 8
 MIN_SOURCE_SERVERS = 64
 METRIC_FAMILIES_SHOWN = ("drs_poller_executions_finalized_total", "drs_poller_polls_total")
+# The role the daemon assumes in the second account (the setting's default, named here:
+# moto's STS does not require it to exist).
+DAEMON_ROLE_NAME = "drs-poller-member"
 
 
 @dataclass(frozen=True)
@@ -162,7 +189,14 @@ class DemoResult:
     report_files: list[Path] = field(default_factory=list)
 
 
-def demo_settings(*, table_name: str, stack: LocalStack, speed: float, deadline: float) -> Settings:
+def demo_settings(
+    *,
+    table_name: str,
+    stack: LocalStack,
+    speed: float,
+    deadline: float,
+    events: DemoEvents | None = None,
+) -> Settings:
     """The daemon's settings with every duration divided by ``speed``.
 
     ``deadline`` (demo seconds) keeps the maximum execution age beyond the demo's own
@@ -174,11 +208,25 @@ def demo_settings(*, table_name: str, stack: LocalStack, speed: float, deadline:
         return max(MIN_POLL_INTERVAL, real_seconds / speed)
 
     interval_started = interval(15)
+    wiring: dict[str, Any] = {}
+    if events is not None:
+        wiring = {
+            "events_queue_url": events.queue_url,
+            "sqs_endpoint_url": stack.moto_url,
+            # Events out: finalization events on the demo's bus, which a rule sends to
+            # the queue the demo prints them from at the end.
+            "event_bus": events.bus,
+            "events_endpoint_url": stack.moto_url,
+        }
     return load_settings(
+        **wiring,
         table_name=table_name,
         dynamodb_endpoint_url=stack.moto_url,
         ec2_endpoint_url=stack.moto_url,
         drs_endpoint_url=stack.drs_url,
+        # The second account: its role assumed through moto's STS.
+        account_role_name=DAEMON_ROLE_NAME,
+        sts_endpoint_url=stack.moto_url,
         interval_pending=interval(45),
         interval_started=interval_started,
         interval_in_progress=interval(30),
@@ -277,7 +325,7 @@ def summary_lines(reports: list[ExecutionReport], *, speed: float) -> list[str]:
             (
                 plan.execution_id,
                 plan.execution_type,
-                "+".join(plan.regions),
+                "+".join(plan.places),
                 f"{len(plan.waves)}/{plan.server_count}",
                 report.status or "(not written)",
                 plan.expected_status,
@@ -359,7 +407,9 @@ class DemoRun:
         dynamodb: DynamoDBClient,
         table_name: str,
         view: LiveView,
+        events: DemoEvents | None = None,
     ) -> None:
+        self.events = events
         self.options = options
         self.stack = stack
         self.dynamodb = dynamodb
@@ -370,10 +420,14 @@ class DemoRun:
         options = self.options
         speed = options.speed
         rng = random.Random(options.seed)  # noqa: S311 - a reproducible workload
-        plans = plan_workload(executions=options.executions, rng=rng)
+        plans = plan_workload(executions=options.executions, rng=rng, second_account=SECOND_ACCOUNT)
         deadline = give_up_after(speed=speed)
         settings = demo_settings(
-            table_name=self.table_name, stack=self.stack, speed=speed, deadline=deadline
+            table_name=self.table_name,
+            stack=self.stack,
+            speed=speed,
+            deadline=deadline,
+            events=self.events,
         )
         self._describe_workload(plans, deadline=deadline)
 
@@ -390,6 +444,7 @@ class DemoRun:
             speed=speed,
             report=self.view.event,
             watch_interval=settings.interval_pending,
+            sts_endpoint_url=self.stack.moto_url,
         ) as initiator:
             # Half a second of lead, so the daemon's start does not eat into the first
             # executions' timelines.
@@ -400,6 +455,7 @@ class DemoRun:
                 items = await self.watch(
                     plans,
                     deadline=self.view.elapsed() + deadline,
+                    daemon=daemon,
                     daemon_task=daemon_task,
                     initiator_task=initiator_task,
                 )
@@ -442,15 +498,24 @@ class DemoRun:
             f"speed x{self.options.speed:g}, seed {self.options.seed}, table {self.table_name}"
         )
         self.view.line(
-            f"  moto (DynamoDB, EC2) {self.stack.moto_url} · DRS simulator {self.stack.drs_url} · "
-            f"giving up after {deadline:.0f} s"
+            f"  moto (DynamoDB, EC2, STS) {self.stack.moto_url} · DRS simulator "
+            f"{self.stack.drs_url} · giving up after {deadline:.0f} s"
         )
+        members = sorted(
+            {wave.account_id for plan in plans for wave in plan.waves if wave.account_id}
+        )
+        if members:
+            self.view.line(
+                f"  other accounts: {', '.join(members)} (roles assumed through moto's STS: "
+                f"the initiator's to start jobs, the daemon's {DAEMON_ROLE_NAME} to read them)"
+            )
 
     async def watch(
         self,
         plans: list[ExecutionPlan],
         *,
         deadline: float,
+        daemon: Daemon,
         daemon_task: asyncio.Task[int],
         initiator_task: asyncio.Task[None],
     ) -> dict[str, dict[str, Any]]:
@@ -458,6 +523,7 @@ class DemoRun:
         daemon or the initiator stops; redraw the live view on every read."""
         while True:
             items = await read_table(self.dynamodb, self.table_name)
+            self.view.note = events_note(daemon)
             done = all(items.get(p.execution_id, {}).get("Status") in FINAL_STATUSES for p in plans)
             self.view.update(build_rows(plans, items, now=time.time()), force=done)
             if done:
@@ -495,6 +561,7 @@ class DemoRun:
             f"DRS calls: DescribeJobs {drs.count('DescribeJobs')} "
             f"(all operations {len(drs.calls)}: {shown or 'none'})"
         )
+        await self._report_events(daemon)
         if daemon.metrics_url is not None and not daemon_task.done():
             view.line(f"metrics were served at {daemon.metrics_url}/metrics")
             try:
@@ -516,6 +583,22 @@ class DemoRun:
         else:
             view.line(f"all {len(result.reports)} executions ended as expected")
         result.exit_code = EXIT_UNEXPECTED_END if unexpected else EXIT_OK
+
+    async def _report_events(self, daemon: Daemon) -> None:
+        """What came in (DRS events) and what went out (finalization events)."""
+        if self.events is None:
+            return
+        view = self.view
+        publisher = self.stack.events
+        published = publisher.published if publisher is not None else 0
+        view.line(f"DRS events: {published} published by the simulator; {events_note(daemon)}")
+        finalizations = await received_finalizations(self.stack.moto_url, self.events)
+        view.line(
+            f"finalization events received from bus {self.events.bus}: {len(finalizations)}"
+            + ("" if finalizations else " (the daemon puts none without DRS_POLLER_EVENT_BUS)")
+        )
+        for event in finalizations:
+            view.line(f"  {event.line()}")
 
     def _write_reports(self, result: DemoResult) -> None:
         folder = self.options.reports
@@ -541,6 +624,36 @@ class DemoRun:
         )
         await wait_for_interrupt()
         self.view.line("stopping")
+
+
+def events_note(daemon: Daemon) -> str:
+    """One line on the DRS events the daemon received (empty without a listener)."""
+    listener = daemon.components.listener if daemon.components is not None else None
+    if listener is None:
+        return ""
+    metrics = daemon.metrics
+
+    def total(counter: Any) -> int:
+        return int(
+            sum(
+                sample.value
+                for family in counter.collect()
+                for sample in family.samples
+                if sample.name.endswith("_total")
+            )
+        )
+
+    note = (
+        f"DRS events in: {total(metrics.events_received)} received, "
+        f"{total(metrics.events_hinted)} polls pulled forward, "
+        f"{total(metrics.events_discarded)} discarded"
+    )
+    last = listener.last
+    if last is not None:
+        named = last.source_servers[0] if last.source_servers else (last.job_id or "-")
+        region = last.server_regions[0] if last.server_regions else last.region
+        note += f" · last: {last.state or last.detail_type} {named} ({region})"
+    return note
 
 
 async def wait_for_interrupt() -> None:
@@ -592,7 +705,11 @@ async def execute_demo(options: DemoOptions, *, moto_url: str | None = None) -> 
         )
         stack = await stack_scope.enter_async_context(
             local_stack(
-                clock=simulator.clock, region=PRIMARY_REGION, moto_url=moto_url, simulator=simulator
+                clock=simulator.clock,
+                region=PRIMARY_REGION,
+                moto_url=moto_url,
+                simulator=simulator,
+                events=True,
             )
         )
         session = stack.session()
@@ -600,8 +717,15 @@ async def execute_demo(options: DemoOptions, *, moto_url: str | None = None) -> 
             session.client("dynamodb", endpoint_url=stack.moto_url)
         )
         await init_tables(dynamodb, table=table_name)  # what `drs-poller init-table` does
+        events = await wire_events(stack.moto_url, region=PRIMARY_REGION)
+        stack_scope.push_async_callback(unwire_events, stack.moto_url, events)
         run = DemoRun(
-            options=options, stack=stack, dynamodb=dynamodb, table_name=table_name, view=view
+            options=options,
+            stack=stack,
+            dynamodb=dynamodb,
+            table_name=table_name,
+            view=view,
+            events=events,
         )
         try:
             return await run.run()
@@ -640,6 +764,7 @@ async def run_demo(
 
 __all__ = [
     "DEFAULT_SPEED",
+    "DEMO_EVENT_BUS",
     "DemoOptions",
     "DemoResult",
     "ExecutionReport",

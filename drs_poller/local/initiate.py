@@ -7,6 +7,11 @@ wave is started once the wave before it is final: StartRecovery first, then its 
 ids go into the item with a path-level conditional UpdateItem, so nothing the daemon
 wrote is rewritten, and nothing is written once the execution left POLLING.
 
+A wave in another AWS account (``AccountId``) is started in that account: with
+credentials from STS ``AssumeRole`` into ``arn:aws:iam::<AccountId>:role/<role>``
+(moto's STS in the local stack, which does not require the role to exist), as an
+orchestrator that starts DRS jobs in member accounts does.
+
 DRS's quotas are respected, not worked around: a ServiceQuotaExceededException or
 ConflictException (a source server still in an active job) is waited out and the
 same StartRecovery tried again; so are throttling and 5xx. Any other error fails the
@@ -50,15 +55,23 @@ WAIT_AND_RETRY = frozenset(
 )
 EXECUTION_TAG = "drs-poller:execution"
 WAVE_TAG = "drs-poller:wave"
+# The role the initiator assumes in another account to start DRS jobs there.
+INITIATOR_ROLE_NAME = "drs-poller-initiator"
 
 
 class NotEnoughSourceServers(Exception):  # noqa: N818 - a finding about the inventory
     pass
 
 
+def place_key(region: str, account: str | None = None) -> str:
+    """An inventory's key: the region, ``<AccountId>/<Region>`` in another account (each
+    account has its own source servers)."""
+    return region if account is None else f"{account}/{region}"
+
+
 @dataclass
 class Inventory:
-    """Source servers by region and behaviour; handed out round robin."""
+    """Source servers by place (:func:`place_key`) and behaviour; handed out round robin."""
 
     pools: dict[str, dict[Behaviour | None, list[str]]] = field(default_factory=dict)
     _cursors: dict[tuple[str, Behaviour | None], Iterator[str]] = field(default_factory=dict)
@@ -106,8 +119,13 @@ class Initiator:
         speed: float,
         report: Callable[[str], None],
         watch_interval: float,
+        sts_endpoint_url: str | None = None,
+        account_role_name: str = INITIATOR_ROLE_NAME,
     ) -> None:
         self.session = session
+        # Where roles in other accounts are assumed (waves with an AccountId only).
+        self.sts_endpoint_url = sts_endpoint_url
+        self.account_role_name = account_role_name
         self.drs_endpoint_url = drs_endpoint_url
         self.dynamodb = dynamodb
         self.table_name = table_name
@@ -118,7 +136,8 @@ class Initiator:
         self.retry_interval = max(0.2, 15.0 / speed)
         self.give_up_after = 3600.0 / speed
         self._stack = AsyncExitStack()
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str | None, str], Any] = {}
+        self._sessions: dict[str, aioboto3.Session] = {}
         self.started: dict[str, StartedExecution] = {}
 
     async def __aenter__(self) -> Self:
@@ -127,17 +146,48 @@ class Initiator:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stack.aclose()
 
-    async def drs(self, region: str) -> Any:
-        if region not in self._clients:
-            self._clients[region] = await self._stack.enter_async_context(
-                self.session.client("drs", region_name=region, endpoint_url=self.drs_endpoint_url)
+    async def drs(self, region: str, account: str | None = None) -> Any:
+        """A DRS client of ``region``, in ``account`` (None: the initiator's own)."""
+        key = (account, region)
+        if key not in self._clients:
+            session = self.session if account is None else await self.session_in(account)
+            self._clients[key] = await self._stack.enter_async_context(
+                session.client("drs", region_name=region, endpoint_url=self.drs_endpoint_url)
             )
-        return self._clients[region]
+        return self._clients[key]
 
-    async def inventory(self, regions: tuple[str, ...]) -> Inventory:
-        inventory = Inventory()
+    async def session_in(self, account: str) -> aioboto3.Session:
+        """A session with credentials assumed into ``account`` (once per account: the
+        initiator starts its jobs within the credentials' hour)."""
+        if account not in self._sessions:
+            if self.sts_endpoint_url is None:
+                raise ValueError(f"a wave in account {account} needs an STS endpoint")
+            async with self.session.client("sts", endpoint_url=self.sts_endpoint_url) as sts:
+                answer = await sts.assume_role(
+                    RoleArn=f"arn:aws:iam::{account}:role/{self.account_role_name}",
+                    RoleSessionName=INITIATOR_ROLE_NAME,
+                )
+            credentials = answer["Credentials"]
+            self._sessions[account] = type(self.session)(
+                aws_access_key_id=credentials["AccessKeyId"],
+                aws_secret_access_key=credentials["SecretAccessKey"],
+                aws_session_token=credentials["SessionToken"],
+                region_name=self.session.region_name,
+            )
+        return self._sessions[account]
+
+    async def inventory(
+        self,
+        regions: tuple[str, ...],
+        *,
+        account: str | None = None,
+        into: Inventory | None = None,
+    ) -> Inventory:
+        """The source servers of ``regions`` in ``account`` (None: the initiator's own),
+        added to ``into`` (default: a new inventory)."""
+        inventory = into or Inventory()
         for region in regions:
-            drs = await self.drs(region)
+            drs = await self.drs(region, account)
 
             async def fetch(request: dict[str, Any], drs: Any = drs) -> dict[str, Any]:
                 return dict(await drs.describe_source_servers(**request))
@@ -153,16 +203,24 @@ class Initiator:
                 for server in page.get("items") or []:
                     behaviour = behaviour_of(server.get("tags") or {})
                     pools.setdefault(behaviour, []).append(server["sourceServerID"])
-            inventory.pools[region] = pools
+            inventory.pools[place_key(region, account)] = pools
         return inventory
 
     # ------------------------------------------------------------ StartRecovery
 
     async def start_job(
-        self, region: str, server_ids: list[str], *, is_drill: bool, execution_id: str, wave: str
+        self,
+        region: str,
+        server_ids: list[str],
+        *,
+        is_drill: bool,
+        execution_id: str,
+        wave: str,
+        account: str | None = None,
     ) -> str:
-        """StartRecovery, waiting out quotas and conflicts; the job id, or ClientError."""
-        drs = await self.drs(region)
+        """StartRecovery (in ``account``; None: the initiator's own), waiting out quotas and
+        conflicts; the job id, or ClientError."""
+        drs = await self.drs(region, account)
         waited_since = time.monotonic()
         while True:
             try:
@@ -184,13 +242,21 @@ class Initiator:
     # ------------------------------------------------------------ executions
 
     async def run(self, plans: list[ExecutionPlan], *, started_at: float) -> None:
-        regions = tuple(dict.fromkeys(r for plan in plans for r in plan.regions))
-        inventory = await self.inventory(regions)
+        places = dict.fromkeys(
+            (wave.account_id, wave.region) for plan in plans for wave in plan.waves
+        )
+        inventory = Inventory()
+        for account in dict.fromkeys(account for account, _ in places):
+            regions = tuple(region for owner, region in places if owner == account)
+            await self.inventory(regions, account=account, into=inventory)
         for plan in plans:
             self.started[plan.execution_id] = StartedExecution(
                 plan=plan,
                 server_ids=[
-                    [inventory.take(wave.region, need) for need in wave.needs]
+                    [
+                        inventory.take(place_key(wave.region, wave.account_id), need)
+                        for need in wave.needs
+                    ]
                     for wave in plan.waves
                 ],
                 job_ids=[None] * len(plan.waves),
@@ -227,6 +293,7 @@ class Initiator:
             is_drill=wave.is_drill,
             execution_id=execution.plan.execution_id,
             wave=wave.name,
+            account=wave.account_id,
         )
         execution.job_ids[index] = job_id
         return job_id
@@ -242,6 +309,7 @@ class Initiator:
                 WaveSpec(
                     name=wave.name,
                     region=wave.region,
+                    account_id=wave.account_id,
                     servers=tuple(
                         ServerSpec(
                             sid,
@@ -374,6 +442,7 @@ class Initiator:
 
 __all__ = [
     "EXECUTION_TAG",
+    "INITIATOR_ROLE_NAME",
     "WAIT_AND_RETRY",
     "WAVE_TAG",
     "Initiator",
@@ -381,4 +450,5 @@ __all__ = [
     "NotEnoughSourceServers",
     "StartedExecution",
     "behaviour_of",
+    "place_key",
 ]

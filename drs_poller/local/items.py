@@ -25,6 +25,9 @@ class WaveSpec:
     servers: tuple[ServerSpec, ...]
     protection_group_id: str = "pg-local"
     mode: str | None = None
+    # The AWS account of the wave's DRS (12 digits); None: the attribute is left out,
+    # which means the daemon's own account (contract §1).
+    account_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ def wave_map(spec: WaveSpec, *, execution_type: str, start_time: float) -> dict[
     }
     if spec.mode is not None:
         wave["ExecutionMode"] = spec.mode
+    if spec.account_id is not None:
+        wave["AccountId"] = spec.account_id
     return wave
 
 

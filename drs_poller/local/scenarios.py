@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 PRIMARY_REGION = "us-east-1"
 SECOND_REGION = "us-west-2"
+# The demo's second AWS account: its waves carry it as ``AccountId``; the daemon reaches it
+# through a role assumed in moto's STS (docs/local-stack.md).
+SECOND_ACCOUNT = "222233334444"
 PLAN_ID = "plan-demo"
 MAX_SERVERS_PER_WAVE = 4
 # Executions are started over about this many real seconds, so their StartTimes and
@@ -50,6 +53,14 @@ class WavePlan:
     needs: tuple[Behaviour | None, ...]  # one entry per server: the behaviour it must have
     # False: a later wave, started by the initiator once the wave before it is final.
     starts_with_execution: bool = True
+    # The AWS account of the wave's DRS; None: the daemon's own account.
+    account_id: str | None = None
+
+    @property
+    def place(self) -> str:
+        """Where the wave's DRS lives: its region, ``<AccountId>/<Region>`` in another
+        account."""
+        return self.region if self.account_id is None else f"{self.account_id}/{self.region}"
 
     def succeeded(self) -> list[bool]:
         return [server_succeeds(need, is_drill=self.is_drill) is True for need in self.needs]
@@ -72,6 +83,11 @@ class ExecutionPlan:
         return tuple(dict.fromkeys(wave.region for wave in self.waves))
 
     @property
+    def places(self) -> tuple[str, ...]:
+        """Each wave's :attr:`WavePlan.place`, once each, in order."""
+        return tuple(dict.fromkeys(wave.place for wave in self.waves))
+
+    @property
     def server_count(self) -> int:
         return sum(len(wave.needs) for wave in self.waves)
 
@@ -89,8 +105,9 @@ class ExecutionPlan:
 
 
 class _Builder:
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, *, second_account: str | None = None) -> None:
         self.rng = rng
+        self.second_account = second_account
 
     def healthy(self, minimum: int = 1) -> list[Behaviour | None]:
         return [HEALTHY] * self.rng.randint(minimum, MAX_SERVERS_PER_WAVE)
@@ -109,6 +126,7 @@ class _Builder:
                 is_drill=bool(options.get("is_drill", True)),
                 needs=tuple(needs),
                 starts_with_execution=bool(options.get("starts_with_execution", True)),
+                account_id=self.second_account if options.get("second_account") else None,
             )
 
         match kind:
@@ -121,18 +139,21 @@ class _Builder:
             case ScenarioKind.RECOVERY_ONE_ACTION_FAILS:
                 return (wave(1, self.one_of(Behaviour.ACTION_FAILS), is_drill=False),)
             case ScenarioKind.DRILL_LATER_WAVE:
+                # With a second account, both waves are there: the later one is started
+                # in that account too.
                 return (
-                    wave(1, self.healthy()),
-                    wave(2, self.healthy(), starts_with_execution=False),
+                    wave(1, self.healthy(), second_account=True),
+                    wave(2, self.healthy(), starts_with_execution=False, second_account=True),
                 )
             case ScenarioKind.RECOVERY_NO_ACTIONS:
                 count = self.rng.randint(1, MAX_SERVERS_PER_WAVE)
                 return (wave(1, [Behaviour.NO_ACTIONS] * count, is_drill=False),)
             case ScenarioKind.RECOVERY_THREE_WAVES:
                 other = SECOND_REGION if region == PRIMARY_REGION else PRIMARY_REGION
+                # With a second account, wave 2 is there: one execution, two accounts.
                 return (
                     wave(1, self.healthy(), is_drill=False),
-                    wave(2, self.healthy(), is_drill=False, region=other),
+                    wave(2, self.healthy(), is_drill=False, region=other, second_account=True),
                     wave(3, self.healthy(), is_drill=False, starts_with_execution=False),
                 )
             case ScenarioKind.DRILL_ALL_LAUNCHES_FAIL:
@@ -141,9 +162,13 @@ class _Builder:
         raise AssertionError(kind)  # pragma: no cover - the match is exhaustive
 
 
-def plan_workload(*, executions: int, rng: random.Random) -> list[ExecutionPlan]:
+def plan_workload(
+    *, executions: int, rng: random.Random, second_account: str | None = None
+) -> list[ExecutionPlan]:
     """``executions`` plans cycling through :class:`ScenarioKind`, so even a handful shows
-    variety. Every third execution (from the second on) runs in :data:`SECOND_REGION`."""
+    variety. Every third execution (from the second on) runs in :data:`SECOND_REGION`.
+    With ``second_account`` (the demo's :data:`SECOND_ACCOUNT`), the later-wave drill runs
+    in that account, and the three-wave recovery has its second wave there."""
     if executions < 1:
         raise ValueError("the workload needs at least one execution")
     kinds = list(ScenarioKind)
@@ -151,7 +176,7 @@ def plan_workload(*, executions: int, rng: random.Random) -> list[ExecutionPlan]
     for index in range(executions):
         kind = kinds[index % len(kinds)]
         region = SECOND_REGION if index % 3 == 1 else PRIMARY_REGION
-        waves = _Builder(rng).waves_for(kind, region=region)
+        waves = _Builder(rng, second_account=second_account).waves_for(kind, region=region)
         plans.append(
             ExecutionPlan(
                 kind=kind,
@@ -166,6 +191,7 @@ def plan_workload(*, executions: int, rng: random.Random) -> list[ExecutionPlan]
 __all__ = [
     "PLAN_ID",
     "PRIMARY_REGION",
+    "SECOND_ACCOUNT",
     "SECOND_REGION",
     "ExecutionPlan",
     "ScenarioKind",

@@ -1,4 +1,5 @@
-"""An embedded local stack: moto server (DynamoDB, EC2) and the DRS simulator, on loopback.
+"""An embedded local stack: moto server (DynamoDB, EC2, SQS, EventBridge) and the DRS
+simulator, on loopback.
 
 moto's in-process ``mock_aws`` does not intercept aiobotocore, so moto runs as a
 real HTTP server in a thread, and the daemon talks to it through its real clients.
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aioboto3
 
+from drs_poller.simulator.accounts import KnownAccounts
+from drs_poller.simulator.events import LaunchEventPublisher
 from drs_poller.simulator.service import DrsSimulator, Faults, serve_drs_simulator
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ class LocalStack:
     drs_url: str
     drs: DrsSimulator
     region: str
+    events: LaunchEventPublisher | None = None  # with an events endpoint
 
     def session(self, region: str | None = None) -> aioboto3.Session:
         return aioboto3.Session(**FAKE_CREDENTIALS, region_name=region or self.region)
@@ -73,7 +77,8 @@ async def moto_server() -> AsyncIterator[str]:
 
 
 def warm_up_moto(url: str) -> None:
-    """Answer one DynamoDB and one EC2 request, so that moto has loaded both backends.
+    """Answer one DynamoDB, EC2, SQS, EventBridge and STS request each, so that moto has loaded
+    those backends.
 
     moto loads a service's backend at its first request, under a lock every request
     waits on; EC2's import alone parses megabytes of instance-type data. On a busy
@@ -85,6 +90,9 @@ def warm_up_moto(url: str) -> None:
     session = boto3.Session(**FAKE_CREDENTIALS, region_name="us-east-1")
     session.client("dynamodb", endpoint_url=url).list_tables(Limit=1)
     session.client("ec2", endpoint_url=url).describe_instances(MaxResults=5)
+    session.client("sqs", endpoint_url=url).list_queues(MaxResults=1)
+    session.client("events", endpoint_url=url).list_rules(Limit=1)
+    session.client("sts", endpoint_url=url).get_caller_identity()
 
 
 @asynccontextmanager
@@ -96,16 +104,39 @@ async def local_stack(
     page_size: int | None = None,
     moto_url: str | None = None,
     simulator: DrsSimulator | None = None,
+    events: bool = False,
 ) -> AsyncIterator[LocalStack]:
     """Start the DRS simulator (and moto server, unless ``moto_url`` names a running one).
+    The simulator tells accounts apart through moto's STS (``resolve_accounts_with``)
+    unless it was given a resolver of its own.
 
     ``simulator`` serves a simulator configured elsewhere (the demo's simulator); ``faults``
-    and ``page_size`` then do not apply.
+    and ``page_size`` then do not apply. ``events``: the simulator publishes a "DRS Source
+    Server Launch Result" event to moto's EventBridge (the default bus of ``region``) when a
+    launch ends (simulator/events.py); off by default.
     """
     simulator = simulator or DrsSimulator(clock=clock, faults=faults, page_size=page_size)
-    async with serve_drs_simulator(simulator, host=LOOPBACK, port=0) as drs_url:
-        if moto_url is not None:
-            yield LocalStack(moto_url=moto_url, drs_url=drs_url, drs=simulator, region=region)
-            return
-        async with moto_server() as url:
-            yield LocalStack(moto_url=url, drs_url=drs_url, drs=simulator, region=region)
+    async with AsyncExitStack() as scope:
+        drs_url = await scope.enter_async_context(
+            serve_drs_simulator(simulator, host=LOOPBACK, port=0)
+        )
+        if moto_url is None:
+            moto_url = await scope.enter_async_context(moto_server())
+        if type(simulator.accounts) is KnownAccounts:
+            # Accounts from the credentials' access key ids, as moto's STS tells them.
+            simulator.resolve_accounts_with(moto_url)
+        publisher: LaunchEventPublisher | None = None
+        if events:
+            # Every region's events on the stack region's bus: moto cannot forward them
+            # between regions faithfully (simulator/events.py).
+            publisher = LaunchEventPublisher(simulator, endpoint_url=moto_url, bus_region=region)
+            task = asyncio.create_task(publisher.run(), name="DRS events publisher")
+            scope.push_async_callback(_cancel, task)
+        yield LocalStack(
+            moto_url=moto_url, drs_url=drs_url, drs=simulator, region=region, events=publisher
+        )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -144,6 +144,7 @@ class LiveView:
         self._last_plain = float("-inf")
         self._last_finished = -1
         self._reported: set[str] = set()
+        self.note = ""  # a line under the progress line (the DRS events the daemon received)
 
     @property
     def stream(self) -> TextIO:
@@ -182,13 +183,15 @@ class LiveView:
         finished = sum(1 for row in rows if row.finished)
         now = self.elapsed()
         if force or finished != self._last_finished or now - self._last_plain >= PLAIN_EVERY:
-            self.line(f"[{now:5.1f} s] {progress_line(rows)}")
+            note = f" · {self.note}" if self.note else ""
+            self.line(f"[{now:5.1f} s] {progress_line(rows)}{note}")
             self._last_plain = now
             self._last_finished = finished
 
     def _redraw(self, rows: Sequence[Row]) -> None:
         lines = [
             f"[{self.elapsed():5.1f} s] {progress_line(rows)}",
+            *([self.note] if self.note else []),
             *render_rows(rows, speed=self.speed),
             *self._events,
         ]

@@ -129,9 +129,10 @@ class Metrics:
         )
         self.aws_calls = Counter(
             _PREFIX + "aws_calls_total",
-            "AWS API calls, by service, operation, region and outcome "
+            "AWS API calls, by service, operation, account (the wave's AccountId, self for"
+            " the daemon's own), region and outcome "
             "(success, throttled, error, timeout, rejected: a lost conditional write).",
-            ["service", "operation", "region", "outcome"],
+            ["service", "operation", "account", "region", "outcome"],
             registry=reg,
         )
         self.aws_call_duration = Histogram(
@@ -142,8 +143,9 @@ class Metrics:
         )
         self.throttles = Counter(
             _PREFIX + "throttles_total",
-            "AWS API calls rejected with a throttling error.",
-            ["service", "operation", "region"],
+            "AWS API calls rejected with a throttling error, by account (self: the daemon's"
+            " own) and region.",
+            ["service", "operation", "account", "region"],
             registry=reg,
         )
         self.aws_retries = Counter(
@@ -192,7 +194,7 @@ class Metrics:
             _PREFIX + "unobserved_calls_total",
             "Batched DRS lookups of a poll that failed for good, so that nothing was concluded"
             " from them this poll, by operation and kind (throttled, transient, permanent,"
-            " invalid_drs_data, unexpected).",
+            " invalid_drs_data, account_unreachable, unexpected).",
             ["operation", "kind"],
             registry=reg,
         )
@@ -310,6 +312,20 @@ class Metrics:
             registry=reg,
         )
         self._register_evidence(reg)
+        self.events_published = Counter(
+            _PREFIX + "events_published_total",
+            "Finalization events put on DRS_POLLER_EVENT_BUS (docs/events.md), by type"
+            " (execution, wave) and outcome: sent (EventBridge accepted it), retried (an entry"
+            " EventBridge rejected, sent again), failed (rejected or not sent after the"
+            " retries; sent again at the next poll or by the sweep), dropped (the queue was"
+            " full).",
+            ["type", "outcome"],
+            registry=reg,
+        )
+        for kind in ("execution", "wave"):
+            for outcome in ("failed", "dropped"):
+                self.events_published.labels(kind, outcome)  # 0 from the start: increase()
+        self._register_events_in(reg)
         self.report_puts = Counter(
             _PREFIX + "report_puts_total",
             "Drill reports put to DRS_POLLER_REPORT_BUCKET when an execution ended, by format"
@@ -331,13 +347,78 @@ class Metrics:
         self._active_keys: set[tuple[str, str]] = set()
         self._unknown_pairs: set[tuple[str, str]] = set()
 
+    def _register_events_in(self, reg: CollectorRegistry) -> None:
+        """DRS events in through SQS (issue 14, docs/events.md)."""
+        self.events_received = Counter(
+            _PREFIX + "events_received_total",
+            "Messages received from DRS_POLLER_EVENTS_QUEUE_URL, by the DRS event's"
+            " detail_type ('unrecognised' for a message that is not a DRS event).",
+            ["detail_type"],
+            registry=reg,
+        )
+        self.events_discarded = Counter(
+            _PREFIX + "events_discarded_total",
+            "Messages deleted without pulling a poll forward, by reason: malformed_json,"
+            " not_an_event, unknown_source, unknown_detail_type, other_account, no_resources,"
+            " no_execution, owned_elsewhere (another replica's, past the receive bound).",
+            ["reason"],
+            registry=reg,
+        )
+        self.events_released = Counter(
+            _PREFIX + "events_released_total",
+            "Messages made visible again at once (ChangeMessageVisibility 0) for the replica"
+            " that owns the executions they concern.",
+            registry=reg,
+        )
+        self.events_hinted = Counter(
+            _PREFIX + "events_hinted_total",
+            "Executions a DRS event pulled forward in the poll queue (or marked to be polled"
+            " again at once, when a poll of theirs was in flight).",
+            registry=reg,
+        )
+        self.event_lag = Histogram(
+            _PREFIX + "event_to_poll_seconds",
+            "Seconds from a DRS event's time to the start of the poll it caused.",
+            buckets=LATENESS_BUCKETS,
+            registry=reg,
+        )
+        self.events_queue_errors = Counter(
+            _PREFIX + "events_queue_errors_total",
+            "Failed calls to the events queue (after the Caller's retries), by reason:"
+            " queue_missing, access_denied, throttled, transient, other.",
+            ["reason"],
+            registry=reg,
+        )
+        self.account_credentials_failures = Counter(
+            _PREFIX + "account_credentials_failures_total",
+            "AssumeRole into a member account that failed for good (after the Caller's"
+            " retries), by account and reason: denied, throttled, error. Its executions keep"
+            " their status and are retried with backoff.",
+            ["account", "reason"],
+            registry=reg,
+        )
+        self.account_reachable = Gauge(
+            _PREFIX + "account_reachable",
+            "1 while the daemon holds valid credentials for a member account (a wave's"
+            " AccountId), 0 after AssumeRole into it failed and the credentials ran out.",
+            ["account"],
+            registry=reg,
+        )
+        self.events_queue_reachable = Gauge(
+            _PREFIX + "events_queue_reachable",
+            "1 while the last ReceiveMessage on the events queue (queue: its name) succeeded,"
+            " 0 after it failed; absent when DRS_POLLER_EVENTS_QUEUE_URL is unset.",
+            ["queue"],
+            registry=reg,
+        )
+
     def _register_evidence(self, reg: CollectorRegistry) -> None:
         """The evidence families (issue 13: RTO, RPO, targets, stalls)."""
         self.recovery_time = Histogram(
             _PREFIX + "recovery_time_seconds",
             "Measured recovery time of each server (its wave's StartTime to launched),"
-            " observed once per server, by execution type and DRS region.",
-            ["execution_type", "region"],
+            " observed once per server, by execution type and DRS account and region.",
+            ["execution_type", "account", "region"],
             buckets=RECOVERY_TIME_BUCKETS,
             registry=reg,
         )
@@ -345,8 +426,8 @@ class Metrics:
             _PREFIX + "recovery_point_seconds",
             "Measured data-loss window of each server (its job's start minus the data time"
             " of the snapshot it launched from), observed once per server, by execution type"
-            " and DRS region.",
-            ["execution_type", "region"],
+            " and DRS account and region.",
+            ["execution_type", "account", "region"],
             buckets=RECOVERY_POINT_BUCKETS,
             registry=reg,
         )

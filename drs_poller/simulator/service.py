@@ -49,7 +49,20 @@ Beyond the describes, the simulator also *runs* DRS (what ``drs-poller simulate`
   filters (shape ``DescribeSourceServersRequestFilters``) apply: ``sourceServerIDs``,
   ``hardwareId`` ("either an EC2 instance id, a VMware uuid or a mac address": each
   server has a made-up VMware uuid, shown as ``identificationHints.vmWareUuid``) and
-  ``stagingAccountIDs`` (``stagingArea.stagingAccountID``, the simulator's account).
+  ``stagingAccountIDs`` (``stagingArea.stagingAccountID``, the request's account).
+
+Accounts (DRS quotas are per account and region, so large fleets span many):
+
+* A request is in the account of the access key id it is signed with, resolved by
+  ``DrsSimulator.accounts`` (:mod:`drs_poller.simulator.accounts`: by hand, or through
+  moto's STS ``GetCallerIdentity``); a key nobody resolves is
+  :data:`~drs_poller.simulator.timelines.DEFAULT_ACCOUNT_ID`.
+* Jobs, recovery instances, quotas and the call log are per (account, region), and ARNs
+  carry the account: DescribeJobs in one account never shows another's jobs.
+* Every account has the same inventory of source servers (the simulation's), so a
+  source server id is busy in one account's active job without being busy in another's.
+* Direct calls (``sim.start_recovery(region, body)``, ``sim.jobs(region)``, ...) act as
+  the default account, or as another inside ``with sim.as_account("222233334444"):``.
 """
 
 from __future__ import annotations
@@ -57,20 +70,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import hashlib
 import inspect
 import json
 import random
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
+from drs_poller.simulator.accounts import (
+    AccountNotResolved,
+    AccountResolver,
+    KnownAccounts,
+    StsAccounts,
+    access_key_of,
+    check_account_id,
+)
 from drs_poller.simulator.behaviour import PROFILE_TAG, Behaviour, Quotas, Simulation
 from drs_poller.simulator.conformance import drs_service_model, shape_violations
 from drs_poller.simulator.instances import DerivedInstances, InstanceBackend
@@ -98,6 +120,19 @@ DEFAULT_MAX_RESULTS = 1000
 # Recovery instances are created this many seconds before their server shows LAUNCHED,
 # so that a request answered a moment after the check still finds the instance.
 LAUNCH_LOOKAHEAD = 1.0
+# The simulated time a request is answered at, pinned when it arrives: the recovery
+# instances due by then are created first, and every part of the answer is rendered at
+# that one moment, however long creating them took (at ``--speed 600`` a 50 ms
+# RunInstances is 30 simulated seconds, in which more servers would show LAUNCHED
+# without their instance, which DRS never does).
+_REQUEST_TIME: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "drs_simulator_request_time", default=None
+)
+# The account a request (or a direct call inside ``DrsSimulator.as_account``) acts in;
+# None is the default account. Set the way ``_REQUEST_TIME`` is, for the request's life.
+_ACCOUNT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "drs_simulator_account", default=None
+)
 # Made-up quota codes in DRS's style; real DRS names its own in the Service Quotas console.
 QUOTA_CODES = {
     "servers_per_job": "L-DRS-SERVERS-PER-JOB",
@@ -106,6 +141,11 @@ QUOTA_CODES = {
 }
 log = structlog.get_logger("drs_poller.simulator")
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/(?P<region>[a-z0-9-]+)/")
+
+
+class RecoveryInstancesNotCreated(Exception):  # noqa: N818 - a state, not a mistake
+    """The recovery instances of servers that launch by now could not be created (the
+    EC2 backend failed); answering would show them LAUNCHED without an instance."""
 
 
 class DrsError(Exception):
@@ -161,11 +201,11 @@ class Faults:
             return self._throttle()
         if self.error_next > 0:
             self.error_next -= 1
-            return self._internal_error()
+            return self.internal_error()
         if self.throttle_rate and self.rng.random() < self.throttle_rate:
             return self._throttle()
         if self.error_rate and self.rng.random() < self.error_rate:
-            return self._internal_error()
+            return self.internal_error()
         return None
 
     def _retry_headers(self) -> dict[str, str]:
@@ -182,7 +222,7 @@ class Faults:
             serviceCode="drs",
         )
 
-    def _internal_error(self) -> DrsError:
+    def internal_error(self) -> DrsError:
         return DrsError(
             500,
             "InternalServerException",
@@ -201,6 +241,8 @@ class CallRecord:
     status: int
     # The DRS jobs the request asked about (by job id, or through their recovery instances).
     job_ids: tuple[str, ...] = ()
+    # The account the request was signed in (its access key id's).
+    account: str = DEFAULT_ACCOUNT_ID
 
 
 Handler = Callable[
@@ -239,6 +281,7 @@ class DrsSimulator:
         simulation: Simulation | None = None,
         quotas: Quotas | None = Quotas(),  # noqa: B008 - frozen, so sharing it is safe
         instances: InstanceBackend | None = None,
+        accounts: AccountResolver | None = None,
     ) -> None:
         self.clock = clock
         self.faults = faults or Faults()
@@ -246,12 +289,18 @@ class DrsSimulator:
         self.simulation = simulation or Simulation()
         self.quotas = quotas  # None: no quotas (``simulate --no-quotas``)
         self.instances: InstanceBackend = instances or DerivedInstances()
-        self._jobs: dict[tuple[str, str], JobScript] = {}
-        # Recovery instances outlive their job record, as in DRS, so they are kept apart.
-        self._instances: dict[tuple[str, str], tuple[JobScript, ServerScript]] = {}
+        # Whose a request is (the access key id it is signed with).
+        self.accounts: AccountResolver = accounts or KnownAccounts()
+        # Quotas of accounts whose quotas differ from ``quotas`` (None: no quotas there).
+        self.account_quotas: dict[str, Quotas | None] = {}
+        # Keyed (account, region, job id).
+        self._jobs: dict[tuple[str, str, str], JobScript] = {}
+        # Recovery instances outlive their job record, as in DRS, so they are kept apart;
+        # keyed (account, region, recovery instance id).
+        self._instances: dict[tuple[str, str, str], tuple[JobScript, ServerScript]] = {}
         self._calls: list[CallRecord] = []
         # StartRecovery jobs' servers that will launch and have no instance yet.
-        self._awaiting_instances: dict[tuple[str, str], set[str]] = {}
+        self._awaiting_instances: dict[tuple[str, str, str], set[str]] = {}
         self._launch_lock = asyncio.Lock()
         self._job_ids = random.Random(f"job-ids/{self.simulation.seed}")  # noqa: S311 - ids
         # Scripted launch actions per source server (ListLaunchActions), over the inventory.
@@ -274,23 +323,55 @@ class DrsSimulator:
         else:
             self._post_launch_disabled.add(source_server_id)
 
+    # ------------------------------------------------------------ accounts
+
+    def account(self) -> str:
+        """The account being acted in: the request's, or ``as_account``'s, else the
+        default one."""
+        return _ACCOUNT.get() or DEFAULT_ACCOUNT_ID
+
+    @contextmanager
+    def as_account(self, account: str) -> Iterator[None]:
+        """Direct calls inside the block act in ``account`` (12 digits), as a request
+        signed with that account's credentials would."""
+        token = _ACCOUNT.set(check_account_id(account))
+        try:
+            yield
+        finally:
+            _ACCOUNT.reset(token)
+
+    def quotas_of(self, account: str) -> Quotas | None:
+        """The quotas of each of ``account``'s regions (``account_quotas``, else ``quotas``)."""
+        return self.account_quotas.get(account, self.quotas)
+
+    def resolve_accounts_with(self, sts_endpoint_url: str) -> None:
+        """Resolve access keys through STS at ``sts_endpoint_url`` (moto server) from now on,
+        keeping the keys mapped by hand so far."""
+        known = self.accounts.keys if isinstance(self.accounts, KnownAccounts) else {}
+        self.accounts = StsAccounts(sts_endpoint_url, keys=known)
+
+    def _key(self, region: str, ident: str) -> tuple[str, str, str]:
+        return (self.account(), region, ident)
+
     # ------------------------------------------------------------ state
 
     def add_job(self, script: JobScript) -> None:
-        key = (script.region, script.job_id)
+        """Add a scripted job, in the script's ``account_id``."""
+        key = (script.account_id, script.region, script.job_id)
         if key in self._jobs:
             raise ValueError(f"job {script.job_id} already exists in {script.region}")
         self._jobs[key] = script
         for server in script.servers:
             if server.recovery_instance_id is not None:
-                self._instances[(script.region, server.recovery_instance_id)] = (script, server)
+                instance = (script.account_id, script.region, server.recovery_instance_id)
+                self._instances[instance] = (script, server)
 
     def remove_job(self, region: str, job_id: str) -> None:
         """DRS forgetting a job: it vanishes from DescribeJobs; its recovery instances stay."""
-        del self._jobs[(region, job_id)]
+        del self._jobs[self._key(region, job_id)]
 
     def remove_recovery_instance(self, region: str, recovery_instance_id: str) -> None:
-        del self._instances[(region, recovery_instance_id)]
+        del self._instances[self._key(region, recovery_instance_id)]
 
     def active_jobs(self, region: str, now: float) -> list[JobScript]:
         """Jobs that exist and have not COMPLETED: what DRS's quotas count."""
@@ -301,7 +382,12 @@ class DrsSimulator:
         ]
 
     def recovery_instance_ids(self, region: str) -> list[str]:
-        return sorted(instance for (where, instance) in self._instances if where == region)
+        account = self.account()
+        return sorted(
+            instance
+            for (owner, where, instance) in self._instances
+            if owner == account and where == region
+        )
 
     def job_ids_asked(self, operation: str, region: str | None, body: Any) -> tuple[str, ...]:
         """The jobs a request is about, for per-execution call counts."""
@@ -317,7 +403,7 @@ class DrsSimulator:
             filters.get("recoveryInstanceIDs"), list
         ):
             found = (
-                self._instances.get((region or "", str(instance)))
+                self._instances.get(self._key(region or "", str(instance)))
                 for instance in filters["recoveryInstanceIDs"]
             )
             return tuple(dict.fromkeys(entry[0].job_id for entry in found if entry is not None))
@@ -325,18 +411,50 @@ class DrsSimulator:
 
     # ------------------------------------------------------------ recovery instances
 
-    async def create_due_instances(self) -> int:
-        """Create the recovery instances of servers that launch by now (plus the lookahead).
+    def now(self) -> float:
+        """The simulated time to answer at: the request's pinned time (``_REQUEST_TIME``)
+        inside a request, else the clock's."""
+        pinned = _REQUEST_TIME.get()
+        return self.clock.time() if pinned is None else pinned
 
-        Returns how many were created. Serialised: two requests arriving together must
-        not launch the same server's instance twice.
+    async def answer(
+        self, handler: Handler, region: str, body: dict[str, Any], *, account: str | None = None
+    ) -> Any:
+        """``handler``'s answer at the request's time, pinned now, after the recovery
+        instances due by then are created; in ``account`` (default: the one being acted
+        in), pinned the same way."""
+        now = self.clock.time()
+        pinned = _REQUEST_TIME.set(now)
+        acting = _ACCOUNT.set(account or self.account())
+        try:
+            try:
+                await self.create_due_instances(now)
+            except RecoveryInstancesNotCreated as error:
+                # DRS would not answer with a LAUNCHED server whose instance does not
+                # exist; a retryable 500 makes the caller ask again.
+                raise self.faults.internal_error() from error
+            result = handler(self, region, body)
+            return await result if inspect.isawaitable(result) else result
+        finally:
+            _ACCOUNT.reset(acting)
+            _REQUEST_TIME.reset(pinned)
+
+    async def create_due_instances(self, at: float | None = None) -> int:
+        """Create the recovery instances of servers that launch by ``at`` (default: now),
+        plus the lookahead.
+
+        Every account's, each in its own account. Returns how many were created; raises
+        ``RecoveryInstancesNotCreated`` when the EC2 backend failed for an account-region
+        (after trying every one; retried on the next call). Serialised: two requests
+        arriving together must not launch the same server's instance twice.
         """
         if not self._awaiting_instances:
             return 0
         created = 0
+        failed: list[str] = []
         async with self._launch_lock:
-            soon = self.clock.time() + LAUNCH_LOOKAHEAD
-            due: dict[str, list[tuple[tuple[str, str], str]]] = {}
+            soon = (self.clock.time() if at is None else at) + LAUNCH_LOOKAHEAD
+            due: dict[tuple[str, str], list[tuple[tuple[str, str, str], str]]] = {}
             for key, waiting in list(self._awaiting_instances.items()):
                 script = self._jobs.get(key)
                 if script is None:
@@ -345,19 +463,29 @@ class DrsSimulator:
                 for server in script.servers:
                     sid = server.source_server_id
                     if sid in waiting and launched_at(script, server, soon) is not None:
-                        due.setdefault(key[0], []).append((key, sid))
-            for region, entries in due.items():
+                        due.setdefault(key[:2], []).append((key, sid))
+            for (account, region), entries in due.items():
                 try:
-                    instance_ids = await self.instances.launch(region, len(entries))
+                    instance_ids = await self.instances.launch(
+                        region, len(entries), account=account
+                    )
                 except Exception as error:  # noqa: BLE001 - retried on the next request
-                    log.warning("recovery instances not created", region=region, error=repr(error))
+                    log.warning(
+                        "recovery instances not created",
+                        account=account,
+                        region=region,
+                        error=repr(error),
+                    )
+                    failed.append(f"{account}/{region}")
                     continue
                 for (key, sid), instance_id in zip(entries, instance_ids, strict=True):
                     self._assign_instance(key, sid, instance_id)
                     created += 1
+        if failed:
+            raise RecoveryInstancesNotCreated(", ".join(sorted(failed)))
         return created
 
-    def _assign_instance(self, key: tuple[str, str], sid: str, instance_id: str) -> None:
+    def _assign_instance(self, key: tuple[str, str, str], sid: str, instance_id: str) -> None:
         script = self._jobs[key]
         servers = tuple(
             replace(server, recovery_instance_id=instance_id, ec2_instance_id=instance_id)
@@ -368,7 +496,7 @@ class DrsSimulator:
         updated = replace(script, servers=servers)
         self._jobs[key] = updated
         for server in updated.servers:
-            instance = (updated.region, server.recovery_instance_id or "")
+            instance = (updated.account_id, updated.region, server.recovery_instance_id or "")
             # Existing entries follow the new script; the new instance joins them.
             if instance in self._instances or server.source_server_id == sid:
                 self._instances[instance] = (updated, server)
@@ -378,6 +506,7 @@ class DrsSimulator:
             del self._awaiting_instances[key]
         log.info(
             "recovery instance launched",
+            account=script.account_id,
             region=script.region,
             job_id=script.job_id,
             source_server_id=sid,
@@ -385,13 +514,23 @@ class DrsSimulator:
         )
 
     def jobs(self, region: str) -> list[JobScript]:
+        """The jobs of ``region`` in the account being acted in, oldest first."""
+        account = self.account()
         return sorted(
-            (script for (job_region, _), script in self._jobs.items() if job_region == region),
+            (
+                script
+                for (owner, job_region, _), script in self._jobs.items()
+                if owner == account and job_region == region
+            ),
             key=lambda script: (script.created_at, script.job_id),
         )
 
+    def launch_jobs(self) -> list[JobScript]:
+        """Every LAUNCH job, all accounts and regions (the events publisher's watch list)."""
+        return [script for script in self._jobs.values() if script.job_type == "LAUNCH"]
+
     def job(self, region: str, job_id: str) -> JobScript | None:
-        return self._jobs.get((region, job_id))
+        return self._jobs.get(self._key(region, job_id))
 
     # ------------------------------------------------------------ call log
 
@@ -399,11 +538,16 @@ class DrsSimulator:
     def calls(self) -> list[CallRecord]:
         return list(self._calls)
 
-    def count(self, operation: str, region: str | None = None) -> int:
+    def count(
+        self, operation: str, region: str | None = None, *, account: str | None = None
+    ) -> int:
+        """Calls of ``operation`` (in ``region``, in ``account``; None: any)."""
         return sum(
             1
             for call in self._calls
-            if call.operation == operation and (region is None or call.region == region)
+            if call.operation == operation
+            and (region is None or call.region == region)
+            and (account is None or call.account == account)
         )
 
     def reset_calls(self) -> None:
@@ -430,7 +574,7 @@ class DrsSimulator:
     # ------------------------------------------------------------ operations
 
     def describe_jobs(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
-        now = self.clock.time()
+        now = self.now()
         filters = body.get("filters", {})
         wanted = set(filters["jobIDs"]) if filters.get("jobIDs") else None
         from_date = parse_iso8601(filters["fromDate"]) if "fromDate" in filters else None
@@ -509,13 +653,18 @@ class DrsSimulator:
         return self.page(items, body=body, operation="ListLaunchActions")
 
     def describe_recovery_instances(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
-        now = self.clock.time()
+        now = self.now()
         filters = body.get("filters", {})
         wanted = set(filters["recoveryInstanceIDs"]) if filters.get("recoveryInstanceIDs") else None
         sources = set(filters["sourceServerIDs"]) if filters.get("sourceServerIDs") else None
         items = []
-        for (instance_region, instance_id), (script, server) in sorted(self._instances.items()):
-            if instance_region != region or (wanted is not None and instance_id not in wanted):
+        account = self.account()
+        for (owner, instance_region, instance_id), (script, server) in sorted(
+            self._instances.items()
+        ):
+            if owner != account or instance_region != region:
+                continue
+            if wanted is not None and instance_id not in wanted:
                 continue
             if sources is not None and server.source_server_id not in sources:
                 continue
@@ -525,13 +674,13 @@ class DrsSimulator:
         return self.page(items, body=body, operation="DescribeRecoveryInstances")
 
     def describe_job_log_items(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
-        now = self.clock.time()
+        now = self.now()
         script = self.job(region, body["jobID"])
         items = render_job_log(script, now) if script and script.created_at <= now else []
         return self.page(items, body=body, operation="DescribeJobLogItems")
 
     def start_recovery(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
-        now = self.clock.time()
+        now = self.now()
         server_ids = [entry["sourceServerID"] for entry in body["sourceServers"]]
         unique_ids = list(dict.fromkeys(server_ids))
         self._check_quotas(region, unique_ids, now)
@@ -540,9 +689,11 @@ class DrsSimulator:
         simulation = self.simulation
         profile = simulation.profile(tags.get(PROFILE_TAG))
         behaviours = simulation.behaviours(region, unique_ids, profile=profile)
+        account = self.account()
         script = JobScript(
             job_id=new_job_id(self._job_ids),
             region=region,
+            account_id=account,
             is_drill=is_drill,
             created_at=now,
             servers=tuple(ServerScript(source_server_id=sid) for sid in unique_ids),
@@ -550,16 +701,17 @@ class DrsSimulator:
             tags=tags,
             snapshot_seconds=simulation.snapshot_seconds(profile),
         )
-        self._jobs[(region, script.job_id)] = script
+        self._jobs[(account, region, script.job_id)] = script
         launching = {
             sid
             for sid, behaviour in behaviours.items()
             if behaviour not in {Behaviour.LAUNCH_FAILS, Behaviour.CONVERSION_STALLS}
         }
         if launching:
-            self._awaiting_instances[(region, script.job_id)] = launching
+            self._awaiting_instances[(account, region, script.job_id)] = launching
         log.info(
             "job started",
+            account=account,
             region=region,
             job_id=script.job_id,
             is_drill=is_drill,
@@ -568,7 +720,9 @@ class DrsSimulator:
         return {"job": render_job(script, now)}
 
     def _check_quotas(self, region: str, server_ids: list[str], now: float) -> None:
-        quotas = self.quotas
+        """The account being acted in's quotas in ``region`` (DRS's are per account and
+        region), counting only that account-region's active jobs."""
+        quotas = self.quotas_of(self.account())
         if quotas is None:
             return
         if len(server_ids) > quotas.max_servers_per_job:
@@ -606,33 +760,37 @@ class DrsSimulator:
     async def terminate_recovery_instances(
         self, region: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        now = self.clock.time()
+        now = self.now()
+        account = self.account()
         wanted = list(dict.fromkeys(body["recoveryInstanceIDs"]))
-        unknown = [instance for instance in wanted if (region, instance) not in self._instances]
+        unknown = [
+            instance for instance in wanted if (account, region, instance) not in self._instances
+        ]
         if unknown:
             raise validation_error(
                 f"Unknown recovery instances: {', '.join(unknown)}",
                 reason="other",
                 fields=["recoveryInstanceIDs"],
             )
-        targets = [self._instances[(region, instance)] for instance in wanted]
+        targets = [self._instances[(account, region, instance)] for instance in wanted]
         for script, _ in targets:
-            current = self._jobs.get((region, script.job_id), script)
+            current = self._jobs.get((account, region, script.job_id), script)
             if current.state_at(now).job_status != "COMPLETED":
                 raise conflict(
                     f"Job {script.job_id} that launched these instances is still running",
                     resource_id=script.job_id,
                     resource_type="JOB",
                 )
-        await self.instances.terminate(region, wanted)
+        await self.instances.terminate(region, wanted, account=account)
         for instance, (script, server) in zip(wanted, targets, strict=True):
-            del self._instances[(region, instance)]
+            del self._instances[(account, region, instance)]
             self._mark_terminated(region, script.job_id, server.source_server_id, now)
         servers = tuple(server for _, server in targets)
         ends = now + self.simulation.terminate_seconds()
         terminate_job = JobScript(
             job_id=new_job_id(self._job_ids),
             region=region,
+            account_id=account,
             is_drill=all(script.is_drill for script, _ in targets),
             created_at=now,
             servers=servers,
@@ -647,9 +805,10 @@ class DrsSimulator:
             job_type="TERMINATE",
         )
         # Stored directly: add_job would index the terminated instances again.
-        self._jobs[(region, terminate_job.job_id)] = terminate_job
+        self._jobs[(account, region, terminate_job.job_id)] = terminate_job
         log.info(
             "recovery instances terminated",
+            account=account,
             region=region,
             job_id=terminate_job.job_id,
             recovery_instance_ids=wanted,
@@ -658,24 +817,26 @@ class DrsSimulator:
 
     def _mark_terminated(self, region: str, job_id: str, sid: str, now: float) -> None:
         """The launch job shows the server TERMINATED from now on (its timeline is done)."""
-        script = self._jobs.get((region, job_id))
+        key = self._key(region, job_id)
+        script = self._jobs.get(key)
         if script is None:
             return
         current = script.state_at(now)
         servers = dict(current.servers)
         servers[sid] = ServerSnapshot("TERMINATED", current.server(sid).runs)
         at = max(now - script.created_at, script.timeline[-1].at if script.timeline else 0.0)
-        self._jobs[(region, job_id)] = replace(
+        self._jobs[key] = replace(
             script, timeline=(*script.timeline, Snapshot(at, current.job_status, servers))
         )
 
     def describe_source_servers(self, region: str, body: dict[str, Any]) -> dict[str, Any]:
-        now = self.clock.time()
+        now = self.now()
         filters = body.get("filters", {})
         wanted = set(filters["sourceServerIDs"]) if filters.get("sourceServerIDs") else None
         hardware = filters.get("hardwareId")
         staging = set(filters["stagingAccountIDs"]) if filters.get("stagingAccountIDs") else None
-        if staging is not None and DEFAULT_ACCOUNT_ID not in staging:
+        account = self.account()
+        if staging is not None and account not in staging:
             return self.page([], body=body, operation="DescribeSourceServers")
         last_jobs: dict[str, JobScript] = {}
         for script in self.jobs(region):
@@ -691,13 +852,13 @@ class DrsSimulator:
                 continue
             rendered: dict[str, Any] = {
                 "sourceServerID": sid,
-                "arn": f"arn:aws:drs:{region}:{DEFAULT_ACCOUNT_ID}:source-server/{sid}",
+                "arn": f"arn:aws:drs:{region}:{account}:source-server/{sid}",
                 "tags": source.visible_tags(),
                 "lastLaunchResult": _last_launch_result(last_jobs.get(sid), sid, now),
                 "lifeCycle": {"addedToServiceDateTime": iso8601(now - 30 * 86_400)},
                 "dataReplicationInfo": {"dataReplicationState": "CONTINUOUS"},
                 "replicationDirection": "FAILOVER",
-                "stagingArea": {"status": "NOT_EXTENDED", "stagingAccountID": DEFAULT_ACCOUNT_ID},
+                "stagingArea": {"status": "NOT_EXTENDED", "stagingAccountID": account},
                 "sourceProperties": {
                     "identificationHints": {
                         "hostname": source.hostname,
@@ -824,6 +985,17 @@ def _validate_request(operation: str, body: Any) -> dict[str, Any]:
     return body
 
 
+async def _account_of(simulator: DrsSimulator, request: web.Request) -> str:
+    """The account of the access key id the request is signed with; a retryable 500 when
+    it cannot be told (STS unreachable)."""
+    try:
+        return await simulator.accounts.account_of(
+            access_key_of(request.headers.get("Authorization", ""))
+        )
+    except AccountNotResolved as error:
+        raise simulator.faults.internal_error() from error
+
+
 def _error_response(error: DrsError, request_id: str) -> web.Response:
     headers = {"x-amzn-ErrorType": error.code, "x-amzn-RequestId": request_id, **error.headers}
     return web.json_response(error.body, status=error.status, headers=headers)
@@ -835,12 +1007,16 @@ def build_app(simulator: DrsSimulator) -> web.Application:
         region = _region_of(request)
         raw_body = _parse_body(await request.read())
         request_id = str(uuid.uuid4())
+        account: str | None = None
         try:
-            response = await _handle(request.method, operation, region, raw_body)
+            account = await _account_of(simulator, request)
+            response = await _handle(request.method, operation, region, raw_body, account)
         except DrsError as error:
             response = _error_response(error, request_id)
         else:
             response.headers["x-amzn-RequestId"] = request_id
+        with simulator.as_account(account or DEFAULT_ACCOUNT_ID):
+            job_ids = simulator.job_ids_asked(operation, region, raw_body)
         simulator.record(
             CallRecord(
                 operation=operation,
@@ -848,7 +1024,8 @@ def build_app(simulator: DrsSimulator) -> web.Application:
                 at=simulator.clock.time(),
                 ids_count=_ids_count(raw_body),
                 status=response.status,
-                job_ids=simulator.job_ids_asked(operation, region, raw_body),
+                job_ids=job_ids,
+                account=account or DEFAULT_ACCOUNT_ID,
             )
         )
         if simulator.faults.latency > 0:
@@ -856,7 +1033,7 @@ def build_app(simulator: DrsSimulator) -> web.Application:
         return response
 
     async def _handle(
-        method: str, operation: str, region: str | None, raw_body: Any
+        method: str, operation: str, region: str | None, raw_body: Any, account: str
     ) -> web.Response:
         handler = OPERATIONS.get(operation)
         if method != "POST" or handler is None:
@@ -869,10 +1046,7 @@ def build_app(simulator: DrsSimulator) -> web.Application:
         if fault is not None:
             raise fault
         body = _validate_request(operation, raw_body)
-        await simulator.create_due_instances()
-        result = handler(simulator, region, body)
-        if inspect.isawaitable(result):
-            result = await result
+        result = await simulator.answer(handler, region, body, account=account)
         status = drs_service_model().operation_model(operation).http.get("responseCode", 200)
         return web.json_response(result, status=status)
 
@@ -907,6 +1081,7 @@ __all__ = [
     "DrsError",
     "DrsSimulator",
     "Faults",
+    "RecoveryInstancesNotCreated",
     "build_app",
     "serve_drs_simulator",
 ]

@@ -2,13 +2,16 @@
 
 Runs until SIGTERM or SIGINT, then exits 0. Every duration is real DRS's divided by
 ``speed``. With an EC2 endpoint (moto server), recovery instances are real instances
-there. Bad options and bad scenario files stop start-up with exit 2 and a message
-naming what is wrong.
+there, in the job's account. With an STS endpoint (moto server; by default the EC2
+endpoint), a request's account is its access key id's, as moto's STS tells it. Bad
+options and bad scenario files stop start-up with exit 2 and a message naming what is
+wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 from contextlib import suppress
@@ -18,10 +21,17 @@ from typing import TYPE_CHECKING
 import structlog
 
 from drs_poller.clock import SystemClock
+from drs_poller.simulator.accounts import StsAccounts
 from drs_poller.simulator.behaviour import OutcomeRates, Quotas, Scenario, Simulation
+from drs_poller.simulator.events import LaunchEventPublisher
 from drs_poller.simulator.instances import DerivedInstances, Ec2Instances, InstanceBackend
 from drs_poller.simulator.scenario_file import ScenarioFileError, load_scenario
-from drs_poller.simulator.service import DrsSimulator, Faults, serve_drs_simulator
+from drs_poller.simulator.service import (
+    DrsSimulator,
+    Faults,
+    RecoveryInstancesNotCreated,
+    serve_drs_simulator,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,6 +57,11 @@ class SimulatorOptions:
     speed: float = 1.0
     seed: int = 0
     ec2_endpoint_url: str | None = None
+    # Where access key ids are resolved to accounts (moto's STS GetCallerIdentity);
+    # None: the EC2 endpoint's, if any (moto server serves both); else every request is
+    # in the default account.
+    sts_endpoint_url: str | None = None
+    events_endpoint_url: str | None = None  # EventBridge (moto) for DRS launch-result events
     scenario: Path | None = None
     quotas: bool = True
     source_servers: int = DEFAULT_SOURCE_SERVERS
@@ -108,9 +123,10 @@ def build_simulator(
         latency=options.latency,
         rng=random.Random(f"faults/{options.seed}"),  # noqa: S311 - fault dice
     )
+    sts_endpoint_url = options.sts_endpoint_url or options.ec2_endpoint_url
     if instances is None:
         instances = (
-            Ec2Instances(options.ec2_endpoint_url)
+            Ec2Instances(options.ec2_endpoint_url, sts_endpoint_url=sts_endpoint_url)
             if options.ec2_endpoint_url
             else DerivedInstances(random.Random(f"instances/{options.seed}"))  # noqa: S311
         )
@@ -120,14 +136,37 @@ def build_simulator(
         simulation=simulation,
         quotas=Quotas() if options.quotas else None,
         instances=instances,
+        accounts=StsAccounts(sts_endpoint_url) if sts_endpoint_url else None,
     )
 
 
 async def create_instances_continually(simulator: DrsSimulator) -> None:
     """The simulator's *launcher* task: recovery instances appear when servers launch."""
     while True:
-        await simulator.create_due_instances()
+        with contextlib.suppress(RecoveryInstancesNotCreated):  # logged; tried next tick
+            await simulator.create_due_instances()
         await asyncio.sleep(INSTANCE_TICK)
+
+
+async def _background_until(
+    stop: asyncio.Event, simulator: DrsSimulator, options: SimulatorOptions
+) -> None:
+    """The launcher of recovery instances, and the publisher of DRS events with
+    ``--events-endpoint-url``, until ``stop`` is set."""
+    tasks = [
+        asyncio.create_task(
+            create_instances_continually(simulator), name="recovery instance launcher"
+        )
+    ]
+    if options.events_endpoint_url:
+        events = LaunchEventPublisher(simulator, endpoint_url=options.events_endpoint_url)
+        tasks.append(asyncio.create_task(events.run(), name="DRS events publisher"))
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def serve_simulator(
@@ -165,16 +204,12 @@ async def serve_simulator(
                 source_servers_per_region=options.source_servers,
                 scripted_source_servers=len(scenario.source_servers) if scenario else 0,
                 ec2_endpoint_url=options.ec2_endpoint_url,
+                sts_endpoint_url=options.sts_endpoint_url or options.ec2_endpoint_url,
+                events_endpoint_url=options.events_endpoint_url,
             )
             if on_ready is not None:
                 on_ready(url)
-            launcher = asyncio.create_task(
-                create_instances_continually(simulator), name="recovery instance launcher"
-            )
-            await stop.wait()
-            launcher.cancel()
-            with suppress(asyncio.CancelledError):
-                await launcher
+            await _background_until(stop, simulator, options)
             log.info("simulator stopping", calls=len(simulator.calls))
     except OSError as error:
         log.error("cannot listen", host=options.host, port=options.port, error=str(error))  # noqa: TRY400 - a start-up message; a traceback adds nothing

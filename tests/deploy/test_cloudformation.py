@@ -5,7 +5,9 @@ the short-form intrinsics (``!Ref``, ``!Sub``, ...), and ``Stack`` evaluates the
 set of parameter values: conditions, ``Fn::If``, ``Fn::Sub``, ``Fn::Join`` and
 ``AWS::NoValue``. References to resources stay symbolic (``{LeaseTable.Arn}``), so a
 test can say which resource a property points at. ``Stack`` is shared with
-``test_cloudformation_settings.py`` and ``test_iam_task_role.py``.
+``test_cloudformation_settings.py`` and ``test_iam_task_role.py``; a subclass that names
+another template (``template_path``, ``required_values``) reads the member-account
+template in ``test_iam_member_role.py``.
 
 cfn-lint and checkov check the same template in ``./dev test`` (their own virtualenv).
 """
@@ -74,14 +76,14 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
 @cache
-def _parsed_template() -> dict[str, Any]:
-    text = TEMPLATE_PATH.read_text(encoding="utf-8")
+def _parsed_template(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
     return yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def load_template() -> dict[str, Any]:
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     """A fresh copy each time (parsed once): tests may not share mutable state through it."""
-    return copy.deepcopy(_parsed_template())
+    return copy.deepcopy(_parsed_template(path))
 
 
 class _NoValue:
@@ -96,13 +98,16 @@ _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 class Stack:
     """The template as CloudFormation sees it for one set of parameter values."""
 
+    template_path: Path = TEMPLATE_PATH
+    required_values: dict[str, str] = REQUIRED_VALUES
+
     def __init__(self, **parameters: str) -> None:
-        self.template = load_template()
+        self.template = load_template(self.template_path)
         specs = self.template["Parameters"]
         unknown = set(parameters) - set(specs)
         assert not unknown, f"no such parameters: {unknown}"
         values = {name: spec.get("Default") for name, spec in specs.items()}
-        values.update(REQUIRED_VALUES)
+        values.update(self.required_values)
         values.update(parameters)
         self.parameters: dict[str, Any] = {}
         for name, value in values.items():

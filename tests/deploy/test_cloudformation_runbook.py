@@ -22,6 +22,7 @@ ALERTS = (
     "DrsPollerLatenessGrowing",
     "DrsPollerRecoveryTargetMissed",
     "DrsPollerServerStalled",
+    "DrsPollerEventsQueueUnreachable",
 )
 
 

@@ -29,7 +29,10 @@ if typing.TYPE_CHECKING:
 WIRED = {
     "table_name": "TableName",  # the parameter has another job too: it names the table
     "lease_table_name": None,  # the LeaseTable resource
+    "events_queue_url": None,  # the DrsEventsQueue resource, with EnableEventsIn
 }
+# Wired only with these parameters (the resource they wire is optional).
+WIRED_WITH = {"events_queue_url": {"EnableEventsIn": "true"}}
 
 
 def parameter_name(field: str) -> str:
@@ -144,7 +147,10 @@ def test_the_container_gets_the_parameter(field):
 def test_not_parameters_stay_out_of_the_container_unless_the_stack_wires_them():
     env = Stack().environment()
     for field in not_parameters(load_template()):
-        if field in WIRED:
+        if field in WIRED_WITH:
+            assert env_name(field) not in env, f"{field} is wired only with its resource"
+            assert env_name(field) in Stack(**WIRED_WITH[field]).environment()
+        elif field in WIRED:
             assert env_name(field) in env
         else:
             assert env_name(field) not in env, f"{field} is documented as not set"

@@ -30,6 +30,9 @@ ALERTS = {
     "DrsPollerLatenessGrowing",
     "DrsPollerRecoveryTargetMissed",
     "DrsPollerServerStalled",
+    "DrsPollerEventsNotPublished",
+    "DrsPollerEventsQueueUnreachable",
+    "DrsPollerAccountUnreachable",
 }
 # Labels Prometheus adds to every scraped series, or that only exist on its own series.
 TARGET_LABELS = {"job", "instance"}

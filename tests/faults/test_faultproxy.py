@@ -65,6 +65,7 @@ from drs_poller.clients.paging import PagingError, paginate
 from drs_poller.clock import ManualClock
 from drs_poller.core.backoff import BackoffPolicy, ErrorKind
 from drs_poller.core.models import JOB_NOT_FOUND, JobStatus, JobView, Unknown
+from drs_poller.core.places import Place
 from drs_poller.local.items import ServerSpec
 from drs_poller.local.stack import FAKE_CREDENTIALS, LOOPBACK
 from drs_poller.observability.metrics import Metrics
@@ -955,7 +956,7 @@ async def test_an_unknown_job_status_degrades_that_field_in_the_drs_adapter(
 
     drs_proxy.add(rewrite_json(pause_first), operation="DescribeJobs")
     adapter = DrsAdapter(clients=calls.pool, caller=calls.caller)
-    batch = await adapter.describe_jobs(REGION, jobs)
+    batch = await adapter.describe_jobs(Place(None, REGION), jobs)
     assert batch.invalid == {}
     paused = batch.lookups[jobs[0]]
     assert isinstance(paused, JobView)
@@ -979,7 +980,7 @@ async def test_a_truncated_describe_jobs_answer_is_not_read_as_unknown_jobs(
     adapter = DrsAdapter(clients=calls.pool, caller=calls.caller)
     # Today every job comes back JOB_NOT_FOUND, a step towards failing its server.
     with pytest.raises(AwsCallError) as raised:
-        await adapter.describe_jobs(REGION, jobs)
+        await adapter.describe_jobs(Place(None, REGION), jobs)
     assert raised.value.kind is ErrorKind.TRANSIENT
 
 

@@ -15,7 +15,7 @@ import structlog
 
 from drs_poller.clients.dynamodb import to_python
 from drs_poller.local.demo import DemoOptions, execute_demo, run_demo
-from drs_poller.local.scenarios import ExecutionPlan, ScenarioKind, WavePlan
+from drs_poller.local.scenarios import SECOND_ACCOUNT, ExecutionPlan, ScenarioKind, WavePlan
 from drs_poller.local.stack import FAKE_CREDENTIALS
 from drs_poller.local.view import LiveView, build_rows, progress_line, render_rows
 from drs_poller.simulator.behaviour import Behaviour
@@ -42,8 +42,25 @@ async def scan(moto_url: str, table: str, region: str) -> dict[str, dict]:
     return {item["ExecutionId"]: item for item in map(to_python, page["Items"])}
 
 
-async def ec2_states(moto_url: str, region: str, instance_ids: list[str]) -> dict[str, str]:
-    session = aioboto3.Session(**FAKE_CREDENTIALS, region_name=region)
+async def ec2_states(
+    moto_url: str, region: str, instance_ids: list[str], *, account: str | None = None
+) -> dict[str, str]:
+    """The instances' states in moto's EC2, read in ``account`` (None: moto's default) with
+    credentials assumed into it, as the daemon reads them."""
+    credentials = dict(FAKE_CREDENTIALS)
+    if account is not None:
+        sts_session = aioboto3.Session(**FAKE_CREDENTIALS, region_name=region)
+        async with sts_session.client("sts", endpoint_url=moto_url) as sts:
+            answer = await sts.assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/test-reader", RoleSessionName="test"
+            )
+        raw = answer["Credentials"]
+        credentials = {
+            "aws_access_key_id": raw["AccessKeyId"],
+            "aws_secret_access_key": raw["SecretAccessKey"],
+            "aws_session_token": raw["SessionToken"],
+        }
+    session = aioboto3.Session(**credentials, region_name=region)
     async with session.client("ec2", endpoint_url=moto_url) as ec2:
         found = await ec2.describe_instances(InstanceIds=instance_ids)
     return {
@@ -69,6 +86,31 @@ async def test_demo_ends_every_execution_as_expected(moto_url, capsys):
     assert "8/8 finished" in out
     assert "RTO" in out
     assert "RPO" in out
+    # A second account (issue 15): its waves started there, tracked there, and shown.
+    assert f"other accounts: {SECOND_ACCOUNT}" in out
+    in_second = [r for r in result.reports if any(w.account_id for w in r.plan.waves)]
+    assert {r.plan.kind for r in in_second} == {
+        ScenarioKind.DRILL_LATER_WAVE,
+        ScenarioKind.RECOVERY_THREE_WAVES,
+    }
+    # DRS events in (docs/events.md): every launch that ended was published by the
+    # simulator, went through moto's rule to the queue, and reached the daemon.
+    (events_line,) = [line for line in out.splitlines() if line.startswith("DRS events: ")]
+    published = int(events_line.split()[2])
+    assert published > 0
+    assert f"DRS events in: {published} received" in events_line
+    assert int(events_line.split(" received, ")[1].split()[0]) > 0  # polls pulled forward
+    # Events out: at least one "Execution Finished" per execution, after its final write.
+    (received,) = [
+        line for line in out.splitlines() if line.startswith("finalization events received")
+    ]
+    assert "from bus drs-poller-demo:" in received
+    finished = {
+        line.split()[4]
+        for line in out.splitlines()
+        if line.strip().startswith("DRS Poller Execution Finished")
+    }
+    assert finished == {report.plan.execution_id for report in result.reports}, received
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("demo-")}
     items = await scan(moto_url, result.table_name, result.region)
     kinds = set()
@@ -89,13 +131,14 @@ async def test_demo_ends_every_execution_as_expected(moto_url, capsys):
         for wave, planned in zip(item["Waves"], plan.waves, strict=True):
             assert wave["Status"] in {"COMPLETED", "PARTIAL", "FAILED"}
             assert wave["Region"] == planned.region
+            assert wave.get("AccountId") == planned.account_id
             # One StartRecovery job per wave, tracked to the end.
             assert len({s["RecoveryJobId"] for s in wave["Servers"]}) == 1
             launched = [s for s in wave["Servers"] if s["Status"] == "LAUNCHED"]
             if launched:
                 # The daemon found the simulator's recovery instances in moto's EC2.
                 ids = [s["InstanceId"] for s in launched]
-                states = await ec2_states(moto_url, planned.region, ids)
+                states = await ec2_states(moto_url, planned.region, ids, account=planned.account_id)
                 assert set(states.values()) == {"running"}, states
         servers = [server for wave in item["Waves"] for server in wave["Servers"]]
         # The evidence (issue 13): every server that launched has its timeline and its

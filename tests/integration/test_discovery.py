@@ -90,7 +90,12 @@ async def test_the_lean_query_asks_only_for_what_the_index_projects(world, proje
     await put_running(world, "ex")
     daemon = await world.daemon()
     assert daemon.store.projection.kind == projection  # read once, at start-up
-    describes = {"service": "dynamodb", "operation": "DescribeTable", "region": REGION}
+    describes = {
+        "service": "dynamodb",
+        "operation": "DescribeTable",
+        "account": "self",
+        "region": REGION,
+    }
     assert metric(daemon, "drs_poller_aws_calls_total", {**describes, "outcome": "success"}) == 1
     await world.step(daemon)
     await world.step(daemon, 45)  # a poll that writes: PollerRevision 1

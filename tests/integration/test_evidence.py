@@ -77,7 +77,7 @@ async def test_a_drill_writes_its_timeline_and_measured_rto_and_rpo(world):
     assert item["RecoveryPointSeconds"] == 2
     assert item["RpoTargetMet"] is True
     assert "RpoTargetNote" not in item
-    labels = {"execution_type": "DRILL", "region": REGION}
+    labels = {"execution_type": "DRILL", "account": "self", "region": REGION}
     assert metric(daemon, "drs_poller_recovery_time_seconds_count", labels) == 2
     assert metric(daemon, "drs_poller_recovery_point_seconds_count", labels) == 2
     assert metric(daemon, "drs_poller_recovery_point_seconds_sum", labels) == 4
@@ -188,7 +188,12 @@ async def test_the_job_log_is_read_only_when_its_answer_can_have_changed(world):
     # was asked on every poll.
     assert reads == 6, reads
     assert polls > 3 * reads
-    calls = {"service": "drs", "operation": "DescribeJobLogItems", "region": REGION}
+    calls = {
+        "service": "drs",
+        "operation": "DescribeJobLogItems",
+        "account": "self",
+        "region": REGION,
+    }
     assert metric(daemon, "drs_poller_aws_calls_total", {**calls, "outcome": "success"}) == reads
 
 
@@ -219,3 +224,46 @@ async def test_a_job_log_that_cannot_be_read_degrades_only_the_evidence(world):
 
 def test_iso8601_round_trip_used_by_these_tests():
     assert iso8601(1_800_000_000.5) == "2027-01-15T08:00:00.500Z"
+
+
+async def test_a_running_servers_evidence_waits_for_its_end_and_survives_a_restart(world):
+    """While a server runs, its writes carry no Timeline or figures (issue 18: they would
+    ride on every write at the item's whole size); the write that ends it carries them
+    complete. A daemon that takes over mid-run reads the job log again, so the marks DRS
+    logged before the take-over are in the Timeline it writes."""
+    job = world.job(
+        [S1, S2],
+        [
+            (0, "PENDING", {}),
+            (300, "STARTED", {}),
+            (
+                330,
+                "STARTED",
+                {S1: ServerSnapshot("IN_PROGRESS"), S2: ServerSnapshot("IN_PROGRESS")},
+            ),
+            (600, "STARTED", {S1: launched(), S2: ServerSnapshot("IN_PROGRESS")}),
+            (900, "COMPLETED", {S1: launched(), S2: launched()}),
+        ],
+    )
+    start = world.clock.time()
+    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job), ServerSpec(S2, job)])]))
+    first = await world.daemon()
+    while world.clock.time() < start + 660:
+        await world.step(first, 15)
+    item = await world.get("ex")
+    ended, running = servers_of(item)
+    assert (ended["Status"], running["Status"]) == ("LAUNCHED", "IN_PROGRESS")
+    assert ended["Timeline"]["ConversionStart"] == int(start + 330)
+    assert "RecoveryTimeSeconds" in ended
+    assert "Timeline" not in running
+    assert "RecoveryTimeSeconds" not in running
+
+    second = await world.daemon()  # a replica taking over: nothing in its memory
+    item = await world.run_until_final(second, "ex", step=15)
+
+    assert item["Status"] == "COMPLETED"
+    _, taken_over = servers_of(item)
+    assert taken_over["Timeline"]["SnapshotStart"] == int(start + 300)  # logged before
+    assert taken_over["Timeline"]["ConversionStart"] == int(start + 330)
+    assert taken_over["Timeline"]["Launched"] >= int(start + 900)
+    assert taken_over["RecoveryTimeSeconds"] == taken_over["Timeline"]["Launched"] - int(start)

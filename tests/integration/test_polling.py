@@ -14,6 +14,7 @@ from drs_poller.clients.dynamodb import ExecutionStore
 from drs_poller.clock import ManualClock
 from drs_poller.core.backoff import BackoffPolicy, ErrorKind
 from drs_poller.core.models import JOB_NOT_FOUND, JobView
+from drs_poller.core.places import Place
 from drs_poller.local.items import ServerSpec
 from drs_poller.observability.metrics import Metrics
 from drs_poller.settings import load_settings
@@ -103,7 +104,7 @@ async def test_a_throttling_storm_is_ridden_out_and_nothing_is_written_from_a_fa
         metric(
             daemon,
             "drs_poller_throttles_total",
-            {"service": "drs", "operation": "DescribeJobs", "region": REGION},
+            {"service": "drs", "operation": "DescribeJobs", "account": "self", "region": REGION},
         )
         == 12
     )
@@ -131,6 +132,9 @@ async def test_transient_errors_are_retried_within_one_poll(world):
         )
         == 3
     )
+
+
+HERE = Place(None, REGION)
 
 
 async def _adapter(world, *, sleeps, max_attempts=5, max_retry_after=60.0):
@@ -164,7 +168,7 @@ async def test_retry_after_is_honoured_and_backoff_is_jittered(world):
     try:
         world.drs.faults.throttle_next = 2
         world.drs.faults.retry_after_seconds = 7
-        batch = await drs.describe_jobs(REGION, [job])
+        batch = await drs.describe_jobs(HERE, [job])
         assert isinstance(batch.lookups[job], JobView)
         assert len(sleeps) == 2
         assert all(7 <= s <= 7.5 for s in sleeps)  # Retry-After is a floor (+ a little jitter)
@@ -172,7 +176,7 @@ async def test_retry_after_is_honoured_and_backoff_is_jittered(world):
         sleeps.clear()
         world.drs.faults.retry_after_seconds = None
         world.drs.faults.error_next = 4
-        await drs.describe_jobs(REGION, [job])
+        await drs.describe_jobs(HERE, [job])
         ceilings = [0.5, 1.0, 2.0, 4.0]
         assert len(sleeps) == 4
         assert all(0 <= s <= c for s, c in zip(sleeps, ceilings, strict=True))
@@ -187,14 +191,14 @@ async def test_retries_are_bounded_and_permanent_errors_are_not_retried(world):
     try:
         world.drs.faults.throttle_rate = 1.0
         with pytest.raises(AwsCallError) as storm:
-            await drs.describe_jobs(REGION, ["drsjob-00000000000000001"])
+            await drs.describe_jobs(HERE, ["drsjob-00000000000000001"])
         assert storm.value.kind is ErrorKind.THROTTLED
         assert world.drs.count("DescribeJobs") == 3
         world.drs.faults.throttle_rate = 0.0
         world.drs.reset_calls()
         # An invalid job id is a ValidationException: permanent, one attempt.
         with pytest.raises(AwsCallError) as invalid:
-            await drs.describe_jobs(REGION, ["badjob-00000000000000001"])  # bad pattern
+            await drs.describe_jobs(HERE, ["badjob-00000000000000001"])  # bad pattern
         assert invalid.value.kind is ErrorKind.PERMANENT
         assert invalid.value.code == "ValidationException"
         assert world.drs.count("DescribeJobs") == 1
@@ -208,7 +212,7 @@ async def test_unknown_jobs_are_reported_as_not_found_and_chunks_stay_within_lim
     try:
         known = [world.job([server_id(n)], [(0, "PENDING", {})]) for n in range(3)]
         unknown = [f"drsjob-{n:017d}" for n in range(900_000, 901_200)]
-        batch = await drs.describe_jobs(REGION, known + unknown)
+        batch = await drs.describe_jobs(HERE, known + unknown)
         assert all(isinstance(batch.lookups[j], JobView) for j in known)
         assert all(batch.lookups[j] is JOB_NOT_FOUND for j in unknown)
         sizes = [c.ids_count for c in world.drs.calls if c.operation == "DescribeJobs"]

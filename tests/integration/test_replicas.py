@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 from harness import OTHER_REGION, REGION, ServerSnapshot, launched, metric, server_id, servers_of
+from harness import owned_executions as _owned
+from harness import replica_turn as _turn
 
 from drs_poller.local.items import ServerSpec
 
@@ -61,21 +63,6 @@ async def _replica(world, lease_table: str, name: str, **overrides):
         lease_time=LEASE,
         **{"shard_jobs": 1, **overrides},
     )
-
-
-async def _turn(world, *daemons, seconds: float = 0.0) -> None:
-    """Move time, then let each replica renew, discover and poll, as its root tasks would."""
-    if seconds:
-        world.clock.advance(seconds)
-    for daemon in daemons:
-        await daemon.renew_leases()
-    for daemon in daemons:
-        await daemon.discover_once()
-        await world.dispatch(daemon)
-
-
-def _owned(daemon) -> set[str]:
-    return {tracked.execution_id for tracked in daemon.state.tracked.values()}
 
 
 async def test_two_replicas_split_the_work_with_one_poller_per_execution(world):

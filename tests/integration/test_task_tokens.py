@@ -291,7 +291,12 @@ async def test_an_invalid_token_is_recorded_and_not_sent_again(world, sfn):
     # Neither the answerer nor the sweep sends it again.
     assert await daemon.answerer.sweep_once() == 0
     assert daemon.answerer.observe(item) == 0
-    calls = {"operation": "SendTaskSuccess", "region": REGION, "service": "stepfunctions"}
+    calls = {
+        "operation": "SendTaskSuccess",
+        "account": "self",
+        "region": REGION,
+        "service": "stepfunctions",
+    }
     assert metric(daemon, "drs_poller_aws_calls_total", {**calls, "outcome": "rejected"}) == 1
 
 
@@ -598,4 +603,5 @@ async def test_throttling_and_5xx_are_retried_with_backoff(world):
     assert answers(daemon, "execution", "success") == 1
     operation = {"service": "stepfunctions", "operation": "SendTaskSuccess"}
     assert metric(daemon, "drs_poller_aws_retries_total", operation) == 3
-    assert metric(daemon, "drs_poller_throttles_total", {**operation, "region": REGION}) == 2
+    throttled = {**operation, "account": "self", "region": REGION}
+    assert metric(daemon, "drs_poller_throttles_total", throttled) == 2

@@ -22,6 +22,7 @@ from drs_poller.local.initiate import (
     NotEnoughSourceServers,
 )
 from drs_poller.local.scenarios import (
+    SECOND_ACCOUNT,
     ExecutionPlan,
     ScenarioKind,
     WavePlan,
@@ -154,6 +155,87 @@ def test_the_mix_states_its_expectations():
     ]
     assert any(p.later_waves for p in plans)
     assert len({r for p in plans for r in p.regions}) == 2
+
+
+def test_the_demos_mix_puts_two_executions_in_a_second_account():
+    plain = plan_workload(executions=8, rng=random.Random(7))
+    plans = plan_workload(executions=8, rng=random.Random(7), second_account=SECOND_ACCOUNT)
+    # The same executions, servers and expectations; only where some waves run differs.
+    assert [(p.execution_id, p.expected_status) for p in plans] == [
+        (p.execution_id, p.expected_status) for p in plain
+    ]
+    assert all(w.account_id is None for p in plain for w in p.waves)
+    by_kind = {p.kind: p for p in plans}
+    later = by_kind[ScenarioKind.DRILL_LATER_WAVE]
+    assert [w.account_id for w in later.waves] == [SECOND_ACCOUNT, SECOND_ACCOUNT]
+    three = by_kind[ScenarioKind.RECOVERY_THREE_WAVES]
+    assert [w.account_id for w in three.waves] == [None, SECOND_ACCOUNT, None]
+    assert three.places == (
+        three.waves[0].region,
+        f"{SECOND_ACCOUNT}/{three.waves[1].region}",
+    )
+    others = [p for p in plans if p not in (later, three)]
+    assert all(w.account_id is None for p in others for w in p.waves)
+
+
+async def test_a_wave_in_another_account_is_started_there(stack, table):
+    ddb, name = table
+    plan = ExecutionPlan(
+        kind=ScenarioKind.RECOVERY_THREE_WAVES,
+        execution_id="two-accounts",
+        waves=(
+            WavePlan("wave-1", "us-east-1", is_drill=True, needs=(None,)),
+            WavePlan(
+                "wave-2", "us-west-2", is_drill=True, needs=(None, None), account_id=SECOND_ACCOUNT
+            ),
+        ),
+        start_offset=0.0,
+    )
+    async with Initiator(
+        session=stack.session(),
+        drs_endpoint_url=stack.drs_url,
+        dynamodb=ddb,
+        table_name=name,
+        speed=SPEED,
+        report=lambda _: None,
+        watch_interval=0.05,
+        sts_endpoint_url=stack.moto_url,
+    ) as initiator:
+        await initiator.run([plan], started_at=time.time())
+    simulator = stack.drs
+    (own,) = simulator.jobs("us-east-1")
+    assert simulator.jobs("us-west-2") == []
+    with simulator.as_account(SECOND_ACCOUNT):
+        (member,) = simulator.jobs("us-west-2")
+        assert simulator.jobs("us-east-1") == []
+    assert member.account_id == SECOND_ACCOUNT
+    assert own.account_id != SECOND_ACCOUNT
+    # Its source servers were listed there, and its StartRecovery signed there.
+    starts = [c for c in simulator.calls if c.operation == "StartRecovery"]
+    assert sorted(c.account for c in starts) == sorted([own.account_id, SECOND_ACCOUNT])
+    listed = {c.account for c in simulator.calls if c.operation == "DescribeSourceServers"}
+    assert listed == {own.account_id, SECOND_ACCOUNT}
+    scanned = await ddb.scan(TableName=name, ConsistentRead=True)
+    (item,) = map(to_python, scanned["Items"])
+    first, second = item["Waves"]
+    assert "AccountId" not in first
+    assert second["AccountId"] == SECOND_ACCOUNT
+    assert {s["RecoveryJobId"] for s in second["Servers"]} == {member.job_id}
+
+
+async def test_a_wave_in_another_account_needs_an_sts_endpoint(stack, table):
+    ddb, name = table
+    async with Initiator(
+        session=stack.session(),
+        drs_endpoint_url=stack.drs_url,
+        dynamodb=ddb,
+        table_name=name,
+        speed=SPEED,
+        report=lambda _: None,
+        watch_interval=0.05,
+    ) as initiator:
+        with pytest.raises(ValueError, match="needs an STS endpoint"):
+            await initiator.drs("us-east-1", SECOND_ACCOUNT)
 
 
 async def run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:

@@ -45,6 +45,16 @@ EXPECTED_FAMILIES = {
     "drs_poller_stalled_servers",
     "drs_poller_evidence_degraded",
     "drs_poller_report_puts",
+    "drs_poller_events_published",
+    "drs_poller_events_received",
+    "drs_poller_events_discarded",
+    "drs_poller_events_released",
+    "drs_poller_events_hinted",
+    "drs_poller_event_to_poll_seconds",
+    "drs_poller_events_queue_errors",
+    "drs_poller_events_queue_reachable",
+    "drs_poller_account_credentials_failures",
+    "drs_poller_account_reachable",
     "drs_poller_build_info",
 }
 

@@ -107,31 +107,43 @@ class Replicas:
             await daemon.kill()
 
 
-def _status_written(request_json: dict) -> str | None:
-    """The execution Status an UpdateItem sets, if it sets one."""
+def _set_values(request_json: dict) -> dict[str, dict]:
+    """The attributes an UpdateItem of the daemon sets (``SET #aN = :vN``), by name."""
     names = request_json.get("ExpressionAttributeNames", {})
     values = request_json.get("ExpressionAttributeValues", {})
-    for alias, name in names.items():
-        if name == "Status" and alias.startswith("#a"):
-            value = values.get(":v" + alias.removeprefix("#a"), {})
-            return value.get("S")
-    return None
+    return {
+        name: values.get(":v" + alias.removeprefix("#a"), {})
+        for alias, name in names.items()
+        if alias.startswith("#a")
+    }
 
 
 def terminal_moves(proxy: FaultProxy, table: str) -> list[str]:
-    """Applied writes to an item after a write had made it terminal."""
-    ended: set[str] = set()
-    moves = []
-    for record in sorted(proxy.select("UpdateItem"), key=lambda r: r.finished_at or 0):
+    """Applied writes to an item after a write had made it terminal.
+
+    The order is the item's own: every daemon write sets ``PollerRevision`` to the
+    revision it read plus one, on condition that the item still holds the one it read,
+    so an item's applied writes carry increasing revisions. The moments the proxy saw
+    them do not give that order under load: a response can come back after the next
+    write, which had read its effect, was applied and answered.
+    """
+    ended: dict[str, int] = {}  # execution -> revision of the write that made it terminal
+    applied: list[tuple[str, int]] = []
+    for record in proxy.select("UpdateItem"):
         request = record.request.json if record.request else None
         if record.upstream_status != 200 or not request or request.get("TableName") != table:
             continue
         key = request["Key"]["ExecutionId"]["S"]
-        if key in ended:
-            moves.append(f"{key}: written after it ended")
-        if _status_written(request) in TERMINAL:
-            ended.add(key)
-    return moves
+        sets = _set_values(request)
+        revision = int(sets.get("PollerRevision", {}).get("N", -1))
+        applied.append((key, revision))
+        if sets.get("Status", {}).get("S") in TERMINAL:
+            ended[key] = min(revision, ended.get(key, revision))
+    return [
+        f"{key}: written after it ended (revision {revision} > {ended[key]})"
+        for key, revision in applied
+        if key in ended and revision > ended[key]
+    ]
 
 
 async def _run_one_replica(world: World) -> int:

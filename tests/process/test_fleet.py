@@ -88,11 +88,14 @@ async def test_fleet_of_200_executions_across_two_regions(live_world):
     # At most one DescribeJobs per region per batch (500 jobs a region: one page).
     assert describe_jobs <= 2 * batches
     assert describe_jobs * 20 < server_polls  # what one call per server job would cost
-    # Recovery instances are described once, batched too: never more than DescribeJobs.
+    # Recovery instances are described once, batched too: a batch's DescribeJobs of a
+    # region is followed by at most one DescribeRecoveryInstances per 200 servers it
+    # shows launched (the call's maximum). A starved machine that polls once in a long
+    # while sees hundreds launch in one batch: hence the second term.
     launched_servers = sum(
         1 for i in finals.values() for s in i["Waves"][0]["Servers"] if "LaunchedTime" in s
     )
-    assert world.drs.count("DescribeRecoveryInstances") <= describe_jobs
+    assert world.drs.count("DescribeRecoveryInstances") <= describe_jobs + launched_servers // 200
     assert all(
         s.get("RecoveryInstanceId")
         for i in finals.values()

@@ -14,6 +14,8 @@ from faultproxy import FaultProxy, Outcome, black_hole, latency
 from fleet import compressed_settings, history_problems, seed_fleet, wait_for_all
 from harness import DaemonProcess, daemon_env
 
+from drs_poller.engine.leasing import ENTRY_RETENTION
+
 SPEED = 60.0
 # Twice the smallest lease time the settings allow (3 s): the take-overs below are
 # measured against it, and a longer lease makes the machine's own lateness (next) a
@@ -74,12 +76,19 @@ async def test_a_stalled_replica_is_taken_over_and_cannot_regress_anything(live_
             lambda: ["replica-b"] in members_seen(b)[stalled_at:], within=4 * LEASE
         )
         # When b saw it, by b's own log line (the test's polling of the log adds nothing).
-        took = _taken_over_at(b, stalled_at) - stopped
+        taken_over = _taken_over_at(b, stalled_at)
+        took = taken_over - stopped
         print(f"\nFAILOVER stall (SIGSTOP): {took:.2f} s at LEASE_TIME {LEASE} s")  # noqa: T201
-        # Not before a lease time (counted from a's last renewal, up to one tick before the
-        # stop); within it plus one discovery interval, plus how late a busy machine runs
-        # b's lease read.
-        assert LEASE - DISCOVERY / 2 <= took <= LEASE + DISCOVERY + SCHEDULING < 2 * LEASE, took
+        # Never before a's lease lapsed: a lease time after a's last renewal. That renewal
+        # is up to one tick before the stop on a quiet machine, but a starved one runs a's
+        # ticks late (5.36 s from the stop was measured, with the renewal 0.64 s before
+        # it), so it is read from a's entry: the whole second its renewal was sent in
+        # (ExpiresAt is that time plus the retention, floored), never later than the
+        # renewal itself. Within a lease time plus one discovery interval of the stop,
+        # plus how late a busy machine runs b's lease read.
+        renewed = await _last_renewal(world, lease_table, "replica-a")
+        assert taken_over - renewed >= LEASE, (taken_over, renewed)
+        assert took <= LEASE + DISCOVERY + SCHEDULING < 2 * LEASE, took
         await asyncio.sleep(max(0.0, 2 * LEASE - waited))
         a.proc.send_signal(signal.SIGCONT)
         finals = await wait_for_all(world, fleet.expected, deadline=world.clock.time() + 120)
@@ -148,6 +157,13 @@ async def _lease_entries(world, lease_table: str) -> dict[str, dict]:
     return {item["ReplicaId"]["S"]: item for item in result["Items"]}
 
 
+async def _last_renewal(world, lease_table: str, replica: str) -> float:
+    """The start of the whole second in which ``replica`` sent its last renewal (its
+    entry's ExpiresAt, written as that moment plus the retention, floored)."""
+    entry = (await _lease_entries(world, lease_table))[replica]
+    return float(entry["ExpiresAt"]["N"]) - ENTRY_RETENTION
+
+
 async def test_the_lease_holder_killed_mid_poll_is_taken_over_in_time(live_world):
     world = live_world
     lease_table = await world.lease_table()
@@ -201,7 +217,12 @@ async def test_the_lease_holder_killed_mid_poll_is_taken_over_in_time(live_world
                 assert statuses.index("IN_PROGRESS") < statuses.index("LAUNCHED"), statuses
     entries = await _lease_entries(world, lease_table)
     assert "Released" not in entries["replica-a"]  # it never said goodbye
-    assert entries["replica-b"]["Released"]["BOOL"] is True
+    # b stopped gracefully: it released its lease, or said why not (the release is one
+    # bounded, best-effort call; on a starved machine it can time out, and peers then
+    # take over after the lease time, as after a crash).
+    assert entries["replica-b"].get("Released", {}).get("BOOL") is True or any(
+        line["event"].startswith("releasing the lease") for line in b.lines
+    ), "\n".join(b.raw[-20:])
 
 
 async def test_sigterm_mid_write_exits_in_grace_releases_the_lease_and_a_peer_continues(

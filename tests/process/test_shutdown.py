@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import time
 from pathlib import Path
 
 import pytest
+from faultproxy import FaultProxy, black_hole
 from harness import REGION, DaemonProcess, ServerSnapshot, daemon_env, server_id
 
+from drs_poller.engine.daemon import Daemon
 from drs_poller.local.items import ServerSpec
+from drs_poller.settings import load_settings
 
 
 async def _seed(world, count: int = 3) -> None:
@@ -173,3 +177,34 @@ async def _until_sigterm_is_caught(pid: int, live_world, *, within: float = 30.0
             return
         await live_world.sleep(0.005)
     pytest.fail(f"process {pid} installed no SIGTERM handler within {within} s")
+
+
+async def test_a_stop_during_a_slow_start_up_abandons_it_and_exits_0(live_world):
+    """A stop requested while a start-up call hangs (a table that does not answer) does
+    not wait out that call's timeouts and retries: ECS sends SIGKILL after its stop
+    timeout, and the chaos run stops replicas that are still starting (issue 17)."""
+    async with FaultProxy(live_world.stack.moto_url) as proxy:
+        proxy.add(black_hole(), operation="DescribeTable")
+        daemon = Daemon(
+            load_settings(
+                table_name=live_world.table,
+                dynamodb_endpoint_url=proxy.url,
+                drs_endpoint_url=live_world.stack.drs_url,
+                ec2_endpoint_url=live_world.stack.moto_url,
+                metrics_host="127.0.0.1",
+                metrics_port=0,
+                read_timeout=60,
+            ),
+            session=live_world.stack.session(),
+        )
+        runner = asyncio.create_task(daemon.run(handle_signals=False))
+        try:
+            while not any(r.operation == "DescribeTable" for r in proxy.records):
+                await live_world.sleep(0.01)
+            daemon.request_stop("test")
+            # Far below the 60 s the hanging call would take to time out.
+            assert await asyncio.wait_for(runner, 15) == 0
+        finally:
+            if not runner.done():
+                runner.cancel()
+    assert daemon.roots is None  # no root task was started

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 
 import aioboto3
 import pytest
@@ -38,7 +39,28 @@ async def read_until(proc, event: str, lines: list[dict], *, within: float = 20.
     return await asyncio.wait_for(read(), within)
 
 
+async def _drs_events_queue(moto_url: str) -> str:
+    """A queue in us-west-2 that a rule on source aws.drs fills (moto's EventBridge)."""
+    session = aioboto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-west-2"
+    )
+    suffix = uuid.uuid4().hex[:8]
+    async with (
+        session.client("sqs", endpoint_url=moto_url) as sqs,
+        session.client("events", endpoint_url=moto_url) as events,
+    ):
+        url = (await sqs.create_queue(QueueName=f"sim-events-{suffix}"))["QueueUrl"]
+        arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))[
+            "Attributes"
+        ]["QueueArn"]
+        rule = f"sim-events-{suffix}"
+        await events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["aws.drs"]}))
+        await events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": arn}])
+    return url
+
+
 async def test_simulate_serves_drs_and_stops_on_sigterm(moto_url):
+    queue_url = await _drs_events_queue(moto_url)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -53,6 +75,8 @@ async def test_simulate_serves_drs_and_stops_on_sigterm(moto_url):
         "--source-servers",
         "8",
         "--ec2-endpoint-url",
+        moto_url,
+        "--events-endpoint-url",
         moto_url,
         env=ENV,
         stdout=asyncio.subprocess.PIPE,
@@ -90,6 +114,21 @@ async def test_simulate_serves_drs_and_stops_on_sigterm(moto_url):
         async with session.client("ec2", endpoint_url=moto_url) as ec2:
             found = await ec2.describe_instances(InstanceIds=[server["recoveryInstanceID"]])
         assert found["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
+        # The launch result went to EventBridge, and through the rule to the queue.
+        async with session.client("sqs", endpoint_url=moto_url) as sqs:
+            got = await sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=5)
+            await sqs.delete_queue(QueueUrl=queue_url)
+        (message,) = got["Messages"]
+        event = json.loads(message["Body"])
+        assert (event["source"], event["detail-type"]) == (
+            "aws.drs",
+            "DRS Source Server Launch Result",
+        )
+        assert event["region"] == "us-west-2"
+        assert event["resources"] == [
+            f"arn:aws:drs:us-west-2:123456789012:source-server/{healthy[0]}"
+        ]
+        assert event["detail"] == {"state": "DRILL_LAUNCH_SUCCEEDED", "job-id": job_id}
 
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0

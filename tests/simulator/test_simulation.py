@@ -22,7 +22,7 @@ from drs_poller.simulator.behaviour import (
 )
 from drs_poller.simulator.behaviour import Scenario as SimScenario
 from drs_poller.simulator.conformance import error_violations, output_violations
-from drs_poller.simulator.instances import Ec2Instances
+from drs_poller.simulator.instances import DerivedInstances, Ec2Instances
 from drs_poller.simulator.service import DrsSimulator
 from drs_poller.simulator.timelines import new_source_server_id
 
@@ -460,3 +460,71 @@ async def test_calls_record_the_jobs_they_ask_about(raw_post, simulator):
     await raw_post("DescribeJobLogItems", {"jobID": job_id})
     await raw_post("DescribeJobs", {})
     assert [call.job_ids for call in simulator.calls] == [(), (job_id,), (job_id,), ()]
+
+
+class SlowInstances(DerivedInstances):
+    """RunInstances that takes ``seconds`` of simulated time (at ``--speed 600`` a 50 ms
+    call to moto is 30 s), and fails while ``failing``."""
+
+    def __init__(self, clock, seconds: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.seconds = seconds
+        self.failing = False
+
+    async def launch(self, region: str, count: int, *, account: str) -> list[str]:
+        self.clock.advance(self.seconds)
+        if self.failing:
+            raise RuntimeError("moto: dictionary changed size during iteration")
+        return await super().launch(region, count, account=account)
+
+
+async def test_an_answer_is_given_at_the_requests_time_however_long_the_launches_take(
+    clock, simulator, drs_client
+):
+    # Two jobs two seconds apart; creating the first one's instance takes five.
+    sim = simulator
+    sim.instances = SlowInstances(clock, seconds=5.0)
+    first = sim.start_recovery("eu-west-1", {"sourceServers": [{"sourceServerID": HEALTHY}]})
+    clock.advance(2.0)
+    second = sim.start_recovery("eu-west-1", {"sourceServers": [{"sourceServerID": NO_ACTIONS}]})
+    ids = [first["job"]["jobID"], second["job"]["jobID"]]
+    async with drs_client("eu-west-1") as drs:
+        at(clock, LAUNCHED_AT)  # the first job's server launches now
+        jobs = (await drs.describe_jobs(filters={"jobIDs": ids}))["items"]
+        # Answered at the moment it was asked: the second server, due 2 s later, is not
+        # LAUNCHED yet, although 5 s passed while the first one's instance was created.
+        shown = {job["jobID"]: job["participatingServers"][0] for job in jobs}
+        assert shown[ids[0]]["launchStatus"] == "LAUNCHED"
+        assert "recoveryInstanceID" in shown[ids[0]]
+        assert shown[ids[1]]["launchStatus"] != "LAUNCHED"
+        # Asked again: its instance is created first, and it shows with it.
+        jobs = (await drs.describe_jobs(filters={"jobIDs": ids}))["items"]
+        for job in jobs:
+            (server,) = job["participatingServers"]
+            assert server["launchStatus"] == "LAUNCHED"
+            found = await drs.describe_recovery_instances(
+                filters={"recoveryInstanceIDs": [server["recoveryInstanceID"]]}
+            )
+            assert [item["jobID"] for item in found["items"]] == [job["jobID"]]
+
+
+async def test_while_the_instances_cannot_be_created_drs_answers_a_retryable_500(
+    clock, simulator, drs_client
+):
+    sim = simulator
+    sim.instances = backend = SlowInstances(clock, seconds=0.0)
+    backend.failing = True
+    job_id = sim.start_recovery("eu-west-1", {"sourceServers": [{"sourceServerID": HEALTHY}]})[
+        "job"
+    ]["jobID"]
+    async with drs_client("eu-west-1") as drs:
+        at(clock, LAUNCHED_AT)
+        with pytest.raises(ClientError) as failed:
+            await drs.describe_jobs(filters={"jobIDs": [job_id]})
+        assert failed.value.response["Error"]["Code"] == "InternalServerException"
+        backend.failing = False
+        (job,) = (await drs.describe_jobs(filters={"jobIDs": [job_id]}))["items"]
+        (server,) = job["participatingServers"]
+        assert server["launchStatus"] == "LAUNCHED"
+        assert server["recoveryInstanceID"]

@@ -37,6 +37,7 @@ from drs_poller.core.models import (
     parse_execution,
 )
 from drs_poller.core.phases import Intervals, Phase
+from drs_poller.core.places import Place
 from drs_poller.settings import load_settings, policy_from
 
 START = 1_800_000_000.0
@@ -809,7 +810,7 @@ def test_failed_server_is_frozen(mode, stored, participant):
     assert _servers(decision)[0] == frozen
     assert all(change.source_server_id != "s-1" for change in decision.changes)
     assert jobs_to_poll(parse_execution(item)) == {
-        EAST: {"drsjob-00000000000000001"}
+        Place(None, EAST): {"drsjob-00000000000000001"}
     }  # s-2 still needs it
 
 
@@ -1079,8 +1080,8 @@ def test_jobs_to_poll_groups_regions_and_skips_failed_servers():
         _wave(_server("s-8", None), name="wave-3", region="ap-south-1"),
     )
     assert jobs_to_poll(parse_execution(item)) == {
-        EAST: {"drsjob-00000000000000001", "drsjob-00000000000000004"},
-        WEST: {"drsjob-00000000000000006"},
+        Place(None, EAST): {"drsjob-00000000000000001", "drsjob-00000000000000004"},
+        Place(None, WEST): {"drsjob-00000000000000006"},
     }
 
 
@@ -1094,7 +1095,7 @@ def test_jobs_to_poll_skips_recovery_post_launch_failure():
         ),
         execution_type="RECOVERY",
     )  # fmt: skip
-    assert jobs_to_poll(parse_execution(item)) == {EAST: {"drsjob-00000000000000002"}}
+    assert jobs_to_poll(parse_execution(item)) == {Place(None, EAST): {"drsjob-00000000000000002"}}
 
 
 def test_jobs_to_poll_nothing():
@@ -1137,8 +1138,8 @@ def test_instances_to_describe():
         ),
     }
     assert instances_to_describe(parse_execution(item), jobs) == {
-        EAST: {"rec-1", "rec-3"},
-        WEST: {"rec-8"},
+        Place(None, EAST): {"rec-1", "rec-3"},
+        Place(None, WEST): {"rec-8"},
     }
     assert instances_to_describe(parse_execution(item), {}) == {}
 

@@ -36,6 +36,7 @@ from drs_poller.core.models import (
     RunStatus,
     parse_execution,
 )
+from drs_poller.core.places import Place
 from drs_poller.settings import load_settings, policy_from
 
 R, D = ExecutionType.RECOVERY, ExecutionType.DRILL
@@ -621,8 +622,8 @@ def test_evidence_news_counts_each_figure_and_target_once():
     after["Waves"][0].update(RtoTargetMet=False, RpoTargetMet=True)
     after["RtoTargetMet"] = False
     news = evidence_news(before, after)
-    assert news.recovery_times == (("us-east-1", 900.0),)
-    assert news.recovery_points == (("us-east-1", 4.0),)
+    assert news.recovery_times == ((Place(None, "us-east-1"), 900.0),)
+    assert news.recovery_points == ((Place(None, "us-east-1"), 4.0),)
     assert sorted(news.missed) == ["rto", "rto"]  # the execution's and the wave's
     assert news.stalls == ("LAUNCH",)
     assert stalled_servers(after) == ["LAUNCH"]
@@ -643,9 +644,11 @@ def test_a_server_failed_at_the_maximum_age_is_not_stalled():
     assert server["Timeline"]["LaunchFailed"] == T0 + 7200
 
 
-def test_timeline_marks_alone_ride_with_the_next_write():
-    """A log read that only adds marks is not written on its own (it would cost a whole
-    item's write units); the next write that happens anyway carries it."""
+def test_a_running_servers_timeline_is_written_once_with_the_write_that_ends_it():
+    """A log read that only adds marks is not written on its own, and the writes of a
+    running server carry no Timeline or figures (each would pay for the item's whole
+    size); the write that ends it carries them complete, from the logs kept meanwhile.
+    A Timeline an older version stored on a running server is dropped, not kept stale."""
     item = _item(_server("s-1", Status="PENDING", Timeline={"JobStart": Decimal(T0 + 2)}))
     pending = _job(JobStatus.PENDING, participant("s-1", LaunchStatus.PENDING))
     item["Phase"] = "PENDING"
@@ -656,9 +659,20 @@ def test_timeline_marks_alone_ride_with_the_next_write():
 
     started = _job(JobStatus.STARTED, participant("s-1", LaunchStatus.IN_PROGRESS))
     moved = _decide(item, started, now=T0 + 330, logs=logs)
-    assert moved.kind == "state"  # the server's status changed: this write carries the marks
-    assert moved.updates["Waves"][0]["Servers"][0]["Timeline"] == {
+    assert moved.kind == "state"  # the server's status changed: written, without evidence
+    running = moved.updates["Waves"][0]["Servers"][0]
+    assert running["Status"] == "IN_PROGRESS"
+    assert "Timeline" not in running
+    assert "RecoveryTimeSeconds" not in running
+
+    item["Waves"] = moved.updates["Waves"]
+    launched = _job(JobStatus.COMPLETED, participant("s-1", LaunchStatus.LAUNCHED))
+    ended = _decide(item, launched, now=T0 + 360, logs=logs)
+    server = ended.updates["Waves"][0]["Servers"][0]
+    assert server["Timeline"] == {
         "JobStart": T0 + 2,
         "SnapshotStart": T0 + 3,
         "SnapshotEnd": T0 + 200,
+        "Launched": T0 + 360,
     }
+    assert server["RecoveryTimeSeconds"] == 360

@@ -10,7 +10,7 @@ from drs_poller.core.ownership import (
     SELF_VALIDITY,
     LeaseEntry,
     Membership,
-    home_region,
+    home_place,
     job_count,
     owner_of,
     shard_counts,
@@ -185,6 +185,6 @@ def test_a_regions_executions_share_a_shard_until_it_needs_more():
         ),
     ],
 )
-def test_an_items_home_region_and_jobs_are_read_safely(item, region, jobs):
-    assert home_region(item) == region
+def test_an_items_home_place_and_jobs_are_read_safely(item, region, jobs):
+    assert home_place(item) == region
     assert job_count(item) == jobs

@@ -39,6 +39,7 @@ from drs_poller.core.models import (
     parse_execution,
 )
 from drs_poller.core.phases import Phase
+from drs_poller.core.places import Place
 from drs_poller.settings import load_settings, policy_from
 
 START = 1_800_000_000.0
@@ -148,7 +149,7 @@ def _decide(
         policy=policy,
         launch_actions=None
         if actions is None
-        else {(EAST, sid): found for sid, found in actions.items()},
+        else {(Place(None, EAST), sid): found for sid, found in actions.items()},
         terminated_instances=None
         if terminated is None
         else {(JOB, sid): found for sid, found in terminated.items()},
@@ -344,7 +345,7 @@ def test_no_runs_and_no_expected_actions_is_not_configured_after_the_grace():
 def test_launch_actions_are_listed_for_launched_recovery_servers_only():
     item = _item(_launched("s-1"), _server("s-2"), _server("s-3", RecoveryJobId=None))
     job = _job(_p("s-1", LAUNCHED), _p("s-2", LaunchStatus.IN_PROGRESS), status=JobStatus.STARTED)
-    assert launch_actions_to_list(parse_execution(item), {JOB: job}) == {(EAST, "s-1")}
+    assert launch_actions_to_list(parse_execution(item), {JOB: job}) == {(Place(None, EAST), "s-1")}
     drill = _item(_launched("s-1"), mode="DRILL")
     assert launch_actions_to_list(parse_execution(drill), {JOB: job}) == set()
 
@@ -452,7 +453,7 @@ def test_terminated_not_checked_yet_waits():
     assert decision.final_status is None
     assert terminations_to_check(
         parse_execution(_item(_server("s-1"), mode="DRILL")), {JOB: job}
-    ) == {EAST: {(JOB, "s-1")}}
+    ) == {Place(None, EAST): {(JOB, "s-1")}}
 
 
 def test_a_recovery_terminated_before_its_actions_ended_fails():
