@@ -160,10 +160,31 @@ class Poller:
         ``observed`` is called once DRS has answered: the dispatcher frees the batch's
         slot then, so that slow writes (a throttled table) do not stop the polling of
         other executions. The writes still run in this task, bounded by the write
-        semaphore, and an execution is not polled again until its own write is done.
+        semaphore, and an execution is not polled again until its own write is done: it
+        is released for its next poll as soon as that write has landed (or failed), not
+        when the batch's last write has. One slow write, or a batch of thousands of
+        executions behind a slow table (a restart's first poll at W10k), does not hold
+        back the next poll of every execution already written.
         """
         started = self.clock.monotonic()
         members: list[Tracked] = []
+        released: set[str] = set()
+
+        def release(tracked: Tracked) -> None:
+            if tracked.name not in released:
+                released.add(tracked.name)
+                self._release(tracked, polled_at=started)
+
+        async def write_back(
+            tracked: Tracked, jobs: dict[str, JobLookup], seen: _Seen, now: float
+        ) -> None:
+            try:
+                await self._write_back(tracked, jobs=jobs, seen=seen, now=now)
+            finally:
+                release(tracked)
+                # The dispatcher may be asleep: a slow write can leave this one due now.
+                self.state.wakeup.set()
+
         for entry in batch:
             tracked = self.state.tracked.get(entry.name)
             if tracked is None or tracked.dropped:
@@ -194,12 +215,10 @@ class Poller:
                 terminated=terminated,
                 unreachable=unreachable,
             )
-            await asyncio.gather(
-                *(self._write_back(t, jobs=jobs, seen=seen, now=now) for t in members)
-            )
+            await asyncio.gather(*(write_back(t, jobs, seen, now) for t in members))
         finally:
             for tracked in members:
-                self._release(tracked, polled_at=started)
+                release(tracked)
             # The dispatcher may be asleep on an empty queue: these are due again soon.
             self.state.wakeup.set()
             self.metrics.last_poll.set(self.clock.time())

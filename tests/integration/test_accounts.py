@@ -351,6 +351,58 @@ async def test_recovery_instances_are_described_in_the_waves_account(world, moto
     )
 
 
+async def test_clients_of_every_account_share_one_class_and_keep_their_own_credentials(
+    world, moto_url
+):
+    """The EC2 and DRS client classes are built once per process (clients/aws.py,
+    ``share_client_classes``: 1.2 MB for each EC2 client otherwise). Each client still
+    signs with its own account's credentials: the own account's instance and the member
+    account's instance are each found only where they live."""
+    own_sid, member_sid = server_id(61), server_id(62)
+    own_instance = await _instance_in(world, moto_url, OWN)
+    member_instance = await _instance_in(world, moto_url, MEMBER)
+    own_job = world.job(
+        [own_sid],
+        [(0, "STARTED", {}), (60, "COMPLETED", {own_sid: launched()})],
+        ec2_ids={own_sid: own_instance["InstanceId"]},
+    )
+    member_job = world.job(
+        [member_sid],
+        [(0, "STARTED", {}), (60, "COMPLETED", {member_sid: launched()})],
+        ec2_ids={member_sid: member_instance["InstanceId"]},
+        account=MEMBER,
+    )
+    await _put(
+        world,
+        "ex-shared",
+        [
+            (REGION, None, [ServerSpec(own_sid, own_job)]),
+            (REGION, MEMBER, [ServerSpec(member_sid, member_job)]),
+        ],
+    )
+    daemon = await world.daemon(sts_endpoint_url=moto_url)
+    item = await world.run_until_final(daemon, "ex-shared", step=30)
+    assert item["Status"] == "COMPLETED"
+    found = {
+        s["SourceServerId"]: s["InstanceId"] for wave in (0, 1) for s in servers_of(item, wave)
+    }
+    assert found == {
+        own_sid: own_instance["InstanceId"],
+        member_sid: member_instance["InstanceId"],
+    }
+    pool = daemon.components.clients
+    for service in ("ec2", "drs"):
+        own = await pool.get(service, REGION)
+        member = await pool.get(service, REGION, account=MEMBER)
+        other_region = await pool.get(service, OTHER_REGION, account=MEMBER)
+        assert own is not member
+        assert type(own) is type(member) is type(other_region)
+        assert other_region.meta.region_name == OTHER_REGION
+        own_keys = await own._request_signer._credentials.get_frozen_credentials()
+        member_keys = await member._request_signer._credentials.get_frozen_credentials()
+        assert own_keys.access_key != member_keys.access_key
+
+
 def _member_event(account: str, server: str, job: str) -> str:
     """A DRS event of ``account``, as its default bus forwards it to the hub's."""
     return json.dumps(

@@ -3,6 +3,8 @@ change it has not read, never moves a terminal status; several daemons agree."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from harness import REGION, ServerSnapshot, launched, metric, server_id, servers_of
 
@@ -233,3 +235,48 @@ async def test_a_phase_change_alone_is_not_written_and_the_schedule_still_follow
     assert await world.get("ex") == first  # nothing written for the phase alone
     assert await world.step(daemon, 14) == 0
     assert await world.step(daemon, 1) == 1  # polled at the STARTED pace all the same
+
+
+async def test_an_execution_is_released_for_its_next_poll_when_its_own_write_lands(world):
+    """A batch's executions are released one by one, as each one's own write lands: one
+    slow write (or thousands queued behind a slow table, a restart's first poll at
+    W10k-accounts) does not hold back the next poll of an execution already written."""
+    fast_job = world.job([S1], [(0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")})])
+    slow_job = world.job([S2], [(0, "STARTED", {S2: ServerSnapshot("IN_PROGRESS")})])
+    await world.put_spec(world.spec("fast", [(REGION, [ServerSpec(S1, fast_job)])]))
+    await world.put_spec(world.spec("slow", [(REGION, [ServerSpec(S2, slow_job)])]))
+    daemon = await world.daemon(interval_in_progress=30)
+    components = daemon.components
+    assert components is not None
+    poller, state = components.poller, components.state
+    gate, holding = asyncio.Event(), asyncio.Event()
+    write_back = poller._write_back
+
+    async def held(tracked, **kwargs):
+        if tracked.execution_id == "slow":
+            holding.set()
+            await gate.wait()
+        await write_back(tracked, **kwargs)
+
+    poller._write_back = held
+    await daemon.discover_once()
+    started = world.clock.monotonic()
+    batch = state.queue.pop_due(started)
+    assert len(batch) == 2  # one batch: one DescribeJobs for both
+    polling = asyncio.create_task(poller.poll_batch(batch))
+    fast = next(t for t in state.tracked.values() if t.execution_id == "fast")
+    slow = next(t for t in state.tracked.values() if t.execution_id == "slow")
+    async with asyncio.timeout(30):  # real I/O against moto: the fast write lands
+        await holding.wait()
+        while fast.in_flight:  # each release wakes the dispatcher
+            await state.wakeup.wait()
+            state.wakeup.clear()
+    assert servers_of(await world.get("fast"))[0]["Status"] == "IN_PROGRESS"
+    assert state.queue.due_at(fast.name) == started + 30  # due again, at the IN_PROGRESS pace
+    assert slow.in_flight
+    assert slow.name not in state.queue
+    gate.set()
+    await polling
+    assert not slow.in_flight
+    assert state.queue.due_at(slow.name) == started + 30
+    assert servers_of(await world.get("slow"))[0]["Status"] == "IN_PROGRESS"

@@ -445,3 +445,30 @@ async def test_a_projection_switch_between_two_runs(world, projection, switch_to
 async def test_a_missing_status_index_stops_start_up_naming_it(world):
     with pytest.raises(StartupError, match="no global secondary index Nope"):
         await world.daemon(status_index="Nope")
+
+
+async def test_batch_get_items_read_as_botocore_parses_them_binary_included(world):
+    """BatchGetItem's ``Responses`` are handed over as ``json.loads`` made them
+    (clients/aws.py, ``_FAST_MEMBERS``): every attribute kind reads as botocore's own
+    parse of the same item does, and an answer with a binary attribute goes through
+    botocore (its base64 decoding) as before."""
+    typed = {
+        "ExecutionId": {"S": "ex-kinds"},
+        "PlanId": {"S": "plan-local"},
+        "Status": {"S": "COMPLETED"},
+        "Count": {"N": "12.50"},
+        "Flag": {"BOOL": True},
+        "Nothing": {"NULL": True},
+        "List": {"L": [{"S": "a"}, {"N": "1"}, {"M": {"k": {"SS": ["x", "y"]}}}]},
+        "Numbers": {"NS": ["1", "2"]},
+        "Map": {"M": {"nested": {"L": []}, "empty": {"S": ""}}},
+    }
+    binary = {**typed, "ExecutionId": {"S": "ex-binary"}, "Blob": {"B": b"\x00\xffdata"}}
+    for item in (typed, binary):
+        await world.ddb.put_item(TableName=world.table, Item=item)
+    daemon = await world.daemon()
+    found = await daemon.store.get_many([("ex-kinds", "plan-local"), ("ex-binary", "plan-local")])
+    for execution_id in ("ex-kinds", "ex-binary"):
+        expected = await world.get(execution_id)  # GetItem through boto3's own parser
+        assert found[(execution_id, "plan-local")] == expected
+    assert found[("ex-binary", "plan-local")]["Blob"] == b"\x00\xffdata"
