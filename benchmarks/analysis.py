@@ -28,7 +28,11 @@ daemon's batch asks each place once, all places at once; the recorder sees calls
 batches. DescribeJobs calls are grouped into batches by arrival: a call within
 :data:`BATCH_GAP` wall-clock seconds of the one before joins its batch. Two batches that
 overlap in time are counted as one, so a place asked by both shows twice: the figure can
-only overstate the calls per batch, never hide one.
+only overstate the calls per batch, never hide one. Batches overlap when they are
+dispatched back to back (executions released one by one as their writes land), so the
+exact figure comes from the daemon's own count of the places its batches asked
+(``drs_poller_batch_places``, read from its /metrics at the measured period's start and
+end: :func:`benchmarks.run.batch_figures`), set against the calls the simulator saw.
 
 Every duration is measured in compressed (wall-clock) seconds and multiplied by the
 speed factor to express it on the real DRS time scale.

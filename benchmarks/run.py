@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import aioboto3
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import profiles
 from benchmarks.analysis import (
@@ -90,6 +92,59 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
+
+
+async def scrape_batches(port: int | None) -> dict[str, float] | None:
+    """The daemon's own account of its batches, from its /metrics: batches that asked
+    DRS, (batch, place) pairs asked, and its DescribeJobs calls. Set against the calls
+    the simulator saw, it gives DescribeJobs per place per batch exactly, where the
+    wire alone cannot tell two overlapping batches apart (analysis.py). None when the
+    endpoint cannot be read (the figure is then left out, never guessed)."""
+    if port is None:
+        return None
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+            http.get(f"http://{LOOPBACK}:{port}/metrics") as answer,
+        ):
+            text = await answer.text()
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    return batch_counts(text)
+
+
+def batch_counts(text: str) -> dict[str, float]:
+    """The batch figures of one /metrics page (Prometheus text format)."""
+    found = {"batches": 0.0, "places": 0.0, "describe_jobs": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "drs_poller_batch_places_count":
+                found["batches"] += sample.value
+            elif sample.name == "drs_poller_batch_places_sum":
+                found["places"] += sample.value
+            elif (
+                sample.name == "drs_poller_aws_calls_total"
+                and sample.labels.get("operation") == "DescribeJobs"
+            ):
+                found["describe_jobs"] += sample.value
+    return found
+
+
+def batch_figures(
+    start: dict[str, float] | None, end: dict[str, float] | None, *, wire_calls: int
+) -> dict[str, Any] | None:
+    """DescribeJobs per (batch, place) over the measured period: the calls the
+    simulator saw, over the places the daemon's batches asked."""
+    if start is None or end is None:
+        return None
+    places = end["places"] - start["places"]
+    return {
+        "batches": int(end["batches"] - start["batches"]),
+        "places_asked": int(places),
+        "daemon_describe_jobs": int(end["describe_jobs"] - start["describe_jobs"]),
+        "wire_describe_jobs": wire_calls,
+        "per_place_per_batch": round(wire_calls / places, 4) if places else None,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -165,6 +220,7 @@ def tracker_command(
     events_queue_url: str | None = None,
     sqs_url: str | None = None,
     sts_url: str | None = None,
+    metrics_port: int = 0,
 ) -> tuple[list[str], dict[str, str]]:
     env = {
         **os.environ,
@@ -193,7 +249,7 @@ def tracker_command(
         "drs_endpoint_url": drs_url,
         "ec2_endpoint_url": dynamodb_url,  # never called: the scripts give no EC2 ids
         "metrics_host": LOOPBACK,
-        "metrics_port": 0,
+        "metrics_port": metrics_port,
         "log_format": "json",
         "log_level": "WARNING",
         **compressed_durations(speed),
@@ -404,6 +460,9 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
                 ),
                 name="DRS events",
             )
+        # The daemon's /metrics, read at the measured period's start and end.
+        metrics_port = None if tracker == "baseline" else _free_port()
+        scraped: list[dict[str, float] | None] = [None, None]
         command, env = tracker_command(
             tracker,
             table=table,
@@ -414,6 +473,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             events_queue_url=events_queue_url,
             sqs_url=sqs_url,
             sts_url=sts_url if workload.accounts else None,
+            metrics_port=metrics_port or 0,
         )
         log_path = scratch / f"{table}.log"
         with log_path.open("w") as out:
@@ -450,6 +510,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
                     if window_bounds is None and now - start >= warmup:
                         window_bounds = (now, now + window)
                         window_cpu = probe.cpu_seconds()
+                        scraped[0] = await scrape_batches(metrics_port)
                         spy()
                         log(f"[{tracker}] steady-state window starts ({window:.0f} s)")
                     continue
@@ -462,6 +523,9 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             ended = time.time()
             cpu = probe.cpu_seconds()
             peak_rss = probe.memory_mb("VmHWM")
+            if window is None:  # the whole run is measured: from nothing
+                scraped[0] = {"batches": 0.0, "places": 0.0, "describe_jobs": 0.0}
+            scraped[1] = await scrape_batches(metrics_port)
             proc.send_signal(signal.SIGTERM)
             await asyncio.wait_for(proc.wait(), 60)
         finally:
@@ -571,6 +635,10 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             "describe_jobs": ops.get("DescribeJobs", 0),
             "all": len(drs_calls),
             "by_operation": ops,
+            # Exact: the simulator's count over the places the daemon's batches asked.
+            "per_batch": batch_figures(
+                scraped[0], scraped[1], wire_calls=ops.get("DescribeJobs", 0)
+            ),
         },
         "dynamodb": {
             "requests": dynamo_ops,

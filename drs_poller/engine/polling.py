@@ -281,6 +281,8 @@ class Poller:
                     error=why,
                 )
 
+        if wanted:
+            self.metrics.batch_places.observe(len(wanted))
         await asyncio.gather(*(one_place(p, ids) for p, ids in wanted.items()))
         return jobs, unreachable
 

@@ -257,6 +257,13 @@ class Metrics:
             buckets=BATCH_SIZE_BUCKETS,
             registry=reg,
         )
+        self.batch_places = Histogram(
+            _PREFIX + "batch_places",
+            "Places (account, region) asked with DescribeJobs per dispatched poll batch: one"
+            " DescribeJobs (plus pages and retries) per place per batch.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=reg,
+        )
         self.inflight_batches = Gauge(
             _PREFIX + "inflight_batches",
             "Poll batches dispatched and not yet completed.",

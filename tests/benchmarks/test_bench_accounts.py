@@ -12,6 +12,7 @@ import pytest
 
 from benchmarks.analysis import describe_jobs_per_place
 from benchmarks.recording import DrsCall
+from benchmarks.run import batch_counts, batch_figures
 from benchmarks.workloads import (
     ACCOUNT_REGIONS,
     QUOTAS,
@@ -20,6 +21,7 @@ from benchmarks.workloads import (
     completed_at,
     seed_workload,
 )
+from drs_poller.observability.metrics import Metrics
 
 if TYPE_CHECKING:
     from drs_poller.simulator.timelines import JobScript
@@ -156,3 +158,28 @@ def test_describe_jobs_per_place_groups_the_calls_of_one_batch():
     assert figures["per_batch"]["mean"] == pytest.approx(5 / 4)  # pairs 1, 1, 1 and 2
     assert figures["places"] == 3
     assert figures["more_than_one"] == 1
+
+
+def test_describe_jobs_per_place_per_batch_is_the_wire_over_the_daemons_own_count():
+    """The exact figure: the daemon's /metrics says how many places its batches asked
+    (drs_poller_batch_places); the simulator saw the calls."""
+    metrics = Metrics()
+    for places in (200, 150, 3):
+        metrics.batch_places.observe(places)
+    metrics.aws_calls.labels("drs", "DescribeJobs", "self", "us-east-1", "success").inc(350)
+    metrics.aws_calls.labels("drs", "DescribeJobs", "self", "eu-west-1", "throttled").inc(4)
+    metrics.aws_calls.labels("drs", "DescribeJobLogItems", "self", "us-east-1", "success").inc(9)
+    body, _ = metrics.render()
+    start = batch_counts(body.decode())
+    assert start == {"batches": 3.0, "places": 353.0, "describe_jobs": 354.0}
+    metrics.batch_places.observe(200)
+    end = batch_counts(metrics.render()[0].decode())
+    figures = batch_figures(start, end, wire_calls=201)
+    assert figures == {
+        "batches": 1,
+        "places_asked": 200,
+        "daemon_describe_jobs": 0,
+        "wire_describe_jobs": 201,
+        "per_place_per_batch": 1.005,
+    }
+    assert batch_figures(None, end, wire_calls=201) is None  # unread: left out, not guessed

@@ -53,6 +53,9 @@ async def test_one_describe_jobs_call_per_region_per_batch(world):
     assert world.drs.count("DescribeJobs", OTHER_REGION) == 1
     requested = [c.ids_count for c in world.drs.calls if c.operation == "DescribeJobs"]
     assert sorted(requested) == [6, 7]  # the shared job is asked for once
+    # The daemon's own account of it: one batch, two places.
+    assert metric(daemon, "drs_poller_batch_places_count") == 1
+    assert metric(daemon, "drs_poller_batch_places_sum") == 2
     world.drs.reset_calls()
 
     for _ in range(12):
@@ -60,6 +63,8 @@ async def test_one_describe_jobs_call_per_region_per_batch(world):
     batches = metric(daemon, "drs_poller_dispatch_batch_size_count")
     calls = world.drs.count("DescribeJobs")
     assert calls <= 2 * (batches - 1)
+    # Every place a batch asked is one DescribeJobs on the wire (no pages, no retries).
+    assert calls == metric(daemon, "drs_poller_batch_places_sum") - 2
     for n in range(6):
         assert (await world.get(f"ex-{n}"))["Status"] == "COMPLETED"
     assert (await world.get("share-a"))["Status"] == "COMPLETED"

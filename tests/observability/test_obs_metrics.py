@@ -30,6 +30,7 @@ EXPECTED_FAMILIES = {
     "drs_poller_last_discovery_timestamp_seconds",
     "drs_poller_last_poll_timestamp_seconds",
     "drs_poller_dispatch_batch_size",
+    "drs_poller_batch_places",
     "drs_poller_inflight_batches",
     "drs_poller_task_token_answers",
     "drs_poller_task_token_heartbeats",
