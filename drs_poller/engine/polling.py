@@ -232,11 +232,7 @@ class Poller:
         """One DescribeJobs (plus pages) per place of the batch. Returns the lookups, and
         the member accounts that could not be reached (account -> why): their jobs are
         not observed, so their servers keep their status."""
-        wanted: dict[Place, set[str]] = defaultdict(set)
-        for tracked in members:
-            if tracked.execution is not None:
-                for place, job_ids in jobs_to_poll(tracked.execution).items():
-                    wanted[self.drs.local(place)] |= job_ids
+        wanted = self._jobs_to_poll(members)
         jobs: dict[str, JobLookup] = {}
         unreachable: dict[str, str] = {}
 
@@ -281,10 +277,19 @@ class Poller:
                     error=why,
                 )
 
-        if wanted:
-            self.metrics.batch_places.observe(len(wanted))
         await asyncio.gather(*(one_place(p, ids) for p, ids in wanted.items()))
         return jobs, unreachable
+
+    def _jobs_to_poll(self, members: list[Tracked]) -> dict[Place, set[str]]:
+        """The batch's job ids by place: one DescribeJobs (plus pages) each."""
+        wanted: dict[Place, set[str]] = defaultdict(set)
+        for tracked in members:
+            if tracked.execution is not None:
+                for place, job_ids in jobs_to_poll(tracked.execution).items():
+                    wanted[self.drs.local(place)] |= job_ids
+        if wanted:
+            self.metrics.batch_places.observe(len(wanted))
+        return wanted
 
     async def _describe_instances(
         self, members: list[Tracked], jobs: dict[str, JobLookup]

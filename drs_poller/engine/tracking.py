@@ -57,24 +57,46 @@ class RouteIndex:
     the region is checked on the execution itself."""
 
     def __init__(self) -> None:
-        self._names: dict[str, set[str]] = {}
+        # id -> the one execution naming it (nearly always), else a set of them: a set
+        # per id was 25 MB at 100,000 servers (W10k-accounts), a str is free (interned).
+        self._names: dict[str, str | set[str]] = {}
 
     def add(self, name: str, routes: frozenset[tuple[str, str]]) -> None:
+        names = self._names
         for _, found in routes:
-            self._names.setdefault(found, set()).add(name)
+            held = names.get(found)
+            if held is None:
+                names[found] = name
+            elif isinstance(held, str):
+                if held != name:
+                    names[found] = {held, name}
+            else:
+                held.add(name)
 
     def remove(self, name: str, routes: frozenset[tuple[str, str]]) -> None:
+        names = self._names
         for _, found in routes:
-            names = self._names.get(found)
-            if names is not None:
-                names.discard(name)
-                if not names:
-                    del self._names[found]
+            held = names.get(found)
+            if held is None:
+                continue
+            if isinstance(held, str):
+                if held == name:
+                    del names[found]
+                continue
+            held.discard(name)
+            if len(held) == 1:
+                names[found] = next(iter(held))
+            elif not held:
+                del names[found]
 
     def names(self, ids: tuple[str, ...]) -> set[str]:
         found: set[str] = set()
         for one in ids:
-            found |= self._names.get(one, set())
+            held = self._names.get(one)
+            if isinstance(held, str):
+                found.add(held)
+            elif held:
+                found |= held
         return found
 
     def __len__(self) -> int:

@@ -8,7 +8,7 @@ from copy import deepcopy
 
 from drs_poller.core.drs_events import DrsEvent, parse_event
 from drs_poller.engine.state import EngineState
-from drs_poller.engine.tracking import queue_name
+from drs_poller.engine.tracking import RouteIndex, queue_name
 from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
 from drs_poller.observability.metrics import Metrics
 from drs_poller.settings import load_settings, policy_from
@@ -145,3 +145,21 @@ def test_ten_thousand_executions_route_without_a_scan():
     elapsed = time.perf_counter() - started
     assert ours == [queue_name("ex-4242", "p")]
     assert elapsed < 1.0  # 1000 lookups; a scan of 100,000 servers each would take minutes
+
+
+def test_the_route_index_holds_one_name_or_several_per_id_and_forgets_them():
+    index = RouteIndex()
+    a = frozenset({("server", "s-1"), ("job", "drsjob-1")})
+    b = frozenset({("server", "s-1"), ("server", "s-2")})  # s-1 named by two executions
+    index.add("ex-a", a)
+    index.add("ex-a", a)  # again: no change
+    index.add("ex-b", b)
+    assert index.names(("s-1",)) == {"ex-a", "ex-b"}
+    assert index.names(("drsjob-1", "s-2", "s-unknown")) == {"ex-a", "ex-b"}
+    assert len(index) == 3
+    index.remove("ex-b", b)
+    assert index.names(("s-1", "s-2")) == {"ex-a"}
+    index.remove("ex-b", b)  # gone already: nothing to do
+    index.remove("ex-a", a)
+    assert index.names(("s-1", "drsjob-1")) == set()
+    assert len(index) == 0
