@@ -58,7 +58,8 @@ class RouteIndex:
 
     def __init__(self) -> None:
         # id -> the one execution naming it (nearly always), else a set of them: a set
-        # per id was 25 MB at 100,000 servers (W10k-accounts), a str is free (interned).
+        # per id was 25 MB at 100,000 servers (W10k-accounts); the name is one string
+        # per execution, shared by all of its ids.
         self._names: dict[str, str | set[str]] = {}
 
     def add(self, name: str, routes: frozenset[tuple[str, str]]) -> None:
