@@ -14,6 +14,15 @@ from drs_poller.local.items import ServerSpec
 from drs_poller.simulator.timelines import iso8601
 
 S1, S2 = server_id(1), server_id(2)
+# A two-server job: PENDING, STARTED at 300 s, both converting from 330 s, S1 launched at
+# 600 s, both at 900 s.
+TWO_SERVERS_LAUNCH = [
+    (0, "PENDING", {}),
+    (300, "STARTED", {}),
+    (330, "STARTED", {S1: ServerSnapshot("IN_PROGRESS"), S2: ServerSnapshot("IN_PROGRESS")}),
+    (600, "STARTED", {S1: launched(), S2: ServerSnapshot("IN_PROGRESS")}),
+    (900, "COMPLETED", {S1: launched(), S2: launched()}),
+]
 
 
 async def test_a_drill_writes_its_timeline_and_measured_rto_and_rpo(world):
@@ -22,17 +31,7 @@ async def test_a_drill_writes_its_timeline_and_measured_rto_and_rpo(world):
     start = world.clock.time()
     job = world.job(
         [S1, S2],
-        [
-            (0, "PENDING", {}),
-            (300, "STARTED", {}),
-            (
-                330,
-                "STARTED",
-                {S1: ServerSnapshot("IN_PROGRESS"), S2: ServerSnapshot("IN_PROGRESS")},
-            ),
-            (600, "STARTED", {S1: launched(), S2: ServerSnapshot("IN_PROGRESS")}),
-            (900, "COMPLETED", {S1: launched(), S2: launched()}),
-        ],
+        TWO_SERVERS_LAUNCH,
         ec2_ids=ec2,
     )
     spec = world.spec("ex", [(REGION, [ServerSpec(S1, job), ServerSpec(S2, job)])])
@@ -233,17 +232,7 @@ async def test_a_running_servers_evidence_waits_for_its_end_and_survives_a_resta
     logged before the take-over are in the Timeline it writes."""
     job = world.job(
         [S1, S2],
-        [
-            (0, "PENDING", {}),
-            (300, "STARTED", {}),
-            (
-                330,
-                "STARTED",
-                {S1: ServerSnapshot("IN_PROGRESS"), S2: ServerSnapshot("IN_PROGRESS")},
-            ),
-            (600, "STARTED", {S1: launched(), S2: ServerSnapshot("IN_PROGRESS")}),
-            (900, "COMPLETED", {S1: launched(), S2: launched()}),
-        ],
+        TWO_SERVERS_LAUNCH,
     )
     start = world.clock.time()
     await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job), ServerSpec(S2, job)])]))

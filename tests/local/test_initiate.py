@@ -36,6 +36,20 @@ from drs_poller.simulator.service import DrsSimulator
 SPEED = 600.0  # a drill's job is active for (13.5 min + 30 s + 6 min) / 600 = 2 s
 
 
+def _initiator(stack, ddb, name: str, *, report=lambda _: None, **overrides) -> Initiator:
+    """The Initiator on the local stack's DRS simulator and the test's table."""
+    return Initiator(
+        session=stack.session(),
+        drs_endpoint_url=stack.drs_url,
+        dynamodb=ddb,
+        table_name=name,
+        speed=SPEED,
+        report=report,
+        watch_interval=0.05,
+        **overrides,
+    )
+
+
 def drill(n: int, servers: int = 2) -> ExecutionPlan:
     return ExecutionPlan(
         kind=ScenarioKind.DRILL_ALL_LAUNCHED,
@@ -68,15 +82,7 @@ async def test_quotas_are_waited_out_and_never_exceeded(stack, table):
     ddb, name = table
     events: list[str] = []
     plans = [drill(n) for n in range(5)]
-    async with Initiator(
-        session=stack.session(),
-        drs_endpoint_url=stack.drs_url,
-        dynamodb=ddb,
-        table_name=name,
-        speed=SPEED,
-        report=events.append,
-        watch_interval=0.05,
-    ) as initiator:
+    async with _initiator(stack, ddb, name, report=events.append) as initiator:
         await initiator.run(plans, started_at=time.time())
 
     simulator = stack.drs
@@ -112,15 +118,7 @@ async def test_quotas_are_waited_out_and_never_exceeded(stack, table):
 
 async def test_servers_are_picked_by_their_behaviour_tag(stack, table):
     ddb, name = table
-    async with Initiator(
-        session=stack.session(),
-        drs_endpoint_url=stack.drs_url,
-        dynamodb=ddb,
-        table_name=name,
-        speed=SPEED,
-        report=lambda _: None,
-        watch_interval=0.05,
-    ) as initiator:
+    async with _initiator(stack, ddb, name) as initiator:
         inventory = await initiator.inventory(("us-east-1",))
     pools = inventory.pools["us-east-1"]
     assert {len(pools[b]) for b in (Behaviour.LAUNCH_FAILS, Behaviour.ACTION_FAILS)} == {8}
@@ -191,16 +189,7 @@ async def test_a_wave_in_another_account_is_started_there(stack, table):
         ),
         start_offset=0.0,
     )
-    async with Initiator(
-        session=stack.session(),
-        drs_endpoint_url=stack.drs_url,
-        dynamodb=ddb,
-        table_name=name,
-        speed=SPEED,
-        report=lambda _: None,
-        watch_interval=0.05,
-        sts_endpoint_url=stack.moto_url,
-    ) as initiator:
+    async with _initiator(stack, ddb, name, sts_endpoint_url=stack.moto_url) as initiator:
         await initiator.run([plan], started_at=time.time())
     simulator = stack.drs
     (own,) = simulator.jobs("us-east-1")
@@ -225,15 +214,7 @@ async def test_a_wave_in_another_account_is_started_there(stack, table):
 
 async def test_a_wave_in_another_account_needs_an_sts_endpoint(stack, table):
     ddb, name = table
-    async with Initiator(
-        session=stack.session(),
-        drs_endpoint_url=stack.drs_url,
-        dynamodb=ddb,
-        table_name=name,
-        speed=SPEED,
-        report=lambda _: None,
-        watch_interval=0.05,
-    ) as initiator:
+    async with _initiator(stack, ddb, name) as initiator:
         with pytest.raises(ValueError, match="needs an STS endpoint"):
             await initiator.drs("us-east-1", SECOND_ACCOUNT)
 
