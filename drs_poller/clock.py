@@ -14,14 +14,19 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
+@lru_cache(maxsize=256)
 def epoch(seconds: float) -> Decimal:
-    """Epoch seconds as stored (type N): millisecond precision, exact in DynamoDB."""
+    """Epoch seconds as stored (type N): millisecond precision, exact in DynamoDB.
+
+    The same ``seconds`` gives the same (immutable) ``Decimal``: one poll writes its time
+    on every server of the item, and 10,000 items are held in memory."""
     return Decimal(f"{seconds:.3f}")
 
 

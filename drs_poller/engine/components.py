@@ -113,6 +113,7 @@ def build_components(
         metrics=metrics,
         policy=policy_from(settings),
         tombstone_seconds=3 * settings.discovery_interval,
+        route_events=bool(settings.events_queue_url),
     )
     poller = Poller(
         drs=DrsAdapter(clients=clients, caller=caller),

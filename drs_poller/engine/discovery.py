@@ -143,11 +143,9 @@ class Discoverer:
                     yield key, queue_name(*key), item
 
     async def _read_whole(self) -> tuple[dict[str, _Seen], list[tuple[str, str]]]:
-        state = self.state
         seen: dict[str, _Seen] = {}
         async for key, name, item in self._polling(lean=False):
-            tracked = state.tracked.get(name)
-            held = tracked.item if tracked is not None else state.others.get(name)
+            held = self._held(name)
             # Keep one copy of an unchanged item: the page's copy is freed with the
             # page, so a full pass does not hold every item twice at its peak.
             seen[name] = (key, held if held == item else item, True)
@@ -185,34 +183,58 @@ class Discoverer:
         """Read items whole, with BatchGetItem (a few requests at a time). An item that
         fails to read is left for the next pass (it counts as seen, so nothing is
         forgotten for it), unless ``strict``: then the failure is raised. One that left
-        POLLING since the index showed it is not seen."""
+        POLLING since the index showed it is not seen.
+
+        Each answer is taken as it arrives, and an item equal to the copy held keeps
+        that copy: the copy read is freed with its answer, so a full pass on a lean
+        index holds each unchanged item once, not twice, at its peak."""
         limit = asyncio.Semaphore(self.fetch_concurrency)
         chunks = [keys[at : at + BATCH_GET_LIMIT] for at in range(0, len(keys), BATCH_GET_LIMIT)]
-
-        async def fetch(chunk: list[tuple[str, str]]) -> dict[tuple[str, str], Item]:
-            async with limit:
-                return await self.store.get_many(chunk, consistent=consistent)
-
-        results = await asyncio.gather(*(fetch(chunk) for chunk in chunks), return_exceptions=True)
         seen: dict[str, _Seen] = {}
         failed = 0
-        for chunk, result in zip(chunks, results, strict=True):
-            if isinstance(result, BaseException):
-                if strict or not isinstance(result, AwsCallError):
-                    raise result
+
+        async def fetch(chunk: list[tuple[str, str]]) -> None:
+            nonlocal failed
+            try:
+                async with limit:
+                    result = await self.store.get_many(chunk, consistent=consistent)
+            except AwsCallError:
+                if strict:
+                    raise
                 failed += len(chunk)
                 for key in chunk:
-                    held = self.state.tracked.get(queue_name(*key))
-                    if held is not None:
-                        seen[held.name] = (key, held.item, False)
-                continue
-            for key in chunk:
-                item = result.get(key)
-                if item is not None and item.get("Status") == ExecutionStatus.POLLING.value:
-                    seen[queue_name(*key)] = (key, item, True)
+                    tracked = self.state.tracked.get(queue_name(*key))
+                    if tracked is not None:
+                        seen[tracked.name] = (key, tracked.item, False)
+                return
+            self._take_answer(chunk, result, seen)
+
+        results = await asyncio.gather(*(fetch(chunk) for chunk in chunks), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         if failed:
             log.warning("discovery could not read some items; the next pass retries", failed=failed)
-        return seen
+        # In the order of ``keys``, as the index listed them.
+        return {name: seen[name] for key in keys if (name := queue_name(*key)) in seen}
+
+    def _take_answer(
+        self,
+        chunk: list[tuple[str, str]],
+        answer: dict[tuple[str, str], Item],
+        seen: dict[str, _Seen],
+    ) -> None:
+        for key in chunk:
+            item = answer.get(key)
+            if item is not None and item.get("Status") == ExecutionStatus.POLLING.value:
+                name = queue_name(*key)
+                held = self._held(name)
+                seen[name] = (key, held if held == item else item, True)
+
+    def _held(self, name: str) -> dict[str, Any] | None:
+        """The copy of an item this replica holds: tracked, or kept for its owner."""
+        tracked = self.state.tracked.get(name)
+        return tracked.item if tracked is not None else self.state.others.get(name)
 
     def _key(self, item: dict[str, Any]) -> tuple[str, str] | None:
         key = key_of(item)

@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
@@ -50,7 +50,7 @@ from drs_poller.engine.tracking import LogRead, Tracked, queue_name
 from drs_poller.observability.logs import bind_execution
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from typing import Any
 
     from drs_poller.clients.drs import DrsAdapter
@@ -112,6 +112,20 @@ def failure_kind(error: Exception) -> str:
     return "unexpected"
 
 
+T = TypeVar("T")
+
+
+async def in_turn(items: list[T], *, workers: int, work: Callable[[T], Awaitable[None]]) -> None:
+    """``work`` on each of ``items``, in order, by at most ``workers`` coroutines at once."""
+    queue = iter(items)
+
+    async def worker() -> None:
+        for item in queue:
+            await work(item)
+
+    await asyncio.gather(*(worker() for _ in range(min(workers, len(items)))))
+
+
 class Poller:
     def __init__(
         self,
@@ -133,6 +147,7 @@ class Poller:
         self.metrics = metrics
         self.clock = clock
         self.write_attempts = write_attempts
+        self.max_concurrent_writes = max_concurrent_writes
         self._writes = asyncio.Semaphore(max_concurrent_writes)
         # Recovery instances DRS answered for without an EC2 instance id (or did not
         # know): not asked again before the monotonic time stored here.
@@ -160,7 +175,8 @@ class Poller:
         ``observed`` is called once DRS has answered: the dispatcher frees the batch's
         slot then, so that slow writes (a throttled table) do not stop the polling of
         other executions. The writes still run in this task, bounded by the write
-        semaphore, and an execution is not polled again until its own write is done: it
+        semaphore (by ``max_concurrent_writes`` writers per batch, taking its executions
+        in turn), and an execution is not polled again until its own write is done: it
         is released for its next poll as soon as that write has landed (or failed), not
         when the batch's last write has. One slow write, or a batch of thousands of
         executions behind a slow table (a restart's first poll at W10k), does not hold
@@ -215,7 +231,14 @@ class Poller:
                 terminated=terminated,
                 unreachable=unreachable,
             )
-            await asyncio.gather(*(write_back(t, jobs, seen, now) for t in members))
+            # A few writers per batch take its executions in turn: a batch of 10,000 (a
+            # restart at W10k) does not wait as 10,000 tasks on the write semaphore
+            # (about 2 KB each), and the writes of batches in flight share the table.
+            await in_turn(
+                members,
+                workers=self.max_concurrent_writes,
+                work=lambda tracked: write_back(tracked, jobs, seen, now),
+            )
         finally:
             for tracked in members:
                 release(tracked)
@@ -438,7 +461,7 @@ class Poller:
                 pair = (unknown.field, unknown.raw)
                 if pair in tracked.reported_unknowns:
                     continue
-                tracked.reported_unknowns.add(pair)
+                tracked.reported_unknowns |= {pair}
                 self.metrics.count_unknown_value(*pair)
                 with bind_execution(tracked.execution_id):
                     log.warning(
@@ -558,7 +581,7 @@ class Poller:
             return
         self.metrics.launch_actions_unavailable.labels(reason).inc()
         if reason not in tracked.reported_unavailable:
-            tracked.reported_unavailable.add(reason)
+            tracked.reported_unavailable |= {reason}
             with bind_execution(tracked.execution_id):
                 log.warning(
                     "launch actions unavailable; the server is judged on the runs DRS lists"

@@ -39,6 +39,8 @@ class EngineState:
     others: dict[str, dict[str, Any]] = field(default_factory=dict)
     # DRS events in: the tracked executions by source server and job id, and the same
     # for ``others`` (built when an event first needs it after discovery replaced them).
+    # Kept only when events come in (``route_events``).
+    route_events: bool = True
     routes: RouteIndex = field(default_factory=RouteIndex)
     _others_routes: tuple[int, RouteIndex, dict[str, frozenset[tuple[str, str]]]] | None = None
 
@@ -55,8 +57,8 @@ class EngineState:
             self.routes.remove(old.name, old.routes)
             old.index = None
         self.tracked[tracked.name] = tracked
-        tracked.index = self.routes
-        self.routes.add(tracked.name, tracked.routes)
+        if self.route_events:
+            tracked.join(self.routes)
         self.others.pop(tracked.name, None)
         self.queue.schedule(tracked.name, now)
 

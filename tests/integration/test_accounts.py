@@ -8,11 +8,13 @@ account while another carries on; credentials expiring mid-run; a failover that 
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
 from typing import Any
 
 import aioboto3
 import pytest
+from botocore.httpsession import create_urllib3_context
 from faultproxy import FaultProxy, status
 from harness import OTHER_REGION, REGION, launched, metric, server_id, servers_of
 from harness import owned_executions as _owned
@@ -401,6 +403,23 @@ async def test_clients_of_every_account_share_one_class_and_keep_their_own_crede
         own_keys = await own._request_signer._credentials.get_frozen_credentials()
         member_keys = await member._request_signer._credentials.get_frozen_credentials()
         assert own_keys.access_key != member_keys.access_key
+        # One TLS context for all their connections (0.4 MB of OpenSSL memory each
+        # otherwise), verifying certificates against the CA bundle as aiobotocore's own.
+        contexts = {id(_tls_context(client)) for client in (own, member)}
+        assert len(contexts) == 1
+        context = _tls_context(own)
+        reference = create_urllib3_context()
+        assert context.verify_mode == reference.verify_mode == ssl.CERT_REQUIRED
+        assert context.check_hostname == reference.check_hostname
+        assert context.cert_store_stats()["x509_ca"] > 0
+
+
+def _tls_context(client: Any) -> ssl.SSLContext:
+    """The TLS context of a client's connections (opened at its first call)."""
+    (session,) = client._endpoint.http_session._sessions.values()
+    context = session.connector._ssl
+    assert isinstance(context, ssl.SSLContext)
+    return context
 
 
 def _member_event(account: str, server: str, job: str) -> str:

@@ -6,10 +6,15 @@ import json
 import time
 from copy import deepcopy
 
+import aioboto3
+
+from drs_poller.clock import SystemClock
 from drs_poller.core.drs_events import DrsEvent, parse_event
+from drs_poller.engine.components import build_components
 from drs_poller.engine.state import EngineState
 from drs_poller.engine.tracking import RouteIndex, queue_name
 from drs_poller.local.items import ExecutionSpec, ServerSpec, WaveSpec, execution_item
+from drs_poller.observability.health import Health
 from drs_poller.observability.metrics import Metrics
 from drs_poller.settings import load_settings, policy_from
 
@@ -163,3 +168,41 @@ def test_the_route_index_holds_one_name_or_several_per_id_and_forgets_them():
     index.remove("ex-a", a)
     assert index.names(("s-1", "drsjob-1")) == set()
     assert len(index) == 0
+
+
+def test_without_events_in_no_routes_are_kept_and_tracking_works_the_same():
+    s = EngineState(
+        metrics=Metrics(),
+        policy=policy_from(load_settings(table_name="executions")),
+        tombstone_seconds=90,
+        route_events=False,
+    )
+    first = item("a", ("us-east-1", [ServerSpec(S1, JOB1)]), ("us-east-1", [ServerSpec(S2)]))
+    s.track(("a", "p"), first, now=0)
+    name = queue_name("a", "p")
+    later = deepcopy(first)
+    later["Waves"][1]["Servers"][0]["RecoveryJobId"] = JOB2
+    later["PollerRevision"] = 1
+    assert s.tracked[name].offer(later)
+    assert (len(s.routes), s.tracked[name].routes, s.tracked[name].index) == (0, frozenset(), None)
+    assert name in s.queue
+    s.finish(name, now=1.0)
+    assert name not in s.tracked
+
+
+async def test_the_daemon_keeps_routes_only_when_events_come_in():
+    kept = {}
+    for queue in (None, "https://sqs.us-east-1.amazonaws.com/123456789012/drs-events"):
+        settings = load_settings(table_name="executions", events_queue_url=queue)
+        clock = SystemClock()
+        components = build_components(
+            settings,
+            session=aioboto3.Session(),
+            region="us-east-1",
+            clock=clock,
+            metrics=Metrics(),
+            health=Health(clock, liveness_timeout=60),
+        )
+        kept[queue is not None] = components.state.route_events
+        await components.aclose()
+    assert kept == {False: False, True: True}

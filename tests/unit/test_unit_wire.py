@@ -9,6 +9,7 @@ import pytest
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from drs_poller.clients.dynamodb import to_python, to_wire
+from drs_poller.clock import epoch
 from drs_poller.core.models import ExecutionStatus
 
 WIRE = {
@@ -91,3 +92,37 @@ def test_to_wire_rejects_what_boto3_rejects(value):
     with pytest.raises((TypeError, ArithmeticError)) as boto3s:
         TypeSerializer().serialize(value)
     assert type(ours.value) is type(boto3s.value)
+
+
+def test_a_number_repeated_in_an_item_is_one_decimal_and_still_equal_to_boto3s():
+    wire = {
+        "StartTime": {"N": "1796514918.045"},
+        "Waves": {
+            "L": [
+                {
+                    "M": {
+                        "StartTime": {"N": "1796514918.045"},
+                        "Servers": {
+                            "L": [
+                                {"M": {"LaunchTime": {"N": "1796514918.045"}, "N": {"N": "1"}}},
+                                {"M": {"LaunchTime": {"N": "1796514918.045"}, "N": {"N": "2"}}},
+                            ]
+                        },
+                    }
+                }
+            ]
+        },
+    }
+    item = to_python(wire)
+    assert item == {name: TypeDeserializer().deserialize(v) for name, v in wire.items()}
+    wave = item["Waves"][0]
+    times = [item["StartTime"], wave["StartTime"]] + [s["LaunchTime"] for s in wave["Servers"]]
+    assert len({id(t) for t in times}) == 1
+    assert wave["Servers"][0]["N"] is not wave["Servers"][1]["N"]
+    # Items do not share numbers: each is freed with its item.
+    assert to_python(wire)["StartTime"] is not item["StartTime"]
+
+
+def test_one_poll_time_is_one_decimal_on_every_server():
+    assert epoch(1796514918.0454) is epoch(1796514918.0454)
+    assert epoch(1796514918.0454) == Decimal("1796514918.045")
