@@ -9,6 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from benchmarks import profiles
 from benchmarks.run import TRACKERS, run_workload
 from benchmarks.workloads import WORKLOADS
 
@@ -27,6 +28,16 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
 
 
@@ -76,6 +87,14 @@ def parser() -> argparse.ArgumentParser:
         help="seconds of steady state to measure, then stop (default: W10k and W10k-accounts 300).",
     )
     p.add_argument(
+        "--repeat",
+        type=_count,
+        default=1,
+        help="run each tracker this many times, each on a fresh moto server (default 1); "
+        "the report gives each figure's median and range over the runs, and the median "
+        "run's figures in full. W10k's documented command is --repeat 3.",
+    )
+    p.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default benchmarks/results)."
     )
     p.add_argument(
@@ -83,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record py-spy profiles (collapsed stacks) of the tracker, moto server and the "
         "benchmark process over the measured period, into <out>/profiles/ "
-        "(needs py-spy: .venv/bin/pip install py-spy).",
+        "(py-spy comes with the bench extra, which ./dev bench installs).",
     )
     p.add_argument(
         "--no-report", action="store_true", help="do not regenerate docs/benchmarks.md and plots."
@@ -93,6 +112,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.profile and profiles.executable() is None:
+        parser().error(
+            "--profile needs py-spy, which the bench extra installs: run ./dev bench, or "
+            "pip install -c requirements/lock.txt -e '.[bench]'"
+        )
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     command = "./dev bench " + shlex.join(sys.argv[1:] if argv is None else argv)
     for name in names:
@@ -119,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 window=window,
                 command=command,
                 profile=args.profile,
+                repeat=args.repeat,
                 log=lambda text: print(text, flush=True),  # noqa: T201 - progress for the user
             )
         )

@@ -9,6 +9,15 @@ poll), the phase being derived from what DRS reported at that moment with the pr
 pure phase rules (``drs_poller.core.phases``). Negative lateness is a poll pulled early
 (drs-poller coalesces polls due within a window).
 
+*Where a poll's lateness goes* (:func:`poll_shares`). drs-poller polls an execution
+again only once the write of its previous poll has landed, so a poll's lateness is the
+wait for that write (from due to its landing, if it landed after due; of which the part
+with the request at the local DynamoDB, as the proxy saw it, is told apart from the part
+queued in the tracker for a writer), plus the daemon's own share: the rest, from due (or
+the write's landing) to dispatched, to DRS asked. A real DynamoDB answers a write in
+milliseconds; the local one, under W10k, in up to seconds: the own share is what a real
+table would leave.
+
 *Detection latency.* For every server launchStatus change in the scripts (PENDING →
 IN_PROGRESS → LAUNCHED / FAILED, and TERMINATED), the time from the change to the first
 UpdateItem that carried that status for that server, as the proxy saw it land. Changes
@@ -19,7 +28,9 @@ answered before the server's next change), which the tracker then did not write:
 fault of the tracker; and a status that was gone before the tracker next asked about
 its job: shorter than the tracker's polling gap, which a busy machine lengthens (at 60x
 compression, one second of delay on the machine is a minute on DRS's time scale).
-The excess is the latency minus the interval of the phase seen at the execution's last
+The latency is split in two: from the change to the answer of the first DescribeJobs
+asked after it (the poll that saw it), and from that answer to the write that stored it
+landing. The excess is the latency minus the interval of the phase seen at the execution's last
 poll before the change (the cadence in force when it happened): the part a tracker
 adds beyond its polling interval.
 
@@ -44,6 +55,7 @@ import bisect
 import itertools
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from drs_poller.core.models import ExecutionType, JobStatus, JobView, LaunchStatus, Participant
@@ -138,30 +150,69 @@ def poll_times(seeded: Seeded, calls: list[DrsCall]) -> dict[str, list[float]]:
     return polls
 
 
-def lateness(
+@dataclass(frozen=True, slots=True)
+class PollShares:
+    """One poll's lateness (real-scale seconds) and its parts: ``write_wait``, the part
+    spent waiting for the previous poll's write to land (the daemon polls an execution
+    again only once its write has landed), of which ``at_table`` passed with the request
+    at the local DynamoDB (sent to landed, as the proxy saw it; the rest was queued in
+    the tracker for a writer); and ``own``, the rest: from due, or from the write's
+    landing if later, to dispatched, to DRS asked."""
+
+    lateness: float
+    write_wait: float
+    at_table: float
+
+    @property
+    def own(self) -> float:
+        return self.lateness - self.write_wait
+
+
+def poll_shares(
     seeded: Seeded,
     polls: dict[str, list[float]],
+    writes: list[ItemWrite],
     *,
     speed: float,
     window: tuple[float, float] | None,
-) -> list[float]:
-    """Lateness of every poll after an execution's first, in real-scale seconds."""
+) -> list[PollShares]:
+    """The lateness of every poll after an execution's first (module docstring), split
+    into its shares (:class:`PollShares`). The write a poll waited on is the execution's
+    last write landed between its previous poll and it; a poll with none (nothing
+    changed) waited on no write."""
+    landed: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for write in writes:
+        # A record without a send time (made before 2026-12-06): the whole wait counts
+        # as the table's.
+        sent = -math.inf if write.sent is None else write.sent
+        landed[write.execution_id].append((write.at, sent))
+    for spans in landed.values():
+        spans.sort()
     found = []
     for execution_id, times in polls.items():
         kind, servers = seeded.executions[execution_id]
         mode = ExecutionType(kind)
+        spans = landed.get(execution_id, [])
         for previous, current in itertools.pairwise(times):
             if window is not None and not window[0] <= current <= window[1]:
                 continue
-            interval = REAL_INTERVALS.of(phase_at(servers, mode, previous)) / speed
-            found.append((current - (previous + interval)) * speed)
+            due = previous + REAL_INTERVALS.of(phase_at(servers, mode, previous)) / speed
+            late = current - due
+            wait = table = 0.0
+            last = bisect.bisect_right(spans, (current, math.inf)) - 1
+            if late > 0 and last >= 0 and spans[last][0] > previous:
+                at, sent = spans[last]
+                wait = min(late, max(0.0, at - due))
+                table = min(wait, max(0.0, at - max(sent, due)))
+            found.append(PollShares(late * speed, wait * speed, table * speed))
     return found
 
 
-def _seen_by_a_poll(seeded: Seeded, calls: list[DrsCall]) -> Callable[[StateChange, float], bool]:
-    """Whether DRS showed a change's status to the tracker: a DescribeJobs for the
-    server's job, asked at or after the change and answered before ``until`` (the
-    server's next change)."""
+def _job_polls(
+    seeded: Seeded, calls: list[DrsCall]
+) -> tuple[dict[str, list[tuple[float, float]]], dict[tuple[str, str], str]]:
+    """Each job's DescribeJobs (asked, answered) spans in time order, and each (execution,
+    source server)'s job."""
     asked: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for call in calls:
         if call.operation == "DescribeJobs":
@@ -174,6 +225,14 @@ def _seen_by_a_poll(seeded: Seeded, calls: list[DrsCall]) -> Callable[[StateChan
         for execution_id, (_, servers) in seeded.executions.items()
         for script, sid in servers
     }
+    return asked, job_of
+
+
+def _seen_by_a_poll(seeded: Seeded, calls: list[DrsCall]) -> Callable[[StateChange, float], bool]:
+    """Whether DRS showed a change's status to the tracker: a DescribeJobs for the
+    server's job, asked at or after the change and answered before ``until`` (the
+    server's next change)."""
+    asked, job_of = _job_polls(seeded, calls)
 
     def seen(change: StateChange, until: float) -> bool:
         spans = asked.get(job_of.get((change.execution_id, change.source_server_id), ""), [])
@@ -193,6 +252,7 @@ def detection(  # noqa: C901 - one pass over the changes
     calls: list[DrsCall] | None = None,
 ) -> dict[str, Any]:
     seen = _seen_by_a_poll(seeded, calls or [])
+    asked, job_of = _job_polls(seeded, calls or [])
     changes = sorted(seeded.changes(), key=lambda c: (c.execution_id, c.source_server_id, c.at))
     next_change: dict[StateChange, float] = {}
     for current, following in itertools.pairwise(changes):
@@ -213,6 +273,8 @@ def detection(  # noqa: C901 - one pass over the changes
         if write.status is not None and write.status != "POLLING":
             finished.setdefault(write.execution_id, write.at)
     latencies, excesses, missed = [], [], 0
+    seen_after: list[float] = []
+    stored_after: list[float] = []
     by_status: dict[str, list[float]] = defaultdict(list)
     for change in seeded.changes():
         if window is not None and not window[0] <= change.at <= window[1]:
@@ -231,6 +293,14 @@ def detection(  # noqa: C901 - one pass over the changes
             continue
         latency = (times[position] - change.at) * speed
         latencies.append(latency)
+        # Split: until the first poll asked after the change had DRS's answer (the poll
+        # that saw it), then until the write that stored it landed.
+        spans = asked.get(job_of.get((change.execution_id, change.source_server_id), ""), [])
+        first = bisect.bisect_left(spans, (change.at, -math.inf))
+        if first < len(spans) and spans[first][1] <= times[position]:
+            answered = spans[first][1]
+            seen_after.append((answered - change.at) * speed)
+            stored_after.append((times[position] - answered) * speed)
         by_status[change.status].append(latency)
         # The cadence in force at the change: the phase seen at the last poll before it.
         execution_polls = polls.get(change.execution_id, [])
@@ -242,6 +312,10 @@ def detection(  # noqa: C901 - one pass over the changes
     return {
         "latency": quantiles(latencies),
         "excess_over_interval": quantiles(excesses),
+        # The latency's two parts (real scale): change to the answer of the poll that saw
+        # it, and that answer to the landing of the write that stored it.
+        "seen_by_poll": quantiles(seen_after),
+        "stored_by_write": quantiles(stored_after),
         "by_status": {status: quantiles(values) for status, values in sorted(by_status.items())},
         "missed": missed,
         # Of the missed: statuses DRS showed the tracker, unwritten (a tracker's fault),
@@ -250,6 +324,14 @@ def detection(  # noqa: C901 - one pass over the changes
         "missed_unseen": missed - missed_seen,
         "missed_in_executions": {kind: sorted(ids) for kind, ids in missed_in.items()},
     }
+
+
+def latencies_ms(spans: list[tuple[str, float, float]]) -> dict[str, dict[str, float | None]]:
+    """Per operation, the quantiles of (start, end) request spans, in milliseconds."""
+    by_operation: dict[str, list[float]] = defaultdict(list)
+    for operation, started, ended in spans:
+        by_operation[operation].append((ended - started) * 1000)
+    return {operation: quantiles(values) for operation, values in sorted(by_operation.items())}
 
 
 def describe_jobs_per_place(

@@ -2,8 +2,8 @@
 
 ``./dev bench --profile`` runs ``py-spy record --format raw`` (collapsed stacks) on the
 tracker, on moto server and on the benchmark's own process (the DRS simulator and the
-DynamoDB proxy) for the measured period. py-spy is not in the lock: install it with
-``.venv/bin/pip install py-spy``. ``python -m benchmarks.profiles FILE...`` prints the
+DynamoDB proxy) for the measured period. py-spy comes with the ``bench`` extra, which
+``./dev bench`` installs. ``python -m benchmarks.profiles FILE...`` prints the
 summary of collapsed-stack files.
 """
 
@@ -20,10 +20,16 @@ from typing import Any
 _FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
 
+def executable() -> str | None:
+    """py-spy's path: beside this interpreter (the bench extra), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
 def start(*, pid: int, path: Path, seconds: float, rate: int = 50) -> Any:
     """Start py-spy on ``pid`` for ``seconds``; None when py-spy is not installed."""
-    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(exe).exists():
+    exe = executable()
+    if exe is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(  # noqa: S603 - py-spy on our own child processes

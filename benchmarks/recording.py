@@ -220,12 +220,14 @@ class DynamoCall:
 @dataclass(frozen=True, slots=True)
 class ItemWrite:
     """An UpdateItem that landed: when the table showed it, and the server statuses
-    (and the execution Status, if it was set) it carried."""
+    (and the execution Status, if it was set) it carried. ``sent`` is when the request
+    reached the proxy: ``at - sent`` is the local DynamoDB's share of the write."""
 
     at: float
     execution_id: str
     servers: tuple[tuple[str, str], ...]
     status: str | None
+    sent: float | None = None  # records made before 2026-12-06 lack it
 
 
 @dataclass(slots=True)
@@ -444,7 +446,7 @@ class DynamoRecorder:
                 units += read_units(item_size(item), consistent=consistent)
         return units
 
-    def note_write(self, at: float, request: dict[str, Any]) -> None:
+    def note_write(self, at: float, request: dict[str, Any], *, sent: float | None = None) -> None:
         """Which server statuses (and execution Status) a landed UpdateItem carried."""
         names = request.get("ExpressionAttributeNames") or {}
         values = request.get("ExpressionAttributeValues") or {}
@@ -469,6 +471,7 @@ class DynamoRecorder:
                 execution_id=request["Key"]["ExecutionId"]["S"],
                 servers=tuple(servers),
                 status=status_value.get("S") if isinstance(status_value, dict) else None,
+                sent=sent,
             )
         )
 
@@ -526,7 +529,7 @@ async def serve_dynamodb_proxy(moto_url: str, recorder: DynamoRecorder) -> Async
                 )
             )
             if operation == "UpdateItem" and status == 200:
-                recorder.note_write(ended, body)
+                recorder.note_write(ended, body, sent=started)
             if strip and status == 200:
                 response_body.pop("Attributes", None)
                 payload = json.dumps(response_body).encode()

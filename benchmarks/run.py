@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import pickle
 import platform
@@ -21,9 +22,9 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import aiohttp
@@ -33,8 +34,9 @@ from benchmarks import profiles
 from benchmarks.analysis import (
     describe_jobs_per_place,
     detection,
-    lateness,
+    latencies_ms,
     percentiles,
+    poll_shares,
     poll_times,
     quantiles,
 )
@@ -70,6 +72,9 @@ from drs_poller.local.table import (
 from drs_poller.simulator.accounts import StsAccounts
 from drs_poller.simulator.timelines import DEFAULT_ACCOUNT_ID
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -86,6 +91,10 @@ PROJECTIONS = {
     **dict.fromkeys(EVENT_VARIANTS, DEFAULT_PROJECTION),
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# A run is marked as on a loaded machine when processes other than the tracker and the
+# benchmark's own (moto server, and this process: the DRS simulator and the proxies)
+# used at least this much CPU, in % of one core, over the measured period.
+LOADED_OTHERS_PERCENT = 10.0
 
 
 def _free_port() -> int:
@@ -166,6 +175,56 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "load_average_at_start": os.getloadavg(),
     }
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot, over all cores (/proc/stat:
+    user, nice, system, irq, softirq, steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+@dataclass
+class CpuMeter:
+    """CPU over the measured period: the tracker's, the benchmark's own helpers' (moto
+    server and this process), and the rest of the machine's (``others``), each in % of
+    one core. ``others`` tells a run on a loaded machine."""
+
+    tracker: Proc
+    helpers: dict[str, Proc]
+    clock: Callable[[], float] = time.time
+    machine_busy: Callable[[], float] = machine_busy_seconds
+    at: float = 0.0
+    start: dict[str, float] = field(default_factory=dict)
+
+    def _read(self) -> dict[str, float]:
+        read = {"tracker": self.tracker.cpu_seconds(), "machine": self.machine_busy()}
+        for name, proc in self.helpers.items():
+            with contextlib.suppress(OSError):  # a helper gone: left out
+                read[name] = proc.cpu_seconds()
+        return read
+
+    def begin(self) -> None:
+        self.at, self.start = self.clock(), self._read()
+
+    def figures(self) -> dict[str, Any]:
+        seconds = max(self.clock() - self.at, 1e-9)
+        end = self._read()
+        used = {
+            name: end[name] - self.start[name]
+            for name in end
+            if name in self.start and name != "machine"
+        }
+        others = end["machine"] - self.start["machine"] - sum(used.values())
+        percent = {name: round(100 * value / seconds, 1) for name, value in used.items()}
+        percent["others"] = round(max(0.0, 100 * others / seconds), 1)
+        return {
+            "percent_of_core": percent,
+            "load_average_at_end": os.getloadavg(),
+            "loaded": percent["others"] >= LOADED_OTHERS_PERCENT,
+            "loaded_from_percent": LOADED_OTHERS_PERCENT,
+        }
 
 
 class Proc:
@@ -481,6 +540,11 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
                 *command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
             )
         probe = Proc(proc.pid)
+        helpers = {"bench": Proc(os.getpid())}
+        if moto_pid is not None:
+            helpers["moto"] = Proc(moto_pid)
+        meter = CpuMeter(probe, helpers)
+        meter.begin()
         longest = (45 * 60 * 1.2 + 1200) / speed + 120
         deadline = start + (warmup + window if window is not None and warmup else longest)
         samples: list[tuple[float, float, float]] = []  # (time, cpu s, rss MB)
@@ -510,6 +574,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
                     if window_bounds is None and now - start >= warmup:
                         window_bounds = (now, now + window)
                         window_cpu = probe.cpu_seconds()
+                        meter.begin()
                         scraped[0] = await scrape_batches(metrics_port)
                         spy()
                         log(f"[{tracker}] steady-state window starts ({window:.0f} s)")
@@ -523,6 +588,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             ended = time.time()
             cpu = probe.cpu_seconds()
             peak_rss = probe.memory_mb("VmHWM")
+            machine_cpu = meter.figures()
             if window is None:  # the whole run is measured: from nothing
                 scraped[0] = {"batches": 0.0, "places": 0.0, "describe_jobs": 0.0}
             scraped[1] = await scrape_batches(metrics_port)
@@ -596,7 +662,8 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         1 for e in seeded.expected if finals.get(e, {}).get("Status") not in (None, "POLLING")
     )
     polls = poll_times(seeded, drs_recorder.calls)
-    late = lateness(seeded, polls, speed=speed, window=window_bounds)
+    shares = poll_shares(seeded, polls, dynamo_recorder.writes, speed=speed, window=window_bounds)
+    late = [share.lateness for share in shares]
     ops: dict[str, int] = {}
     for call in drs_calls:
         ops[call.operation] = ops.get(call.operation, 0) + 1
@@ -639,6 +706,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             "per_batch": batch_figures(
                 scraped[0], scraped[1], wire_calls=ops.get("DescribeJobs", 0)
             ),
+            "latency_ms": latencies_ms([(c.operation, c.at, c.answered) for c in drs_calls]),
         },
         "dynamodb": {
             "requests": dynamo_ops,
@@ -669,6 +737,8 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
                 "index_write_units": sum(c.index_write_units for c in not_landed),
             },
             "unpriced_operations": dict(dynamo_recorder.unpriced),
+            # The local DynamoDB's request latencies (wall clock), as the proxy saw them.
+            "latency_ms": latencies_ms([(c.operation, c.started, c.ended) for c in dynamo_calls]),
         },
         "per_real_hour": {
             "describe_jobs": ops.get("DescribeJobs", 0) / real_hours,
@@ -677,6 +747,14 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             "write_units": (table_writes + index_writes) / real_hours,
         },
         "lateness_real_s": {**quantiles(late), "percentiles": percentiles(late)},
+        # Each poll's lateness in its parts (analysis.PollShares): the daemon's own, and
+        # the wait for the previous write, of which the part at the local DynamoDB.
+        "lateness_shares_real_s": {
+            "own": quantiles([share.own for share in shares]),
+            "write_wait": quantiles([share.write_wait for share in shares]),
+            "at_table": quantiles([share.at_table for share in shares]),
+            "polls_waiting_on_a_write": sum(1 for share in shares if share.write_wait > 0),
+        },
         "detection_real_s": detection(
             seeded,
             dynamo_recorder.writes,
@@ -689,6 +767,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         "cpu_seconds": round(cpu_measured, 2),
         "cpu_percent_of_core": round(100 * cpu_measured / measured_seconds, 1),
         "peak_rss_mb": round(peak_rss, 1),
+        "machine_cpu": machine_cpu,
         "series": {
             "describe_jobs_per_real_minute": _per_minute(
                 [c.at for c in drs_recorder.calls if c.operation == "DescribeJobs"],
@@ -789,6 +868,38 @@ def _kept_trackers(
     }
 
 
+# Figures of each repeated run that the report does not need: the series and the CDF
+# points are the median run's alone.
+_NOT_KEPT_PER_RUN = ("series", "log")
+
+
+def _own_p99(figures: dict[str, Any]) -> float:
+    shares = figures.get("lateness_shares_real_s") or {}
+    value = (shares.get("own") or {}).get("p99")
+    if value is None:
+        value = figures["lateness_real_s"]["p99"]
+    return -math.inf if value is None else float(value)
+
+
+def combine_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One tracker's figures over repeated runs: the median run's figures in full (the run
+    whose own lateness p99 is the median), with every run's under ``runs`` (without the
+    series and CDF points) for the report's medians and ranges. One run is returned as
+    it is."""
+    if len(runs) == 1:
+        return runs[0]
+    order = sorted(range(len(runs)), key=lambda i: _own_p99(runs[i]))
+    median = order[(len(order) - 1) // 2]
+    kept = []
+    for figures in runs:
+        each = {k: v for k, v in figures.items() if k not in _NOT_KEPT_PER_RUN}
+        each["lateness_real_s"] = {
+            k: v for k, v in figures["lateness_real_s"].items() if k != "percentiles"
+        }
+        kept.append(each)
+    return {**runs[median], "runs": kept, "median_run": median}
+
+
 async def run_workload(
     name: str,
     *,
@@ -801,7 +912,10 @@ async def run_workload(
     command: str = "",
     log: Any = print,
     profile: bool = False,
+    repeat: int = 1,
 ) -> dict[str, Any]:
+    """Run each tracker ``repeat`` times on the workload, each run on a moto server of its
+    own, and write ``<out>/<name>.json`` after each tracker."""
     workload = WORKLOADS[name]
     scratch = out / "logs"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -827,30 +941,63 @@ async def run_workload(
     }
     path = out / f"{name}.json"
     kept = _kept_trackers(path, speed=speed, seed=seed, rerun=trackers)
-    async with moto_process() as (moto_url, moto), contextlib.AsyncExitStack() as more:
-        # The events queue in a moto of its own: moto's SQS walks the whole queue for
-        # each message it receives, and in the moto process that serves DynamoDB at W1k
-        # the queue fell behind and took DynamoDB with it (METHOD.md, "Events in").
-        sqs_moto_url = moto_url
-        if any(tracker in EVENT_VARIANTS for tracker in trackers):
-            sqs_moto_url, _ = await more.enter_async_context(moto_process())
-        for tracker in trackers:
-            kept[tracker] = await run_tracker(
-                tracker,
-                workload=workload,
-                speed=speed,
-                seed=seed,
-                moto_url=moto_url,
-                sqs_moto_url=sqs_moto_url,
-                warmup=warmup,
-                window=window,
-                scratch=scratch,
-                log=log,
-                moto_pid=moto.pid,
-                profile=out / "profiles" if profile else None,
+    for tracker in trackers:
+        runs = []
+        for attempt in range(1, repeat + 1):
+            if repeat > 1:
+                log(f"[{tracker}] run {attempt} of {repeat}")
+            runs.append(
+                await _one_run(
+                    tracker,
+                    workload=workload,
+                    speed=speed,
+                    seed=seed,
+                    warmup=warmup,
+                    window=window,
+                    scratch=scratch,
+                    log=log,
+                    profile=out / "profiles" if profile else None,
+                )
             )
-            kept[tracker]["command"] = command
-            result["trackers"] = {t: kept[t] for t in TRACKERS if t in kept}
-            path.write_text(json.dumps(result, indent=1))  # each tracker's figures, at once
+        kept[tracker] = combine_runs(runs)
+        kept[tracker]["command"] = command
+        result["trackers"] = {t: kept[t] for t in TRACKERS if t in kept}
+        path.write_text(json.dumps(result, indent=1))  # each tracker's figures, at once
     log(f"wrote {path}")
     return result
+
+
+async def _one_run(
+    tracker: str,
+    *,
+    workload: Workload,
+    speed: float,
+    seed: int,
+    warmup: float | None,
+    window: float | None,
+    scratch: Path,
+    log: Any,
+    profile: Path | None,
+) -> dict[str, Any]:
+    """One run of one tracker, on a moto server of its own (and a second for the events
+    queue: moto's SQS walks the whole queue for each message it receives, and in the
+    moto process that serves DynamoDB at W1k the queue fell behind and took DynamoDB
+    with it; METHOD.md, "Events in")."""
+    async with moto_process() as (moto_url, moto), contextlib.AsyncExitStack() as more:
+        sqs_moto_url = moto_url
+        if tracker in EVENT_VARIANTS:
+            sqs_moto_url, _ = await more.enter_async_context(moto_process())
+        return await run_tracker(
+            tracker,
+            workload=workload,
+            speed=speed,
+            seed=seed,
+            moto_url=moto_url,
+            sqs_moto_url=sqs_moto_url,
+            warmup=warmup,
+            window=window,
+            scratch=scratch,
+            log=log,
+            moto_pid=moto.pid,
+            profile=profile,
+        )
