@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import profiles
+from benchmarks.local_dynamodb import BACKENDS, LocalDynamoDBError
 from benchmarks.run import TRACKERS, run_workload
 from benchmarks.workloads import WORKLOADS
 
@@ -95,6 +96,15 @@ def parser() -> argparse.ArgumentParser:
         "run's figures in full. W10k's documented command is --repeat 3.",
     )
     p.add_argument(
+        "--dynamodb",
+        choices=BACKENDS,
+        default="moto",
+        help="the local DynamoDB behind the recording proxy: moto server (default) or "
+        "dynalite (Node.js 20+ and npm; installed on first use into "
+        "benchmarks/dynalite/node_modules and patched, see benchmarks/local_dynamodb.py). "
+        "STS, SQS and EC2 stay on moto.",
+    )
+    p.add_argument(
         "--out", type=Path, default=RESULTS, help="results directory (default benchmarks/results)."
     )
     p.add_argument(
@@ -132,21 +142,26 @@ def main(argv: list[str] | None = None) -> int:
         warmup = args.warmup or (180.0 if steady else None)
         window = args.window or (300.0 if steady else None)
         args.out.mkdir(parents=True, exist_ok=True)
-        asyncio.run(
-            run_workload(
-                name,
-                speed=args.speed or DEFAULT_SPEEDS[name],
-                seed=args.seed,
-                trackers=trackers,
-                out=args.out,
-                warmup=warmup if window else None,
-                window=window,
-                command=command,
-                profile=args.profile,
-                repeat=args.repeat,
-                log=lambda text: print(text, flush=True),  # noqa: T201 - progress for the user
+        try:
+            asyncio.run(
+                run_workload(
+                    name,
+                    speed=args.speed or DEFAULT_SPEEDS[name],
+                    seed=args.seed,
+                    trackers=trackers,
+                    out=args.out,
+                    warmup=warmup if window else None,
+                    window=window,
+                    command=command,
+                    profile=args.profile,
+                    repeat=args.repeat,
+                    dynamodb=args.dynamodb,
+                    log=lambda text: print(text, flush=True),  # noqa: T201 - progress for the user
+                )
             )
-        )
+        except LocalDynamoDBError as error:
+            print(f"./dev bench: {error}", file=sys.stderr)  # noqa: T201 - the reason, for the user
+            return 2
     if not args.no_report:
         from benchmarks.report import write_report  # noqa: PLC0415 - matplotlib is optional
 

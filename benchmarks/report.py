@@ -246,6 +246,7 @@ def _tracker_rows(result: dict[str, Any]) -> list[str]:
 
 def _count_rows(table: _Table, result: dict[str, Any]) -> None:
     executions = result["shape"]["executions"]
+    table.row("local DynamoDB", lambda t: t.get("local_dynamodb", "moto server 5.1.22"))
     table.row("StatusIndex projection", lambda t: t.get("index_projection", "ALL"))
     table.row("final statuses correct", lambda t: _final(t, result))
     table.figure("finished in the run", lambda t: t["finished_executions"], _num)
@@ -349,6 +350,7 @@ def _resource_rows(table: _Table) -> None:
     table.figure("tracker CPU, % of one core", lambda t: t["cpu_percent_of_core"], _one)
     for helper, label in (
         ("moto", "moto server's CPU, % of one core"),
+        ("dynalite", "dynalite's CPU, % of one core"),
         ("bench", "the benchmark process's CPU (DRS simulator, proxies), % of one core"),
         ("others", "everything else on the machine, % of one core"),
     ):
@@ -396,10 +398,10 @@ def _runs_table(result: dict[str, Any]) -> list[str]:
             "",
             (
                 "| run | measured at | load average at start (1, 5, 15 min) | others' CPU | "
-                "moto's CPU | benchmark's CPU | tracker CPU | peak RSS | lateness p99 | "
-                "own p99 | write wait p99 | machine |"
+                "moto's CPU | dynalite's CPU | benchmark's CPU | tracker CPU | peak RSS | "
+                "lateness p99 | own p99 | write wait p99 | machine |"
             ),
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for number, run in enumerate(runs, start=1):
             load = ", ".join(f"{x:.2f}" for x in run.get("load_average_at_start") or ())
@@ -410,6 +412,7 @@ def _runs_table(result: dict[str, Any]) -> list[str]:
                 f"| {number}{marker} | {run['measured_at']} | {load} | "
                 f"{_num(_machine_cpu(run, 'others'), 1)} % | "
                 f"{_num(_machine_cpu(run, 'moto'), 1)} % | "
+                f"{_num(_machine_cpu(run, 'dynalite'), 1)} % | "
                 f"{_num(_machine_cpu(run, 'bench'), 1)} % | "
                 f"{run['cpu_percent_of_core']:.1f} % | {run['peak_rss_mb']:.0f} MB | "
                 f"{_s(run['lateness_real_s']['p99'])} | {_s(_share(run, 'own', 'p99'))} | "
@@ -419,9 +422,9 @@ def _runs_table(result: dict[str, Any]) -> list[str]:
         lines += [
             "",
             (
-                "A run is marked loaded when processes other than the tracker, moto server and "
-                f"the benchmark process used {_num(bound)} % of a core or more over the "
-                "measured period."
+                "A run is marked loaded when processes other than the tracker, the local "
+                f"servers (moto, dynalite) and the benchmark process used {_num(bound)} % of a "
+                "core or more over the measured period."
             ),
             "",
         ]

@@ -48,6 +48,7 @@ from benchmarks.events import (
     plan_events,
     publish_events,
 )
+from benchmarks.local_dynamodb import DESCRIPTIONS, dynalite_process
 from benchmarks.recording import (
     WRITES,
     DrsCall,
@@ -449,8 +450,14 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     log: Any,
     moto_pid: int | None = None,
     profile: Path | None = None,
+    dynamodb: str = "moto",
+    dynamodb_url: str | None = None,
+    dynamodb_pid: int | None = None,
 ) -> dict[str, Any]:
+    """One run of ``tracker``. DynamoDB is ``dynamodb_url`` when given (dynalite, with
+    ``dynamodb_pid``), moto server's otherwise; STS, SQS and EC2 are moto's."""
     session = aioboto3.Session(**CREDENTIALS, region_name=REGIONS[0])
+    table_url = dynamodb_url or moto_url
     # Member accounts: a call is in the account moto's STS says its access key is in.
     simulator = IndexedDrsSimulator(
         clock=SystemClock(), accounts=StsAccounts(moto_url) if workload.accounts else None
@@ -468,9 +475,9 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     table = f"bench-{workload.name.lower()}-{tracker}-{uuid.uuid4().hex[:8]}"
     summary_path = scratch / f"{table}-summary.json"
     async with (
-        session.client("dynamodb", endpoint_url=moto_url) as ddb,
+        session.client("dynamodb", endpoint_url=table_url) as ddb,
         serve_recorded_drs(simulator, drs_recorder) as drs_url,
-        serve_dynamodb_proxy(moto_url, dynamo_recorder) as dynamodb_url,
+        serve_dynamodb_proxy(table_url, dynamo_recorder) as proxy_url,
         serve_counting_proxy(sqs_moto_url, sqs_requests) as sqs_url,
         serve_counting_proxy(moto_url, sts_requests, log=sts_log) as sts_url,
     ):
@@ -525,7 +532,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         command, env = tracker_command(
             tracker,
             table=table,
-            dynamodb_url=dynamodb_url,
+            dynamodb_url=proxy_url,
             drs_url=drs_url,
             speed=speed,
             summary=summary_path,
@@ -543,6 +550,8 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         helpers = {"bench": Proc(os.getpid())}
         if moto_pid is not None:
             helpers["moto"] = Proc(moto_pid)
+        if dynamodb_pid is not None:
+            helpers[dynamodb] = Proc(dynamodb_pid)
         meter = CpuMeter(probe, helpers)
         meter.begin()
         longest = (45 * 60 * 1.2 + 1200) / speed + 120
@@ -687,6 +696,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     figures: dict[str, Any] = {
         "tracker": tracker,
         "index_projection": projection,
+        "local_dynamodb": DESCRIPTIONS[dynamodb],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
         "load_average_at_start": os.getloadavg(),
         "executions": workload.executions,
@@ -913,9 +923,11 @@ async def run_workload(
     log: Any = print,
     profile: bool = False,
     repeat: int = 1,
+    dynamodb: str = "moto",
 ) -> dict[str, Any]:
-    """Run each tracker ``repeat`` times on the workload, each run on a moto server of its
-    own, and write ``<out>/<name>.json`` after each tracker."""
+    """Run each tracker ``repeat`` times on the workload, each run on a moto server (and a
+    dynalite, with ``dynamodb="dynalite"``) of its own, and write ``<out>/<name>.json``
+    after each tracker."""
     workload = WORKLOADS[name]
     scratch = out / "logs"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -957,6 +969,7 @@ async def run_workload(
                     scratch=scratch,
                     log=log,
                     profile=out / "profiles" if profile else None,
+                    dynamodb=dynamodb,
                 )
             )
         kept[tracker] = combine_runs(runs)
@@ -978,15 +991,20 @@ async def _one_run(
     scratch: Path,
     log: Any,
     profile: Path | None,
+    dynamodb: str,
 ) -> dict[str, Any]:
     """One run of one tracker, on a moto server of its own (and a second for the events
     queue: moto's SQS walks the whole queue for each message it receives, and in the
     moto process that serves DynamoDB at W1k the queue fell behind and took DynamoDB
-    with it; METHOD.md, "Events in")."""
+    with it; METHOD.md, "Events in"), and a dynalite of its own for DynamoDB if asked."""
     async with moto_process() as (moto_url, moto), contextlib.AsyncExitStack() as more:
         sqs_moto_url = moto_url
         if tracker in EVENT_VARIANTS:
             sqs_moto_url, _ = await more.enter_async_context(moto_process())
+        table_url, table_pid = None, None
+        if dynamodb == "dynalite":
+            table_url, table = await more.enter_async_context(dynalite_process(log))
+            table_pid = table.pid
         return await run_tracker(
             tracker,
             workload=workload,
@@ -1000,4 +1018,7 @@ async def _one_run(
             log=log,
             moto_pid=moto.pid,
             profile=profile,
+            dynamodb=dynamodb,
+            dynamodb_url=table_url,
+            dynamodb_pid=table_pid,
         )
