@@ -20,6 +20,11 @@ DEFAULT_SPEEDS = {"W50": 20.0, "W1k": 2.0, "W10k": 1.0, "W10k-accounts": 1.0}
 # drs-poller on its lean index and the baseline on the seeds' ALL; add drs-poller-all
 # (drs-poller on ALL) to tell the index's effect from the daemon's.
 DEFAULT_TRACKERS = ("drs-poller", "baseline")
+# W10k measures the daemon with every feature on, as a user would run it (issue 20).
+STEADY_TRACKERS = {"W10k": ("drs-poller-full",)}
+# W10k's local DynamoDB is dynalite: moto's write latency there was most of the
+# lateness (benchmarks/local_dynamodb.py, FINDINGS.md, issue 20).
+DEFAULT_DYNAMODB = {"W10k": "dynalite"}
 
 
 def _positive(text: str) -> float:
@@ -64,11 +69,13 @@ def parser() -> argparse.ArgumentParser:
         "--trackers",
         default=None,
         help="comma-separated subset of drs-poller,drs-poller-all,baseline,"
-        "drs-poller-events,drs-poller-events-drop30,drs-poller-events-dup "
-        "(default: drs-poller,baseline; W10k and W10k-accounts run drs-poller alone). "
-        "drs-poller-all is "
+        "drs-poller-events,drs-poller-events-drop30,drs-poller-events-dup,drs-poller-full "
+        "(default: drs-poller,baseline; W10k runs drs-poller-full alone, W10k-accounts "
+        "drs-poller alone). drs-poller-all is "
         "drs-poller on a StatusIndex projected ALL; the drs-poller-events* trackers take "
-        "DRS launch-result events through SQS (all of them, 30 %% dropped, each twice). "
+        "DRS launch-result events through SQS (all of them, 30 %% dropped, each twice); "
+        "drs-poller-full takes them all, and puts drill reports to S3 and finalization "
+        "events on an EventBridge bus (every feature on, as a user would run it). "
         "A tracker not rerun keeps its figures from an earlier result file of the same "
         "workload, speed and seed.",
     )
@@ -98,9 +105,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dynamodb",
         choices=BACKENDS,
-        default="moto",
-        help="the local DynamoDB behind the recording proxy: moto server (default) or "
-        "dynalite (Node.js 20+ and npm; installed on first use into "
+        default=None,
+        help="the local DynamoDB behind the recording proxy: moto server (default; W10k: "
+        "dynalite) or dynalite (Node.js 20+ and npm; installed on first use into "
         "benchmarks/dynalite/node_modules and patched, see benchmarks/local_dynamodb.py). "
         "STS, SQS and EC2 stay on moto.",
     )
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             if unknown or not trackers:
                 parser().error(f"--trackers: unknown tracker(s) {sorted(unknown)}; use {TRACKERS}")
         else:
-            trackers = ("drs-poller",) if steady else DEFAULT_TRACKERS
+            trackers = STEADY_TRACKERS.get(name, ("drs-poller",)) if steady else DEFAULT_TRACKERS
         warmup = args.warmup or (180.0 if steady else None)
         window = args.window or (300.0 if steady else None)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                     command=command,
                     profile=args.profile,
                     repeat=args.repeat,
-                    dynamodb=args.dynamodb,
+                    dynamodb=args.dynamodb or DEFAULT_DYNAMODB.get(name, "moto"),
                     log=lambda text: print(text, flush=True),  # noqa: T201 - progress for the user
                 )
             )

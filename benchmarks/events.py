@@ -55,6 +55,9 @@ EVENT_VARIANTS: Final = {
     "drs-poller-events": EventPlan(),
     "drs-poller-events-drop30": EventPlan(drop=0.3),
     "drs-poller-events-dup": EventPlan(copies=2),
+    # Every feature on, as a user would run it (run.FULL): events in, drill reports put
+    # to S3, finalization events put on a bus.
+    "drs-poller-full": EventPlan(),
 }
 
 

@@ -574,16 +574,26 @@ async def serve_counting_proxy(
             if log is not None:
                 log.append((time.time(), action))
             headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-            async with upstream.request(
-                request.method, upstream_url + request.path_qs, data=raw, headers=headers
-            ) as reply:
-                payload = await reply.read()
-                reply_headers = {
-                    k: v
-                    for k, v in reply.headers.items()
-                    if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"
-                }
-                return web.Response(body=payload, status=reply.status, headers=reply_headers)
+            for attempt in (1, 2):
+                try:
+                    async with upstream.request(
+                        request.method, upstream_url + request.path_qs, data=raw, headers=headers
+                    ) as reply:
+                        payload = await reply.read()
+                        reply_headers = {
+                            k: v
+                            for k, v in reply.headers.items()
+                            if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"
+                        }
+                        return web.Response(
+                            body=payload, status=reply.status, headers=reply_headers
+                        )
+                except aiohttp.ServerDisconnectedError:
+                    # moto server closed a kept-alive connection as it was reused: the
+                    # request was not read. Sent again once, on a new connection.
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
 
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", forward)

@@ -104,11 +104,20 @@ def _own_lateness_p99(tracker: dict[str, Any]) -> float | None:
     return shares["own"]["p99"] if shares else None
 
 
+def main_tracker(result: dict[str, Any]) -> str:
+    """The tracker a workload's targets are checked on: drs-poller with every feature on
+    where it ran alone (W10k), drs-poller otherwise (beside the baseline)."""
+    trackers = result["trackers"]
+    if "drs-poller-full" in trackers and "baseline" not in trackers:
+        return "drs-poller-full"
+    return "drs-poller"
+
+
 def figures_of(result: dict[str, Any]) -> dict[str, Any]:
     """The figures the targets are checked on: a tracker's median over its runs when they
     were repeated (run.combine_runs), its one run's otherwise."""
     trackers = result["trackers"]
-    mine, base = trackers.get("drs-poller"), trackers.get("baseline")
+    mine, base = trackers.get(main_tracker(result)), trackers.get("baseline")
     out: dict[str, Any] = {}
     if mine:
         runs = mine.get("runs") or [mine]
@@ -329,6 +338,7 @@ def _timing_rows(table: _Table, result: dict[str, Any]) -> None:
             ),
         )
     table.row("SQS requests: deliveries + the daemon's", _sqs_requests)
+    table.row("drill report objects put; S3 and EventBridge requests", _outputs)
     table.row("events in, a month at list prices (queue, cross-region forwarding)", _events_cost)
     table.row("state changes detected / missed", _detected)
 
@@ -502,6 +512,17 @@ def _sqs_requests(tracker: dict[str, Any]) -> str:
         return "–"
     ops = ", ".join(f"{op} {n:,}" for op, n in daemon.items())
     return f"{events['put']:,} + {sum(daemon.values()):,} ({ops})"
+
+
+def _outputs(tracker: dict[str, Any]) -> str:
+    outputs = tracker.get("outputs")
+    if not outputs:
+        return "–"
+    requests = outputs["requests"]
+    return (
+        f"{outputs['report_objects']:,}; S3 {requests.get('unknown', 0):,}, "
+        f"PutEvents {requests.get('PutEvents', 0):,}"
+    )
 
 
 def _events_cost(tracker: dict[str, Any]) -> str:
@@ -749,7 +770,7 @@ def _summary(results: dict[str, dict[str, Any]]) -> list[str]:
     ]
     for name, result in results.items():
         figures = figures_of(result)
-        mine = result["trackers"].get("drs-poller")
+        mine = result["trackers"].get(main_tracker(result))
         if not mine:
             continue
         statuses = "; ".join(f"{t}: {_final(f, result)}" for t, f in result["trackers"].items())

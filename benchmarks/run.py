@@ -80,6 +80,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 TRACKERS = ("drs-poller", "drs-poller-all", "baseline", *EVENT_VARIANTS)
+# drs-poller with every feature that puts something somewhere switched on: DRS events in
+# (EVENT_VARIANTS), drill reports (S3) and finalization events (EventBridge) out.
+FULL = frozenset({"drs-poller-full"})
 # What each tracker's table projects in its StatusIndex: drs-poller on the projection
 # init-table and the stack create (KEYS_ONLY), drs-poller-all (the same daemon) and the
 # baseline on the seeds' projection ALL, so the index's effect and the daemon's can be
@@ -281,6 +284,8 @@ def tracker_command(
     sqs_url: str | None = None,
     sts_url: str | None = None,
     metrics_port: int = 0,
+    outputs_url: str | None = None,
+    outputs_name: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     env = {
         **os.environ,
@@ -322,8 +327,35 @@ def tracker_command(
         # the way; the role name is the default (drs-poller-member), which moto does
         # not require to exist.
         settings["sts_endpoint_url"] = sts_url
+    if outputs_url is not None and outputs_name is not None:
+        # drs-poller-full: each finished execution's drill report into a bucket, and its
+        # finalization events onto a bus, both named for the run, through a counting
+        # proxy in front of moto.
+        settings.update(
+            report_bucket=outputs_name,
+            s3_endpoint_url=outputs_url,
+            event_bus=outputs_name,
+            events_endpoint_url=outputs_url,
+        )
     env.update({f"DRS_POLLER_{k.upper()}": str(v) for k, v in settings.items()})
     return [sys.executable, "-m", "drs_poller", "run"], env
+
+
+async def _create_outputs(session: Any, moto_url: str, name: str) -> None:
+    """drs-poller-full's report bucket and event bus, named ``name``."""
+    async with session.client("s3", endpoint_url=moto_url) as s3:
+        await s3.create_bucket(Bucket=name)
+    async with session.client("events", endpoint_url=moto_url) as events:
+        await events.create_event_bus(Name=name)
+
+
+async def _count_reports(session: Any, moto_url: str, name: str) -> int:
+    """The report objects in the bucket (an HTML and a JSON per finished execution)."""
+    found = 0
+    async with session.client("s3", endpoint_url=moto_url) as s3:
+        async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+            found += len(page.get("Contents") or ())
+    return found
 
 
 async def _seed_table(ddb: Any, table: str, items: list[dict[str, Any]]) -> None:
@@ -471,6 +503,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     sqs_requests: Counter[str] = Counter()  # the daemon's, by operation
     sts_requests: Counter[str] = Counter()  # the daemon's, by operation
     sts_log: list[tuple[float, str]] = []
+    outputs: Counter[str] = Counter()  # drs-poller-full's S3 and EventBridge requests
     wave_counts = WaveStarts()
     table = f"bench-{workload.name.lower()}-{tracker}-{uuid.uuid4().hex[:8]}"
     summary_path = scratch / f"{table}-summary.json"
@@ -480,8 +513,11 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
         serve_dynamodb_proxy(table_url, dynamo_recorder) as proxy_url,
         serve_counting_proxy(sqs_moto_url, sqs_requests) as sqs_url,
         serve_counting_proxy(moto_url, sts_requests, log=sts_log) as sts_url,
+        serve_counting_proxy(moto_url, outputs) as outputs_url,
     ):
         await create_table(ddb, table, projection=projection)
+        if tracker in FULL:
+            await _create_outputs(session, moto_url, table)
         log(f"[{tracker}] seeding {workload.executions} executions into {table}")
         seeded = seed_workload(workload, speed=speed, start=time.time(), seed=seed)
         await _seed_table(ddb, table, seeded.items)
@@ -540,6 +576,8 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             sqs_url=sqs_url,
             sts_url=sts_url if workload.accounts else None,
             metrics_port=metrics_port or 0,
+            outputs_url=outputs_url if tracker in FULL else None,
+            outputs_name=table,
         )
         log_path = scratch / f"{table}.log"
         with log_path.open("w") as out:
@@ -620,6 +658,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         running.wait(30)
         finals = await _final_items(ddb, table)
+        reports = await _count_reports(session, moto_url, table) if tracker in FULL else None
         await ddb.delete_table(TableName=table)
         if events_queue_url is not None:
             await delete_events_queue(
@@ -796,6 +835,12 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             role: profiles.summarise(profile / f"{workload.name}-{tracker}-{role}.txt")
             for role in spies
             if (profile / f"{workload.name}-{tracker}-{role}.txt").exists()
+        }
+    if reports is not None:
+        figures["outputs"] = {
+            "report_objects": reports,
+            # S3's REST requests carry no operation name: counted as "unknown" (PUTs).
+            "requests": dict(sorted(outputs.items())),
         }
     if event_counts is not None:
         figures["events"] = {

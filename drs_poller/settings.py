@@ -367,8 +367,9 @@ class Settings(BaseSettings):
         le=86400,
         description=(
             "Seconds between reads of the job log (DescribeJobLogItems) of a job with a"
-            " server not launched yet while nothing DescribeJobs shows has changed; other"
-            " reads happen only on a job or server status change and once at the job's end."
+            " server not launched yet, for its stall; other reads happen at a job's first"
+            " sight, when a server reaches a launch result (LAUNCHED, FAILED, TERMINATED)"
+            " and once at the job's end."
         ),
     )
 
@@ -398,6 +399,16 @@ class Settings(BaseSettings):
         description=(
             "Poll batches waiting for DRS at once (the worker pool); a batch's writes go on"
             " after DRS has answered."
+        ),
+    )
+    max_batch_executions: int = Field(
+        default=1000,
+        ge=1,
+        le=100000,
+        description=(
+            "Executions polled in one batch at most: more due at once (every execution"
+            " after a start or a failover) are split into batches of this many, which bounds"
+            " the DRS answers held in memory at once (with MAX_INFLIGHT_BATCHES)."
         ),
     )
     backoff_base: float = Field(

@@ -280,6 +280,30 @@ def log_watches(execution: Execution, jobs: Mapping[str, Any]) -> dict[str, LogW
     }
 
 
+# Steps before a result: a job or server moving between them logs marks that can wait in
+# memory until the next read (engine/polling.py, ``_read_job_logs``).
+_ON_THE_WAY = frozenset({"PENDING", "STARTED", "IN_PROGRESS", "NONE"})
+
+
+def worth_reading(
+    before: tuple[str, tuple[tuple[str, str], ...]],
+    after: tuple[str, tuple[tuple[str, str], ...]],
+) -> bool:
+    """Whether a job's change from signature ``before`` to ``after`` (:class:`LogWatch`)
+    is worth a read of its log: the job left the steps before a result (COMPLETED, or a
+    status outside the model), or a server reached one (LAUNCHED, FAILED, TERMINATED,
+    or a value outside the model). Moves between PENDING, STARTED and IN_PROGRESS are
+    not."""
+    job_before, servers_before = before
+    job_after, servers_after = after
+    if job_after != job_before and job_after not in _ON_THE_WAY:
+        return True
+    held = dict(servers_before)
+    return any(
+        status != held.get(sid) and status not in _ON_THE_WAY for sid, status in servers_after
+    )
+
+
 def _job_status(job: JobView) -> str:
     return job.unknown_status.raw if job.unknown_status is not None else job.status.value
 

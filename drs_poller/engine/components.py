@@ -213,6 +213,7 @@ def build_components(
         clock=clock,
         coalesce_window=settings.coalesce_window,
         max_inflight_batches=settings.max_inflight_batches,
+        max_batch=settings.max_batch_executions,
         may_poll=lambda: leases is None or leases.may_poll(),
     )
     listener, listener_clients = _listener_from(

@@ -48,6 +48,7 @@ class Dispatcher:
         clock: Clock,
         coalesce_window: float,
         max_inflight_batches: int,
+        max_batch: int | None = None,
         may_poll: Callable[[], bool] = lambda: True,
     ) -> None:
         self.state = state
@@ -56,6 +57,8 @@ class Dispatcher:
         self.health = health
         self.clock = clock
         self.coalesce_window = coalesce_window
+        # Executions a batch takes at most: the rest stay due, for the next free slot.
+        self.max_batch = max_batch
         self.may_poll = may_poll
         self.inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_inflight_batches)
@@ -88,7 +91,9 @@ class Dispatcher:
                 continue
             if not await self._acquire_slot():
                 break
-            batch = queue.pop_due(self.clock.monotonic(), window=self.coalesce_window)
+            batch = queue.pop_due(
+                self.clock.monotonic(), window=self.coalesce_window, limit=self.max_batch
+            )
             if not batch:
                 self._slots.release()
                 continue

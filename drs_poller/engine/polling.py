@@ -34,7 +34,7 @@ from drs_poller.core.deciding import (
     terminations_to_check,
     unknown_values,
 )
-from drs_poller.core.evidence import JobLog, evidence_news, log_watches
+from drs_poller.core.evidence import JobLog, evidence_news, log_watches, worth_reading
 from drs_poller.core.models import (
     ExecutionStatus,
     FinalStatus,
@@ -369,13 +369,19 @@ class Poller:
     async def _read_job_logs(
         self, members: list[Tracked], jobs: dict[str, JobLookup]
     ) -> dict[tuple[str, str], str]:
-        """Read job logs (DescribeJobLogItems, one job a call, paged) only where the answer
-        can have changed since this execution last read it: a job or server status that
-        changed (the first sight of a job, after a restart too, counts as one, except for
-        a job still PENDING, first read one interval later; the job's end is one, read
-        once), or, for a job with a server not launched yet, every
-        ``stall_check_interval`` seconds; and a job in which DRS now fails a server, for
-        its Error. One read serves both the failure reasons and the Timeline (issue 13).
+        """Read job logs (DescribeJobLogItems, one job a call, paged) only where the
+        evidence needs it: the first sight of a job (after a restart too), except for a
+        job still PENDING, first read one interval later; a server of this execution
+        reaching a launch result (LAUNCHED, FAILED, TERMINATED, or a value outside the
+        model), since its evidence is written complete with the write that ends it
+        (contract §1); the job's end (read once); a job in which DRS now fails a server,
+        for its Error; and, for a job with a server not launched yet, every
+        ``stall_check_interval`` seconds, for its stall and the marks it has logged so
+        far. A job or server moving between the steps before a result (PENDING, STARTED,
+        IN_PROGRESS) is not a read of its own: the marks it logs are kept only in memory
+        until the server ends, and the next read has them (at W10k, reading at every
+        such change was two reads a job of six, a third of the daemon's DRS calls).
+        One read serves both the failure reasons and the Timeline (issue 13).
 
         Best effort: a failed read degrades the evidence alone (counted, logged) and is
         tried again after the interval or at the job's next change. Returns (job id,
@@ -440,7 +446,7 @@ class Poller:
                     continue
                 due = (
                     last is None
-                    or last.signature.signature != watch.signature
+                    or worth_reading(last.signature.signature, watch.signature)
                     or (job_id in explain and last.failed)
                     or (
                         (watch.unlaunched or last.failed)

@@ -4,12 +4,16 @@ targets on the medians, and the table of runs with their machine's load."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from benchmarks import __main__ as bench
-from benchmarks import profiles, report
+from benchmarks import profiles, report, run
+from drs_poller.settings import load_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _run(own: float, cpu: float, rss: float, *, others: float) -> dict[str, Any]:
@@ -111,3 +115,43 @@ def test_profile_without_py_spy_is_refused_saying_how_to_get_it(
 
     assert stopped.value.code == 2
     assert "--profile needs py-spy, which the bench extra installs" in capsys.readouterr().err
+
+
+def test_the_full_tracker_puts_reports_and_events_through_the_counting_proxy(
+    tmp_path: Path,
+) -> None:
+    _, env = run.tracker_command(
+        "drs-poller-full",
+        table="bench-w10k-drs-poller-full-1",
+        dynamodb_url="http://127.0.0.1:1",
+        drs_url="http://127.0.0.1:2",
+        speed=1.0,
+        summary=tmp_path / "summary.json",
+        events_queue_url="http://127.0.0.1:3/000000000000/q",
+        sqs_url="http://127.0.0.1:3",
+        outputs_url="http://127.0.0.1:4",
+        outputs_name="bench-w10k-drs-poller-full-1",
+    )
+    _, plain = run.tracker_command(
+        "drs-poller",
+        table="t",
+        dynamodb_url="http://127.0.0.1:1",
+        drs_url="http://127.0.0.1:2",
+        speed=1.0,
+        summary=tmp_path / "summary.json",
+    )
+
+    assert env["DRS_POLLER_REPORT_BUCKET"] == "bench-w10k-drs-poller-full-1"
+    assert env["DRS_POLLER_EVENT_BUS"] == "bench-w10k-drs-poller-full-1"
+    assert env["DRS_POLLER_S3_ENDPOINT_URL"] == "http://127.0.0.1:4"
+    assert env["DRS_POLLER_EVENTS_ENDPOINT_URL"] == "http://127.0.0.1:4"
+    assert env["DRS_POLLER_EVENTS_QUEUE_URL"] == "http://127.0.0.1:3/000000000000/q"
+    assert not {"DRS_POLLER_REPORT_BUCKET", "DRS_POLLER_EVENT_BUS"} & set(plain)
+    # The settings the daemon will read are valid (the bucket and bus names included).
+    load_settings(
+        **{
+            key.removeprefix("DRS_POLLER_").lower(): value
+            for key, value in env.items()
+            if key.startswith("DRS_POLLER_")
+        }
+    )

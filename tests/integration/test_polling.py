@@ -70,6 +70,25 @@ async def test_one_describe_jobs_call_per_region_per_batch(world):
     assert (await world.get("share-a"))["Status"] == "COMPLETED"
 
 
+async def test_executions_due_at_once_are_split_into_batches_of_the_maximum(world):
+    # A start (or a failover) finds every execution due at once: MAX_BATCH_EXECUTIONS
+    # bounds each batch, so the DRS answers held at once stay bounded too.
+    for n in range(7):
+        sid = server_id(n)
+        await world.put_spec(
+            world.spec(f"ex-{n}", [(REGION, [ServerSpec(sid, world.job([sid], _progress(sid)))])])
+        )
+    daemon = await world.daemon(max_batch_executions=3)
+
+    polled = await world.step(daemon)
+
+    assert polled == 7
+    assert metric(daemon, "drs_poller_dispatch_batch_size_count") == 3  # 3, 3 and 1
+    assert metric(daemon, "drs_poller_dispatch_batch_size_sum") == 7
+    asked = sorted(c.ids_count for c in world.drs.calls if c.operation == "DescribeJobs")
+    assert asked == [1, 3, 3]
+
+
 async def test_describe_jobs_pages_through_next_token(world):
     world.drs.page_size = 2
     servers = [server_id(n) for n in range(5)]

@@ -26,6 +26,7 @@ from drs_poller.core.evidence import (
     parse_time,
     stall_of,
     stalled_servers,
+    worth_reading,
 )
 from drs_poller.core.models import (
     ExecutionType,
@@ -676,3 +677,78 @@ def test_a_running_servers_timeline_is_written_once_with_the_write_that_ends_it(
         "Launched": T0 + 360,
     }
     assert server["RecoveryTimeSeconds"] == 360
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "read"),
+    [
+        pytest.param(
+            ("PENDING", (("s1", "PENDING"),)),
+            ("STARTED", (("s1", "PENDING"),)),
+            False,
+            id="job started: a step",
+        ),
+        pytest.param(
+            ("STARTED", (("s1", "PENDING"),)),
+            ("STARTED", (("s1", "IN_PROGRESS"),)),
+            False,
+            id="server launching: a step",
+        ),
+        pytest.param(
+            ("STARTED", (("s1", "IN_PROGRESS"),)),
+            ("STARTED", (("s1", "LAUNCHED"),)),
+            True,
+            id="server launched",
+        ),
+        pytest.param(
+            ("STARTED", (("s1", "IN_PROGRESS"),)),
+            ("STARTED", (("s1", "FAILED"),)),
+            True,
+            id="server failed",
+        ),
+        pytest.param(
+            ("STARTED", (("s1", "LAUNCHED"),)),
+            ("STARTED", (("s1", "TERMINATED"),)),
+            True,
+            id="server terminated",
+        ),
+        pytest.param(
+            ("STARTED", (("s1", "LAUNCHED"),)),
+            ("COMPLETED", (("s1", "LAUNCHED"),)),
+            True,
+            id="job ended",
+        ),
+        pytest.param(
+            ("STARTED", (("s1", "IN_PROGRESS"),)),
+            ("STARTED", (("s1", "RETRYING"),)),
+            True,
+            id="server status outside the model",
+        ),
+        pytest.param(
+            ("STARTED", (("s1", "PENDING"),)),
+            ("PAUSED", (("s1", "PENDING"),)),
+            True,
+            id="job status outside the model",
+        ),
+        pytest.param(
+            ("STARTED", (("s1", "LAUNCHED"), ("s2", "PENDING"))),
+            ("STARTED", (("s1", "LAUNCHED"), ("s2", "IN_PROGRESS"))),
+            False,
+            id="another server's step, one already launched",
+        ),
+        pytest.param(
+            ("STARTED", (("s1", "LAUNCHED"),)),
+            ("STARTED", (("s1", "LAUNCHED"), ("s2", "LAUNCHED"))),
+            True,
+            id="a server first seen with a result",
+        ),
+        pytest.param(
+            ("STARTED", (("s1", "PENDING"),)),
+            ("STARTED", (("s1", "PENDING"),)),
+            False,
+            id="no change",
+        ),
+    ],
+)
+def test_a_job_log_is_worth_reading_at_a_result_not_at_a_step(before, after, read):
+    assert worth_reading(before, after) is read
