@@ -34,7 +34,13 @@ from drs_poller.core.deciding import (
     terminations_to_check,
     unknown_values,
 )
-from drs_poller.core.evidence import JobLog, evidence_news, log_watches, worth_reading
+from drs_poller.core.evidence import (
+    JobLog,
+    evidence_news,
+    log_watches,
+    stall_phase,
+    worth_reading,
+)
 from drs_poller.core.models import (
     ExecutionStatus,
     FinalStatus,
@@ -439,10 +445,14 @@ class Poller:
             }
             for job_id, watch in log_watches(execution, jobs).items():
                 last = tracked.job_log_reads.get(job_id)
+                # A first read (or its deferral) counts as made a share of an interval
+                # earlier, fixed by the job id: jobs first seen together are not read
+                # together at every interval after (evidence.stall_phase).
+                first = now - stall_phase(job_id) * self.stall_check_interval
                 if last is None and watch.signature[0] == JobStatus.PENDING.value:
                     # A job first seen PENDING has logged its start at most: its first
-                    # read waits one interval, as if read now (saves one read a job).
-                    tracked.job_log_reads[job_id] = LogRead(watch, at=now)
+                    # read waits up to one interval (saves one read a job).
+                    tracked.job_log_reads[job_id] = LogRead(watch, at=first)
                     continue
                 due = (
                     last is None
@@ -454,7 +464,8 @@ class Poller:
                     )
                 )
                 if due:
-                    wanted[(watch.place, job_id)].append((tracked, LogRead(watch, at=now)))
+                    at = first if last is None else now
+                    wanted[(watch.place, job_id)].append((tracked, LogRead(watch, at=at)))
         return wanted
 
     def _report_unknown_values(self, members: list[Tracked], jobs: dict[str, JobLookup]) -> None:

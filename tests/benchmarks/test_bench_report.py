@@ -120,26 +120,22 @@ def test_profile_without_py_spy_is_refused_saying_how_to_get_it(
 def test_the_full_tracker_puts_reports_and_events_through_the_counting_proxy(
     tmp_path: Path,
 ) -> None:
+    common: dict[str, Any] = {
+        "dynamodb_url": "http://127.0.0.1:1",
+        "drs_url": "http://127.0.0.1:2",
+        "speed": 1.0,
+        "summary": tmp_path / "summary.json",
+    }
     _, env = run.tracker_command(
         "drs-poller-full",
         table="bench-w10k-drs-poller-full-1",
-        dynamodb_url="http://127.0.0.1:1",
-        drs_url="http://127.0.0.1:2",
-        speed=1.0,
-        summary=tmp_path / "summary.json",
         events_queue_url="http://127.0.0.1:3/000000000000/q",
         sqs_url="http://127.0.0.1:3",
         outputs_url="http://127.0.0.1:4",
         outputs_name="bench-w10k-drs-poller-full-1",
+        **common,
     )
-    _, plain = run.tracker_command(
-        "drs-poller",
-        table="t",
-        dynamodb_url="http://127.0.0.1:1",
-        drs_url="http://127.0.0.1:2",
-        speed=1.0,
-        summary=tmp_path / "summary.json",
-    )
+    _, plain = run.tracker_command("drs-poller", table="t", **common)
 
     assert env["DRS_POLLER_REPORT_BUCKET"] == "bench-w10k-drs-poller-full-1"
     assert env["DRS_POLLER_EVENT_BUS"] == "bench-w10k-drs-poller-full-1"

@@ -25,6 +25,7 @@ from drs_poller.core.evidence import (
     judge_target,
     parse_time,
     stall_of,
+    stall_phase,
     stalled_servers,
     worth_reading,
 )
@@ -752,3 +753,15 @@ def test_a_running_servers_timeline_is_written_once_with_the_write_that_ends_it(
 )
 def test_a_job_log_is_worth_reading_at_a_result_not_at_a_step(before, after, read):
     assert worth_reading(before, after) is read
+
+
+def test_jobs_first_seen_together_are_read_spread_over_the_interval():
+    # After a start, every job is first seen at once: their stall-check reads fall where
+    # each job's id puts them in the interval, not all together one interval later.
+    phases = [stall_phase(f"drsjob-{n:017d}") for n in range(10_000)]
+
+    assert all(0.0 <= phase < 1.0 for phase in phases)
+    tenths = [sum(1 for phase in phases if k / 10 <= phase < (k + 1) / 10) for k in range(10)]
+    assert min(tenths) > 800, tenths  # about 1,000 each
+    assert max(tenths) < 1200, tenths
+    assert stall_phase("drsjob-00000000000000042") == stall_phase("drsjob-00000000000000042")
