@@ -361,6 +361,7 @@ def _resource_rows(table: _Table) -> None:
     for helper, label in (
         ("moto", "moto server's CPU, % of one core"),
         ("dynalite", "dynalite's CPU, % of one core"),
+        ("moto-sqs", "the events queue's moto server's CPU, % of one core"),
         ("bench", "the benchmark process's CPU (DRS simulator, proxies), % of one core"),
         ("others", "everything else on the machine, % of one core"),
     ):
@@ -382,6 +383,10 @@ def _latency(calls: dict[str, Any], operation: str, q: str) -> float | None:
 def _machine_cpu(tracker: dict[str, Any], who: str) -> float | None:
     machine = tracker.get("machine_cpu")  # recorded since 2026-12-06
     return machine["percent_of_core"].get(who) if machine else None
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} %"
 
 
 def _ms(value: float | None) -> str:
@@ -420,10 +425,10 @@ def _runs_table(result: dict[str, Any]) -> list[str]:
             marker = " (median)" if number - 1 == figures.get("median_run") else ""
             lines.append(
                 f"| {number}{marker} | {run['measured_at']} | {load} | "
-                f"{_num(_machine_cpu(run, 'others'), 1)} % | "
-                f"{_num(_machine_cpu(run, 'moto'), 1)} % | "
-                f"{_num(_machine_cpu(run, 'dynalite'), 1)} % | "
-                f"{_num(_machine_cpu(run, 'bench'), 1)} % | "
+                f"{_percent(_machine_cpu(run, 'others'))} | "
+                f"{_percent(_machine_cpu(run, 'moto'))} | "
+                f"{_percent(_machine_cpu(run, 'dynalite'))} | "
+                f"{_percent(_machine_cpu(run, 'bench'))} | "
                 f"{run['cpu_percent_of_core']:.1f} % | {run['peak_rss_mb']:.0f} MB | "
                 f"{_s(run['lateness_real_s']['p99'])} | {_s(_share(run, 'own', 'p99'))} | "
                 f"{_s(_share(run, 'write_wait', 'p99'))} | {loaded} |"
@@ -433,8 +438,8 @@ def _runs_table(result: dict[str, Any]) -> list[str]:
             "",
             (
                 "A run is marked loaded when processes other than the tracker, the local "
-                f"servers (moto, dynalite) and the benchmark process used {_num(bound)} % of a "
-                "core or more over the measured period."
+                "servers (moto, dynalite, the events queue's moto) and the benchmark process "
+                f"used {_num(bound)} % of a core or more over the measured period."
             ),
             "",
         ]
@@ -748,7 +753,7 @@ def render(results: dict[str, dict[str, Any]], made: list[str]) -> str:
                 "",
             ]
         for plot in made:
-            if plot.startswith(name + "-"):
+            if plot in (f"{name}-lateness.png", f"{name}-drs-calls.png"):
                 lines += [f"![{plot}](benchmarks/{plot})", ""]
     lines += _cost_section(results)
     analysis = ROOT / "benchmarks" / "FINDINGS.md"

@@ -485,6 +485,7 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
     dynamodb: str = "moto",
     dynamodb_url: str | None = None,
     dynamodb_pid: int | None = None,
+    sqs_moto_pid: int | None = None,
 ) -> dict[str, Any]:
     """One run of ``tracker``. DynamoDB is ``dynamodb_url`` when given (dynalite, with
     ``dynamodb_pid``), moto server's otherwise; STS, SQS and EC2 are moto's."""
@@ -590,6 +591,8 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             helpers["moto"] = Proc(moto_pid)
         if dynamodb_pid is not None:
             helpers[dynamodb] = Proc(dynamodb_pid)
+        if sqs_moto_pid is not None:  # the events queue's own moto server
+            helpers["moto-sqs"] = Proc(sqs_moto_pid)
         meter = CpuMeter(probe, helpers)
         meter.begin()
         longest = (45 * 60 * 1.2 + 1200) / speed + 120
@@ -1043,9 +1046,10 @@ async def _one_run(
     moto process that serves DynamoDB at W1k the queue fell behind and took DynamoDB
     with it; METHOD.md, "Events in"), and a dynalite of its own for DynamoDB if asked."""
     async with moto_process() as (moto_url, moto), contextlib.AsyncExitStack() as more:
-        sqs_moto_url = moto_url
+        sqs_moto_url, sqs_moto_pid = moto_url, None
         if tracker in EVENT_VARIANTS:
-            sqs_moto_url, _ = await more.enter_async_context(moto_process())
+            sqs_moto_url, sqs_moto = await more.enter_async_context(moto_process())
+            sqs_moto_pid = sqs_moto.pid
         table_url, table_pid = None, None
         if dynamodb == "dynalite":
             table_url, table = await more.enter_async_context(dynalite_process(log))
@@ -1066,4 +1070,5 @@ async def _one_run(
             dynamodb=dynamodb,
             dynamodb_url=table_url,
             dynamodb_pid=table_pid,
+            sqs_moto_pid=sqs_moto_pid,
         )
