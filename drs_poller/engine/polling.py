@@ -385,8 +385,8 @@ class Poller:
         ``stall_check_interval`` seconds, for its stall and the marks it has logged so
         far. A job or server moving between the steps before a result (PENDING, STARTED,
         IN_PROGRESS) is not a read of its own: the marks it logs are kept only in memory
-        until the server ends, and the next read has them (at W10k, reading at every
-        such change was two reads a job of six, a third of the daemon's DRS calls).
+        until the server ends, and the next read has them (at W10k, with one job a
+        server, these reads were 15,000 of 90,000 in five minutes).
         One read serves both the failure reasons and the Timeline (issue 13).
 
         Best effort: a failed read degrades the evidence alone (counted, logged) and is
