@@ -27,6 +27,7 @@ import contextlib
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,17 +109,20 @@ async def dynalite_process(log: Callable[[str], None] = print) -> AsyncIterator[
     """The patched dynalite on a free loopback port: yields its URL and process."""
     node = ensure_dynalite(log)
     port = free_port()
+    # A file, not a pipe: a pipe nobody reads would stop Node once full.
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(  # noqa: ASYNC220, S603 - our own launcher, started before measuring
         [node, str(HERE / "serve.js"), str(port)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=errors,
     )
     try:
         for _ in range(200):
             with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), 0.2):
                 break
             if proc.poll() is not None:
-                error = proc.stderr.read().decode() if proc.stderr else ""
+                errors.seek(0)
+                error = errors.read().decode(errors="replace")
                 raise LocalDynamoDBError(f"dynalite exited at start: {error.strip()}")
             await asyncio.sleep(0.05)
         else:
@@ -131,3 +135,4 @@ async def dynalite_process(log: Callable[[str], None] = print) -> AsyncIterator[
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+        errors.close()

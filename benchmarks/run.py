@@ -96,8 +96,9 @@ PROJECTIONS = {
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # A run is marked as on a loaded machine when processes other than the tracker and the
-# benchmark's own (moto server, and this process: the DRS simulator and the proxies)
-# used at least this much CPU, in % of one core, over the measured period.
+# benchmark's own (moto server, dynalite, the events queue's moto server, and this
+# process: the DRS simulator and the proxies) used at least this much CPU, in % of one
+# core, over the measured period. py-spy (--profile) counts among the others.
 LOADED_OTHERS_PERCENT = 10.0
 
 
@@ -191,9 +192,9 @@ def machine_busy_seconds() -> float:
 
 @dataclass
 class CpuMeter:
-    """CPU over the measured period: the tracker's, the benchmark's own helpers' (moto
-    server and this process), and the rest of the machine's (``others``), each in % of
-    one core. ``others`` tells a run on a loaded machine."""
+    """CPU over the measured period: the tracker's, the benchmark's own helpers' (its
+    local servers and this process), and the rest of the machine's (``others``), each in
+    % of one core. ``others`` tells a run on a loaded machine."""
 
     tracker: Proc
     helpers: dict[str, Proc]

@@ -129,3 +129,13 @@ def test_without_node_the_benchmark_says_what_is_missing(monkeypatch: pytest.Mon
         match=re.escape("needs Node.js 20+ and npm on PATH; not found: node, npm"),
     ):
         local_dynamodb.ensure_dynalite(lambda _: None)
+
+
+async def test_a_dynalite_that_exits_at_start_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_dynamodb, "free_port", lambda: 0)  # serve.js refuses port 0
+
+    with pytest.raises(
+        LocalDynamoDBError, match=re.escape("dynalite exited at start: usage: node serve.js PORT")
+    ):
+        async with dynalite_process(log=lambda _: None):
+            pass
