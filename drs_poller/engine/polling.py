@@ -445,18 +445,20 @@ class Poller:
             }
             for job_id, watch in log_watches(execution, jobs).items():
                 last = tracked.job_log_reads.get(job_id)
-                # A first read (or its deferral) counts as made a share of an interval
-                # earlier, fixed by the job id: jobs first seen together are not read
-                # together at every interval after (evidence.stall_phase).
-                first = now - stall_phase(job_id) * self.stall_check_interval
-                if last is None and watch.signature[0] == JobStatus.PENDING.value:
-                    # A job first seen PENDING has logged its start at most: its first
-                    # read waits up to one interval (saves one read a job).
-                    tracked.job_log_reads[job_id] = LogRead(watch, at=first)
+                if last is None:
+                    # A first read (or its deferral) counts as made a share of an interval
+                    # earlier, fixed by the job id: jobs first seen together are not read
+                    # together at every interval after (evidence.stall_phase).
+                    first = now - stall_phase(job_id) * self.stall_check_interval
+                    if watch.signature[0] == JobStatus.PENDING.value:
+                        # A job first seen PENDING has logged its start at most: its first
+                        # read waits up to one interval (saves one read a job).
+                        tracked.job_log_reads[job_id] = LogRead(watch, at=first)
+                    else:
+                        wanted[(watch.place, job_id)].append((tracked, LogRead(watch, at=first)))
                     continue
                 due = (
-                    last is None
-                    or worth_reading(last.signature.signature, watch.signature)
+                    worth_reading(last.signature.signature, watch.signature)
                     or (job_id in explain and last.failed)
                     or (
                         (watch.unlaunched or last.failed)
@@ -464,8 +466,7 @@ class Poller:
                     )
                 )
                 if due:
-                    at = first if last is None else now
-                    wanted[(watch.place, job_id)].append((tracked, LogRead(watch, at=at)))
+                    wanted[(watch.place, job_id)].append((tracked, LogRead(watch, at=now)))
         return wanted
 
     def _report_unknown_values(self, members: list[Tracked], jobs: dict[str, JobLookup]) -> None:
