@@ -367,9 +367,10 @@ class Settings(BaseSettings):
         le=86400,
         description=(
             "Seconds between reads of the job log (DescribeJobLogItems) of a job with a"
-            " server not launched yet, for its stall; other reads happen at a job's first"
-            " sight, when a server reaches a launch result (LAUNCHED, FAILED, TERMINATED)"
-            " and once at the job's end."
+            " server not launched yet, for its stall, once a stall could be declared (its"
+            " phase logged longer ago than the smallest bound left); other reads happen at"
+            " a job's first sight, when a server reaches a launch result (LAUNCHED, FAILED,"
+            " TERMINATED) and once at the job's end."
         ),
     )
 

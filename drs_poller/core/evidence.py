@@ -236,18 +236,27 @@ def job_log_of(job_id: str, events: Iterable[LogEvent]) -> JobLog:
 @dataclass(frozen=True, slots=True)
 class LogWatch:
     """What decides whether a job's log is worth reading again (see the engine's budget):
-    the job's status and its servers' launch statuses, and whether a server of this
-    execution in it is still before its launch result (its phase can move unseen)."""
+    the job's status and its servers' launch statuses, whether a server of this
+    execution in it is still before its launch result (its phase can move unseen), and
+    from when a stall of such a server could be declared (:func:`stall_possible_from`;
+    None when nothing tells: the job's creation is unknown)."""
 
     place: Place
     signature: tuple[str, tuple[tuple[str, str], ...]]
     unlaunched: bool
+    stall_from: int | None = None
 
 
-def log_watches(execution: Execution, jobs: Mapping[str, Any]) -> dict[str, LogWatch]:
+def log_watches(
+    execution: Execution,
+    jobs: Mapping[str, Any],
+    *,
+    logs: Mapping[str, JobLog],
+    bounds: StallBounds,
+) -> dict[str, LogWatch]:
     """Job id -> :class:`LogWatch`, for the jobs of this execution's active servers that
-    DRS answered for this poll."""
-    found: dict[str, tuple[Place, dict[str, str], bool]] = {}
+    DRS answered for this poll; ``logs`` are the job logs last read (in memory)."""
+    found: dict[str, tuple[Place, dict[str, str], bool, int | None]] = {}
     for wave in execution.waves:
         mode = execution.mode_of(wave)
         place = wave.place
@@ -259,7 +268,9 @@ def log_watches(execution: Execution, jobs: Mapping[str, Any]) -> dict[str, LogW
                 or server_outcome(server, mode) is not Outcome.ACTIVE
             ):
                 continue
-            where, statuses, unlaunched = found.get(lookup.job_id, (place, {}, False))
+            where, statuses, unlaunched, stall_from = found.get(
+                lookup.job_id, (place, {}, False, None)
+            )
             participant = lookup.servers.get(server.source_server_id)
             launch = participant.launch_status if participant is not None else None
             statuses[server.source_server_id] = (
@@ -269,16 +280,75 @@ def log_watches(execution: Execution, jobs: Mapping[str, Any]) -> dict[str, LogW
                 if isinstance(launch, Unknown)
                 else launch.value
             )
-            unlaunched = unlaunched or server.launched_time is None
-            found[lookup.job_id] = (where, statuses, unlaunched)
+            if server.launched_time is None:
+                log = logs.get(lookup.job_id)
+                possible = stall_possible_from(
+                    _stored_timeline(server.raw),
+                    log=log.servers.get(server.source_server_id) if log is not None else None,
+                    job_start=parse_time(lookup.created)
+                    or (log.started if log is not None else None),
+                    mode=mode,
+                    bounds=bounds,
+                )
+                if not unlaunched:
+                    stall_from = possible
+                elif stall_from is not None:
+                    stall_from = None if possible is None else min(stall_from, possible)
+                unlaunched = True
+            found[lookup.job_id] = (where, statuses, unlaunched, stall_from)
     return {
         job_id: LogWatch(
             place=where,
             signature=(_job_status(jobs[job_id]), tuple(sorted(statuses.items()))),
             unlaunched=unlaunched,
+            stall_from=stall_from,
         )
-        for job_id, (where, statuses, unlaunched) in found.items()
+        for job_id, (where, statuses, unlaunched, stall_from) in found.items()
     }
+
+
+# The phases before a launch result, in the order DRS goes through them.
+_BEFORE_LAUNCH: Final = (StallPhase.SNAPSHOT, StallPhase.CONVERSION, StallPhase.LAUNCH)
+
+
+def stall_possible_from(
+    stored: Mapping[str, int],
+    *,
+    log: ServerLog | None,
+    job_start: int | None,
+    mode: ExecutionType,
+    bounds: StallBounds,
+) -> int | None:
+    """The earliest epoch second at which a server not launched yet could be marked
+    Stalled, from what is known of it now: a phase only moves forward, and each move
+    starts its clock again, so the current phase (or a later one) started no earlier
+    than the phase last logged, or, when none is logged yet, than the job's creation.
+    The bound is the smallest of that phase's and the later ones'. None when neither is
+    known (the caller then reads at the stall-check interval).
+
+    Until this moment a read of the job's log cannot mark a stall; from it the engine
+    reads to confirm one before it is written (engine/polling.py, ``_job_logs_due``)."""
+    timeline = build_timeline(
+        stored,
+        log=log,
+        job_start=job_start,
+        launched_time=None,
+        failed=False,
+        actions_done=None,
+        now=0.0,
+    )
+    found = current_phase(timeline, mode=mode)
+    since: int | None
+    if found is not None and found[0] in _BEFORE_LAUNCH:
+        since = found[1]
+        later = _BEFORE_LAUNCH[_BEFORE_LAUNCH.index(found[0]) :]
+    else:
+        # Nothing logged yet (or a result logged ahead of DRS's answer): any phase.
+        since = timeline.get("JobStart")
+        later = _BEFORE_LAUNCH
+    if since is None:
+        return None
+    return since + int(min(bounds.of(phase) for phase in later))
 
 
 def stall_phase(job_id: str) -> float:

@@ -36,6 +36,7 @@ from drs_poller.core.deciding import (
 )
 from drs_poller.core.evidence import (
     JobLog,
+    LogWatch,
     evidence_news,
     log_watches,
     stall_phase,
@@ -377,16 +378,16 @@ class Poller:
     ) -> dict[tuple[str, str], str]:
         """Read job logs (DescribeJobLogItems, one job a call, paged) only where the
         evidence needs it: the first sight of a job (after a restart too), except for a
-        job still PENDING, first read one interval later; a server of this execution
-        reaching a launch result (LAUNCHED, FAILED, TERMINATED, or a value outside the
-        model), since its evidence is written complete with the write that ends it
-        (contract §1); the job's end (read once); a job in which DRS now fails a server,
-        for its Error; and, for a job with a server not launched yet, every
-        ``stall_check_interval`` seconds, for its stall and the marks it has logged so
-        far. A job or server moving between the steps before a result (PENDING, STARTED,
-        IN_PROGRESS) is not a read of its own: the marks it logs are kept only in memory
-        until the server ends, and the next read has them (at W10k, with one job a
-        server, these reads were 15,000 of 90,000 in five minutes).
+        job still PENDING; a server of this execution reaching a launch result (LAUNCHED,
+        FAILED, TERMINATED, or a value outside the model), since its evidence is written
+        complete with the write that ends it (contract §1); the job's end (read once); a
+        job in which DRS now fails a server, for its Error; and, for a job with a server
+        not launched yet, once a stall could be declared and every
+        ``stall_check_interval`` seconds after (``_stall_read_due``). A job or server
+        moving between the steps before a result (PENDING, STARTED, IN_PROGRESS) is not
+        a read of its own: the marks it logs wait for the next read, and the server's
+        evidence is written only when it ends (at W10k, with one job a server, these
+        reads were 15,000 of 90,000 in five minutes).
         One read serves both the failure reasons and the Timeline (issue 13).
 
         Best effort: a failed read degrades the evidence alone (counted, logged) and is
@@ -433,6 +434,7 @@ class Poller:
     ) -> dict[tuple[Place, str], list[tuple[Tracked, LogRead]]]:
         """(place, job id) -> the executions to read it for, and the read to record."""
         now = self.clock.monotonic()
+        wall = self.clock.time()
         wanted: dict[tuple[Place, str], list[tuple[Tracked, LogRead]]] = defaultdict(list)
         for tracked in members:
             execution = tracked.execution
@@ -443,7 +445,10 @@ class Poller:
                 for job_ids in failures_to_explain(execution, jobs).values()
                 for job_id in job_ids
             }
-            for job_id, watch in log_watches(execution, jobs).items():
+            watches = log_watches(
+                execution, jobs, logs=tracked.job_logs, bounds=self.policy.stall_bounds
+            )
+            for job_id, watch in watches.items():
                 last = tracked.job_log_reads.get(job_id)
                 if last is None:
                     # A first read (or its deferral) counts as made a share of an interval
@@ -457,17 +462,29 @@ class Poller:
                     else:
                         wanted[(watch.place, job_id)].append((tracked, LogRead(watch, at=first)))
                     continue
+                interval_passed = now - last.at >= self.stall_check_interval
                 due = (
                     worth_reading(last.signature.signature, watch.signature)
                     or (job_id in explain and last.failed)
-                    or (
-                        (watch.unlaunched or last.failed)
-                        and now - last.at >= self.stall_check_interval
-                    )
+                    or (last.failed and interval_passed)
+                    or (watch.unlaunched and self._stall_read_due(watch, last, now, wall))
                 )
                 if due:
                     wanted[(watch.place, job_id)].append((tracked, LogRead(watch, at=now)))
         return wanted
+
+    def _stall_read_due(self, watch: LogWatch, last: LogRead, now: float, wall: float) -> bool:
+        """Whether a job with a server not launched yet is read for its stall now. Not
+        before a stall could be declared (``watch.stall_from``: its phase's start plus
+        the bound; at W10k, reading every such job each interval was most of the
+        daemon's AWS calls and CPU); then at once, so a stall is confirmed by a fresh
+        log before it is written, and each interval after, to see it end. Where that
+        moment is unknown, each interval."""
+        interval_passed = now - last.at >= self.stall_check_interval
+        if watch.stall_from is None:
+            return interval_passed
+        read_at_wall = wall - (now - last.at)
+        return wall >= watch.stall_from and (read_at_wall < watch.stall_from or interval_passed)
 
     def _report_unknown_values(self, members: list[Tracked], jobs: dict[str, JobLookup]) -> None:
         """Count and log each out-of-model value once per execution (contract §2: it

@@ -168,26 +168,29 @@ async def test_the_job_log_is_read_only_when_its_answer_can_have_changed(world):
         [S1],
         [
             (0, "PENDING", {}),
-            (800, "STARTED", {}),
-            (830, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}),
-            (1200, "COMPLETED", {S1: launched()}),
+            (800, "STARTED", {}),  # the log: SNAPSHOT_START
+            (830, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}),  # CONVERSION_START
+            (3200, "COMPLETED", {S1: launched()}),
         ],
     )
     await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job)])]))
-    daemon = await world.daemon(stall_check_interval=300)
+    daemon = await world.daemon(stall_check_interval=300)  # every bound 1,800 s
 
     item = await world.run_until_final(daemon, "ex", step=15)
 
     assert item["Status"] == "COMPLETED"
     polls = int(servers_of(item)[0]["PollAttempts"])
     reads = world.drs.count("DescribeJobLogItems")
-    # Not at the first sight (the job is PENDING: one interval later); while the server
-    # is not launched, every 300 s (at about 300, 600 and 900: the job STARTED at 800
-    # and the server IN_PROGRESS at 830 are steps before a result, not reads of their
-    # own); the end (COMPLETED and LAUNCHED, read once). DescribeJobs was asked on
-    # every poll.
+    # Not at the first sight (the job is PENDING), nor at its steps before a result
+    # (STARTED at 800, the server IN_PROGRESS at 830), nor while no stall can be
+    # declared: at about 1800 (the job's creation plus the smallest bound: nothing read
+    # yet), 2630 (the conversion logged at 830, plus its bound: the read that confirms
+    # the stall), 2930 (one interval on, while it lasts), and the end (read once).
+    # DescribeJobs was asked on every poll.
     assert reads == 4, reads
-    assert polls > 3 * reads
+    assert polls > 10 * reads
+    assert metric(daemon, "drs_poller_stalls_total", {"phase": "CONVERSION"}) == 1
+    assert "Stalled" not in servers_of(item)[0]
     calls = {
         "service": "drs",
         "operation": "DescribeJobLogItems",

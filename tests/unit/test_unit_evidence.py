@@ -4,6 +4,7 @@ RTO and RPO measured, stalls, targets judged; and that none of it changes a stat
 from __future__ import annotations
 
 import copy
+import random
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,7 @@ from drs_poller.core.evidence import (
     parse_time,
     stall_of,
     stall_phase,
+    stall_possible_from,
     stalled_servers,
     worth_reading,
 )
@@ -293,6 +295,53 @@ def test_a_server_that_ended_is_never_stalled():
         stall_of({"SnapshotStart": T0}, mode=D, active=False, now=T0 + 10**6, bounds=BOUNDS) is None
     )
     assert current_phase({"SnapshotStart": T0}, mode=D) is not None
+
+
+@pytest.mark.parametrize(
+    ("stored", "marks", "job_start", "expected"),
+    [
+        ({}, {}, None, None),  # nothing tells: read at the interval
+        ({}, {}, T0, T0 + 600),  # nothing logged: any phase from the job's creation
+        ({}, {"SnapshotStart": T0 + 10}, T0, T0 + 610),
+        # Converting: conversion's bound or the later launch's, whichever is smaller.
+        ({}, {"SnapshotStart": T0, "SnapshotEnd": T0 + 100}, T0, T0 + 1000),
+        ({}, {"ConversionStart": T0 + 70}, None, T0 + 970),
+        ({}, {"ConversionEnd": T0 + 500, "LaunchStart": T0 + 600}, T0, T0 + 1500),
+        ({"SnapshotStart": T0 + 5}, {}, None, T0 + 605),  # a stored Timeline counts
+        # A failure logged before DRS answers it: from the job's creation, as if unknown.
+        ({}, {"ConversionStart": T0, "LaunchFailed": T0 + 9}, T0, T0 + 600),
+        ({}, {"ConversionStart": T0, "LaunchFailed": T0 + 9}, None, None),
+    ],
+)
+def test_stall_possible_from(stored, marks, job_start, expected):
+    log = ServerLog(marks=marks) if marks else None
+    found = stall_possible_from(stored, log=log, job_start=job_start, mode=D, bounds=BOUNDS)
+    assert found == expected
+
+
+_PHASE_MARKS = ("SnapshotStart", "SnapshotEnd", "ConversionStart", "ConversionEnd", "LaunchStart")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_no_stall_is_declared_before_it_was_possible(seed):
+    # The read budget skips a job until stall_possible_from: it must never be later than
+    # a stall that the log, read at any later moment, would show.
+    rng = random.Random(seed)
+    for _ in range(200):
+        times = sorted(T0 + rng.randrange(0, 4000) for _ in _PHASE_MARKS)
+        full = dict(zip(_PHASE_MARKS, times, strict=True))
+        known = rng.randrange(len(_PHASE_MARKS) + 1)
+        prefix = dict(list(full.items())[:known])
+        possible = stall_possible_from(
+            {}, log=ServerLog(marks=prefix), job_start=T0, mode=D, bounds=BOUNDS
+        )
+        assert possible is not None
+        for later in range(known, len(_PHASE_MARKS) + 1):
+            seen = {"JobStart": T0, **dict(list(full.items())[:later])}
+            last = max(seen.values())
+            for now in range(last, last + 2500, 50):
+                if stall_of(seen, mode=D, active=True, now=now, bounds=BOUNDS) is not None:
+                    assert now > possible, (prefix, seen, now, possible)
 
 
 # --- targets ------------------------------------------------------------------------------
