@@ -124,6 +124,7 @@ def build_components(
         clock=clock,
         write_attempts=settings.write_attempts,
         max_concurrent_writes=settings.max_concurrent_writes,
+        max_concurrent_calls=settings.max_concurrent_calls,
         stall_check_interval=settings.stall_check_interval,
     )
     answerer = Answerer(

@@ -122,6 +122,10 @@ def failure_kind(error: Exception) -> str:
 T = TypeVar("T")
 
 
+# A job's signature before anything of it was seen (evidence.worth_reading).
+_NOTHING_SEEN: tuple[str, tuple[tuple[str, str], ...]] = (JobStatus.PENDING.value, ())
+
+
 async def in_turn(items: list[T], *, workers: int, work: Callable[[T], Awaitable[None]]) -> None:
     """``work`` on each of ``items``, in order, by at most ``workers`` coroutines at once."""
     queue = iter(items)
@@ -145,6 +149,7 @@ class Poller:
         clock: Clock,
         write_attempts: int,
         max_concurrent_writes: int,
+        max_concurrent_calls: int,
         stall_check_interval: float,
     ) -> None:
         self.drs = drs
@@ -163,6 +168,7 @@ class Poller:
         self.answerer: Answerer | None = None
         # A job whose servers have not all launched has its log read again this often
         # even when DescribeJobs shows no change (DRS_POLLER_STALL_CHECK_INTERVAL).
+        self.max_concurrent_calls = max_concurrent_calls
         self.stall_check_interval = stall_check_interval
         # Puts the drill report of each execution this poller finalizes (docs/report.md).
         self.reporter: ReportPublisher | None = None
@@ -377,12 +383,13 @@ class Poller:
         self, members: list[Tracked], jobs: dict[str, JobLookup]
     ) -> dict[tuple[str, str], str]:
         """Read job logs (DescribeJobLogItems, one job a call, paged) only where the
-        evidence needs it: the first sight of a job (after a restart too), except for a
-        job still PENDING; a server of this execution reaching a launch result (LAUNCHED,
-        FAILED, TERMINATED, or a value outside the model), since its evidence is written
-        complete with the write that ends it (contract §1); the job's end (read once); a
-        job in which DRS now fails a server, for its Error; and, for a job with a server
-        not launched yet, once a stall could be declared and every
+        evidence needs it: the first sight of a job (after a restart too), if it already
+        shows a result or a stall (``_first_read_due``); a server of this execution
+        reaching a launch result (LAUNCHED, FAILED, TERMINATED, or a value outside the
+        model), since its evidence is written complete with the write that ends it
+        (contract §1); the job's end (read once); a job in which DRS now fails a server,
+        for its Error; and, for a job with a server not launched yet, once a stall could
+        be declared and every
         ``stall_check_interval`` seconds after (``_stall_read_due``). A job or server
         moving between the steps before a result (PENDING, STARTED, IN_PROGRESS) is not
         a read of its own: the marks it logs wait for the next read, and the server's
@@ -420,8 +427,12 @@ class Poller:
             if log_read is not None and log_read.ignored:
                 self.metrics.evidence_degraded.labels("job_log_event").inc(log_read.ignored)
 
-        await asyncio.gather(
-            *(one_job(place, job_id, readers) for (place, job_id), readers in wanted.items())
+        # By as many workers as calls may run at once: a start or a take-over can want
+        # thousands of reads in one batch, and a coroutine each would wait its turn.
+        await in_turn(
+            list(wanted.items()),
+            workers=self.max_concurrent_calls,
+            work=lambda entry: one_job(entry[0][0], entry[0][1], entry[1]),
         )
         reasons: dict[tuple[str, str], str] = {}
         for tracked in members:
@@ -455,23 +466,35 @@ class Poller:
                     # earlier, fixed by the job id: jobs first seen together are not read
                     # together at every interval after (evidence.stall_phase).
                     first = now - stall_phase(job_id) * self.stall_check_interval
-                    if watch.signature[0] == JobStatus.PENDING.value:
-                        # A job first seen PENDING has logged its start at most: its first
-                        # read waits up to one interval (saves one read a job).
-                        tracked.job_log_reads[job_id] = LogRead(watch, at=first)
+                    read = LogRead(watch.signature, at=first)
+                    if self._first_read_due(watch, wall):
+                        wanted[(watch.place, job_id)].append((tracked, read))
                     else:
-                        wanted[(watch.place, job_id)].append((tracked, LogRead(watch, at=first)))
+                        tracked.job_log_reads[job_id] = read
                     continue
                 interval_passed = now - last.at >= self.stall_check_interval
                 due = (
-                    worth_reading(last.signature.signature, watch.signature)
+                    worth_reading(last.signature, watch.signature)
                     or (job_id in explain and last.failed)
                     or (last.failed and interval_passed)
                     or (watch.unlaunched and self._stall_read_due(watch, last, now, wall))
                 )
                 if due:
-                    wanted[(watch.place, job_id)].append((tracked, LogRead(watch, at=now)))
+                    read = LogRead(watch.signature, at=now)
+                    wanted[(watch.place, job_id)].append((tracked, read))
         return wanted
+
+    @staticmethod
+    def _first_read_due(watch: LogWatch, wall: float) -> bool:
+        """Whether a job is read at its first sight (a start, a take-over, a new
+        execution): when it already shows a result (a server's, or the job's end), or
+        a stall could already be declared (a take-over keeps a stall it finds shown).
+        Otherwise its marks wait for the next read, as they would between reads (at W10k,
+        reading every job at once at a start was 40,000 reads, and 370,000 coroutines
+        waiting for their turn: most of the daemon's peak memory)."""
+        if worth_reading(_NOTHING_SEEN, watch.signature):
+            return True
+        return watch.unlaunched and (watch.stall_from is None or wall >= watch.stall_from)
 
     def _stall_read_due(self, watch: LogWatch, last: LogRead, now: float, wall: float) -> bool:
         """Whether a job with a server not launched yet is read for its stall now. Not
@@ -579,7 +602,11 @@ class Poller:
             for tracked in trackers:
                 self._store_launch_actions(tracked, key, found=found, reason=reason)
 
-        await asyncio.gather(*(one(key, trackers) for key, trackers in wanted.items()))
+        await in_turn(
+            list(wanted.items()),
+            workers=self.max_concurrent_calls,
+            work=lambda entry: one(entry[0], entry[1]),
+        )
 
     def _launch_actions_failed(
         self,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from drs_poller.clients.dynamodb import REVISION
 from drs_poller.core.completion import Outcome, server_outcome
 from drs_poller.core.drs_events import item_routes
-from drs_poller.core.evidence import JobLog, LogWatch, stalled_servers
+from drs_poller.core.evidence import JobLog, stalled_servers
 from drs_poller.core.models import (
     Execution,
     LaunchActionsLookup,
@@ -44,9 +44,10 @@ def key_of(item: Mapping[str, Any]) -> tuple[str, str] | None:
 @dataclass(frozen=True, slots=True)
 class LogRead:
     """The last read of a job's log (DescribeJobLogItems) for one execution: what the job
-    looked like then, when (monotonic), and whether the read failed."""
+    looked like then (:attr:`LogWatch.signature`), when (monotonic), and whether the
+    read failed. One for each job an execution tracks: kept small."""
 
-    signature: LogWatch
+    signature: tuple[str, tuple[tuple[str, str], ...]]
     at: float
     failed: bool = False
 
@@ -138,12 +139,12 @@ class Tracked:
     job_logs: dict[str, JobLog] = field(default_factory=dict)
     job_log_reads: dict[str, LogRead] = field(default_factory=dict)
     stalled: tuple[str, ...] = ()  # the Phase of each server the item shows Stalled
-    # DRS events in (docs/events.md): the (region, id) pairs an event can name this
-    # execution by, the index they are kept in while tracked, the time of the earliest
-    # event not yet followed by a poll (wall clock), and a hint that came while a poll
-    # was in flight (the next poll is then due at once).
-    routes: frozenset[tuple[str, str]] = frozenset()
+    # DRS events in (docs/events.md): the index this execution's routes are kept in
+    # while tracked, and the hash of those routes (:attr:`routes`), the time of the
+    # earliest event not yet followed by a poll (wall clock), and a hint that came while
+    # a poll was in flight (the next poll is then due at once).
     index: RouteIndex | None = None
+    routes_hash: int = 0
     event_time: float | None = None
     rehint: bool = False
 
@@ -164,14 +165,25 @@ class Tracked:
     def name(self) -> str:
         return queue_name(*self.item_key)
 
+    @property
+    def routes(self) -> frozenset[tuple[str, str]]:
+        """The (place, id) pairs a DRS event can name this execution by, as kept in the
+        index (none while not in one). Derived from the item when asked, not held: at
+        W10k they were 430,000 objects, about 39 MB; an event asks for a few."""
+        return item_routes(self.item) if self.index is not None else frozenset()
+
     def load(self, item: dict[str, Any]) -> None:
+        held = self.item
         self.item = item
         if self.index is not None:
             routes = item_routes(item)
-            if routes != self.routes:
-                self.index.remove(self.name, self.routes)
+            # The index holds the routes of the item held before: only a changed set
+            # (a later wave's job ids) moves them. Equal hashes of two different sets
+            # (one in 2**64) would leave an event unrouted: a hint missed, not a status.
+            if hash(routes) != self.routes_hash:
+                self.index.remove(self.name, item_routes(held))
                 self.index.add(self.name, routes)
-                self.routes = routes
+                self.routes_hash = hash(routes)
         self.stalled = tuple(stalled_servers(item))
         try:
             self.execution, self.problem = parse_execution(item), None
@@ -188,10 +200,11 @@ class Tracked:
 
     def join(self, index: RouteIndex) -> None:
         """Be found by DRS events: keep this execution's routes in ``index`` from now on
-        (only while events come in: at 10,000 executions the routes are 17 MB)."""
+        (only while events come in: at 10,000 executions the index is about 10 MB)."""
         self.index = index
-        self.routes = item_routes(self.item)
-        index.add(self.name, self.routes)
+        routes = item_routes(self.item)
+        self.routes_hash = hash(routes)
+        index.add(self.name, routes)
 
     def offer(self, item: dict[str, Any]) -> bool:
         """Take a copy from discovery unless it is older than what we hold. The GSI is

@@ -200,6 +200,55 @@ async def test_the_job_log_is_read_only_when_its_answer_can_have_changed(world):
     assert metric(daemon, "drs_poller_aws_calls_total", {**calls, "outcome": "success"}) == reads
 
 
+async def test_a_job_first_seen_on_its_way_is_read_at_its_result_not_at_once(world):
+    # A daemon started mid-run (or taking over) does not read every job at once: a job
+    # with no result yet is read when it has one, and that one read has every mark.
+    job = world.job(
+        [S1],
+        [
+            (0, "PENDING", {}),
+            (300, "STARTED", {}),
+            (330, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}),
+            (1200, "COMPLETED", {S1: launched()}),
+        ],
+    )
+    start = world.clock.time()
+    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job)])]))
+    world.clock.advance(600)
+    daemon = await world.daemon()
+
+    await world.step(daemon)
+    assert world.drs.count("DescribeJobLogItems") == 0
+    item = await world.run_until_final(daemon, "ex", step=15)
+
+    assert item["Status"] == "COMPLETED"
+    assert world.drs.count("DescribeJobLogItems") == 1
+    timeline = servers_of(item)[0]["Timeline"]
+    assert timeline["SnapshotStart"] == int(start + 300)
+    assert timeline["ConversionStart"] == int(start + 330)
+
+
+async def test_a_job_first_seen_past_its_stall_bound_is_read_at_once(world):
+    # A take-over keeps a stall it finds: the first write already shows it.
+    job = world.job(
+        [S1],
+        [
+            (0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}),  # converting from the start
+            (3000, "COMPLETED", {S1: ServerSnapshot("FAILED")}),
+        ],
+    )
+    start = world.clock.time()
+    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job)])]))
+    world.clock.advance(2000)
+    daemon = await world.daemon(stall_conversion_seconds=600)
+
+    await world.step(daemon)
+
+    assert world.drs.count("DescribeJobLogItems") == 1
+    server = servers_of(await world.get("ex"))[0]
+    assert server["Stalled"] == {"Phase": "CONVERSION", "Since": int(start), "BoundSeconds": 600}
+
+
 async def test_a_job_log_that_cannot_be_read_degrades_only_the_evidence(world):
     job = world.job(
         [S1],
