@@ -15,12 +15,14 @@ sets the job aside; an unreadable ``participatingServers`` entry degrades that e
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from drs_poller.clients.dynamodb import INTERNED_LENGTH
 from drs_poller.clients.paging import paginate
 from drs_poller.core.evidence import JobLog, LogEvent, job_log_of
 from drs_poller.core.models import (
@@ -78,6 +80,13 @@ def _enum(kind: type[_E], value: Any, field_name: str) -> _E | Unknown:
     return member  # type: ignore[return-value]
 
 
+def _shared(identifier: str) -> str:
+    """The one copy of an id that the items held name too (``to_python`` interns their
+    short strings): every poll's answer holds the ids of thousands of jobs, and at W10k
+    the polls in flight hold about 100,000 of them."""
+    return sys.intern(identifier) if len(identifier) <= INTERNED_LENGTH else identifier
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -121,6 +130,7 @@ def parse_job(wire: Mapping[str, Any]) -> JobView:
     job_id = wire.get("jobID")
     if not isinstance(job_id, str):
         raise InvalidDrsDataError("job without jobID")
+    job_id = _shared(job_id)
     status = _enum(JobStatus, wire.get("status"), "status")
     participating = wire.get("participatingServers") or []
     if not isinstance(participating, list):
@@ -132,6 +142,7 @@ def parse_job(wire: Mapping[str, Any]) -> JobView:
         if not isinstance(source_server_id, str) or not source_server_id:
             broken += 1
             continue
+        source_server_id = _shared(source_server_id)
         servers[source_server_id] = _parse_participant(entry, source_server_id)
     return JobView(
         job_id=job_id,

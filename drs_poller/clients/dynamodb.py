@@ -135,14 +135,16 @@ def to_python(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _from_wire(value, numbers) for name, value in item.items()}
 
 
-_INTERNED_LENGTH = 32
+# Strings this short are interned where items and answers are read: ids, statuses,
+# regions and names repeat across every item held in memory and every poll in flight.
+INTERNED_LENGTH = 32
 
 
 def _from_wire(value: Mapping[str, Any], numbers: dict[str, Decimal]) -> Any:
     ((kind, data),) = value.items()
     if kind == "S":
         # Statuses, regions and names repeat across every item held in memory.
-        return sys.intern(data) if len(data) <= _INTERNED_LENGTH else data
+        return sys.intern(data) if len(data) <= INTERNED_LENGTH else data
     if kind == "BOOL":
         return data
     if kind == "N":

@@ -242,7 +242,7 @@ class LogWatch:
     None when nothing tells: the job's creation is unknown)."""
 
     place: Place
-    signature: tuple[str, tuple[tuple[str, str], ...]]
+    signature: Signature
     unlaunched: bool
     stall_from: int | None = None
 
@@ -299,7 +299,9 @@ def log_watches(
     return {
         job_id: LogWatch(
             place=where,
-            signature=(_job_status(jobs[job_id]), tuple(sorted(statuses.items()))),
+            signature=_signature(
+                _job_status(jobs[job_id]), tuple(status for _, status in sorted(statuses.items()))
+            ),
             unlaunched=unlaunched,
             stall_from=stall_from,
         )
@@ -365,23 +367,42 @@ def stall_phase(job_id: str) -> float:
 _ON_THE_WAY = frozenset({"PENDING", "STARTED", "IN_PROGRESS", "NONE"})
 
 
-def worth_reading(
-    before: tuple[str, tuple[tuple[str, str], ...]],
-    after: tuple[str, tuple[tuple[str, str], ...]],
-) -> bool:
+def worth_reading(before: Signature, after: Signature) -> bool:
     """Whether a job's change from signature ``before`` to ``after`` (:class:`LogWatch`)
     is worth a read of its log: the job left the steps before a result (COMPLETED, or a
     status outside the model), or a server reached one (LAUNCHED, FAILED, TERMINATED,
     or a value outside the model). Moves between PENDING, STARTED and IN_PROGRESS are
-    not."""
+    not. Servers are compared by position (both list the same servers, by id); lists of
+    different lengths (nothing seen before) count every result in ``after`` as new."""
     job_before, servers_before = before
     job_after, servers_after = after
     if job_after != job_before and job_after not in _ON_THE_WAY:
         return True
-    held = dict(servers_before)
+    if len(servers_before) != len(servers_after):
+        return any(status not in _ON_THE_WAY for status in servers_after)
     return any(
-        status != held.get(sid) and status not in _ON_THE_WAY for sid, status in servers_after
+        status != held and status not in _ON_THE_WAY
+        for status, held in zip(servers_after, servers_before, strict=True)
     )
+
+
+# A job's signature: its status, and the launch status of each server of the execution
+# in it, in the order of their ids ("NONE" for one the job does not list).
+Signature = tuple[str, tuple[str, ...]]
+# Signatures repeat (one-server jobs have a few dozen between them): one object each,
+# not three tuples for every job an execution tracks (300,000 at W10k).
+_SIGNATURES: dict[Signature, Signature] = {}
+_SIGNATURES_HELD = 4096
+
+
+def _signature(job_status: str, statuses: tuple[str, ...]) -> Signature:
+    signature = (job_status, statuses)
+    shared = _SIGNATURES.get(signature)
+    if shared is None:
+        if len(_SIGNATURES) >= _SIGNATURES_HELD:
+            _SIGNATURES.clear()
+        shared = _SIGNATURES[signature] = signature
+    return shared
 
 
 def _job_status(job: JobView) -> str:

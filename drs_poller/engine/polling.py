@@ -37,6 +37,7 @@ from drs_poller.core.deciding import (
 from drs_poller.core.evidence import (
     JobLog,
     LogWatch,
+    Signature,
     evidence_news,
     log_watches,
     stall_phase,
@@ -122,17 +123,32 @@ def failure_kind(error: Exception) -> str:
 T = TypeVar("T")
 
 
+def _own_jobs(tracked: Tracked, jobs: dict[str, JobLookup]) -> dict[str, JobLookup]:
+    """The answers for the jobs an execution names, out of its batch's."""
+    execution = tracked.execution
+    if execution is None:
+        return {}
+    return {
+        server.job_id: jobs[server.job_id]
+        for wave in execution.waves
+        for server in wave.servers
+        if server.job_id is not None and server.job_id in jobs
+    }
+
+
 # A job's signature before anything of it was seen (evidence.worth_reading).
-_NOTHING_SEEN: tuple[str, tuple[tuple[str, str], ...]] = (JobStatus.PENDING.value, ())
+_NOTHING_SEEN: Signature = (JobStatus.PENDING.value, ())
 
 
 async def in_turn(items: list[T], *, workers: int, work: Callable[[T], Awaitable[None]]) -> None:
-    """``work`` on each of ``items``, in order, by at most ``workers`` coroutines at once."""
-    queue = iter(items)
+    """``work`` on each of ``items``, in order, by at most ``workers`` coroutines at once.
+    ``items`` is consumed: each is let go once its work is done, not with the last (a
+    batch's answers for an execution are freed as soon as it is written)."""
+    items.reverse()
 
     async def worker() -> None:
-        for item in queue:
-            await work(item)
+        while items:
+            await work(items.pop())
 
     await asyncio.gather(*(worker() for _ in range(min(workers, len(items)))))
 
@@ -247,10 +263,14 @@ class Poller:
             # A few writers per batch take its executions in turn: a batch of 10,000 (a
             # restart at W10k) does not wait as 10,000 tasks on the write semaphore
             # (about 2 KB each), and the writes of batches in flight share the table.
+            # Each execution takes its own jobs' answers, and the batch's are let go: at
+            # W10k the batches waiting for their writes held 100,000 jobs' answers.
+            own = [(tracked, _own_jobs(tracked, jobs)) for tracked in members]
+            jobs.clear()
             await in_turn(
-                members,
+                own,
                 workers=self.max_concurrent_writes,
-                work=lambda tracked: write_back(tracked, jobs, seen, now),
+                work=lambda entry: write_back(entry[0], entry[1], seen, now),
             )
         finally:
             for tracked in members:

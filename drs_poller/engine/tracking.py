@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from drs_poller.clients.dynamodb import REVISION
 from drs_poller.core.completion import Outcome, server_outcome
 from drs_poller.core.drs_events import item_routes
-from drs_poller.core.evidence import JobLog, stalled_servers
+from drs_poller.core.evidence import JobLog, Signature, stalled_servers
 from drs_poller.core.models import (
     Execution,
     LaunchActionsLookup,
@@ -47,7 +47,7 @@ class LogRead:
     looked like then (:attr:`LogWatch.signature`), when (monotonic), and whether the
     read failed. One for each job an execution tracks: kept small."""
 
-    signature: tuple[str, tuple[tuple[str, str], ...]]
+    signature: Signature
     at: float
     failed: bool = False
 

@@ -24,6 +24,7 @@ from drs_poller.core.evidence import (
     evidence_news,
     job_log_of,
     judge_target,
+    log_watches,
     parse_time,
     stall_of,
     stall_phase,
@@ -801,7 +802,38 @@ def test_a_running_servers_timeline_is_written_once_with_the_write_that_ends_it(
     ],
 )
 def test_a_job_log_is_worth_reading_at_a_result_not_at_a_step(before, after, read):
-    assert worth_reading(before, after) is read
+    # The table names the servers; a signature lists their statuses in id order.
+    def signature(named):
+        job, servers = named
+        return (job, tuple(status for _, status in sorted(servers)))
+
+    assert worth_reading(signature(before), signature(after)) is read
+
+
+def test_log_watches_give_each_job_its_status_signature_and_stall_moment():
+    jobs = {
+        JOB: _job(JobStatus.STARTED, participant("s-2"), participant("s-1", LaunchStatus.LAUNCHED)),
+        "drsjob-2": replace(
+            job_view(JobStatus.STARTED, participant("s-3"), job="drsjob-2"), created=iso(T0)
+        ),
+    }
+    item = _item(
+        _server("s-2"),
+        _server("s-1", LaunchTime=Decimal(T0 + 60)),
+        {**_server("s-3"), "RecoveryJobId": "drsjob-2"},
+    )
+    logs = {"drsjob-2": JobLog("drsjob-2", {"s-3": ServerLog(marks={"SnapshotStart": T0 + 30})})}
+
+    watches = log_watches(parse_execution(item), jobs, logs=logs, bounds=BOUNDS)
+
+    first, second = watches[JOB], watches["drsjob-2"]
+    assert first.signature == ("STARTED", ("LAUNCHED", "NONE"))  # s-1, then s-2
+    assert (first.unlaunched, first.stall_from) == (True, T0 + 2 + 600)  # nothing logged
+    assert second.signature == ("STARTED", ("NONE",))
+    assert (second.unlaunched, second.stall_from) == (True, T0 + 30 + 600)
+    # Equal signatures are one object, however many jobs hold them.
+    again = log_watches(parse_execution(item), jobs, logs=logs, bounds=BOUNDS)
+    assert again["drsjob-2"].signature is second.signature
 
 
 def test_jobs_first_seen_together_are_read_spread_over_the_interval():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 import pytest
 
@@ -39,3 +40,23 @@ async def test_each_item_once_in_order_and_never_more_than_the_workers(
     assert started == list(range(items))
     assert peak == most_at_once
     assert len(asyncio.all_tasks()) == tasks_before
+
+
+async def test_each_item_is_let_go_once_its_work_is_done() -> None:
+    # A batch's answers for an execution are freed when it is written, not with the last.
+    class Answers:
+        pass
+
+    items = [Answers() for _ in range(5)]
+    refs = [weakref.ref(item) for item in items]
+    alive_at_last: list[int] = []
+
+    async def work(item: Answers) -> None:
+        if item is refs[-1]():
+            alive_at_last.extend(n for n, ref in enumerate(refs) if ref() is not None)
+        await asyncio.sleep(0)
+
+    await in_turn(items, workers=1, work=work)
+
+    assert items == []
+    assert alive_at_last == [4]
