@@ -309,6 +309,18 @@ def log_watches(
     }
 
 
+def active_jobs(execution: Execution) -> set[str]:
+    """The job ids of this execution's servers still active (not ended): the only jobs
+    whose logs its evidence can still use (an ended server keeps what it was written
+    with, and its failure reason was taken with the write that failed it)."""
+    return {
+        server.job_id
+        for wave in execution.waves
+        for server in wave.servers
+        if server.job_id and server_outcome(server, execution.mode_of(wave)) is Outcome.ACTIVE
+    }
+
+
 # The phases before a launch result, in the order DRS goes through them.
 _BEFORE_LAUNCH: Final = (StallPhase.SNAPSHOT, StallPhase.CONVERSION, StallPhase.LAUNCH)
 

@@ -249,6 +249,35 @@ async def test_a_job_first_seen_past_its_stall_bound_is_read_at_once(world):
     assert server["Stalled"] == {"Phase": "CONVERSION", "Since": int(start), "BoundSeconds": 600}
 
 
+async def test_the_log_of_a_job_whose_servers_ended_is_let_go(world):
+    first = world.job(
+        [S1],
+        [(0, "STARTED", {S1: ServerSnapshot("IN_PROGRESS")}), (600, "COMPLETED", {S1: launched()})],
+    )
+    second = world.job(
+        [S2],
+        [(0, "STARTED", {S2: ServerSnapshot("IN_PROGRESS")}), (900, "COMPLETED", {S2: launched()})],
+    )
+    await world.put_spec(
+        world.spec("ex", [(REGION, [ServerSpec(S1, first), ServerSpec(S2, second)])])
+    )
+    daemon = await world.daemon()
+    start = world.clock.time()
+    while world.clock.time() < start + 700:
+        await world.step(daemon, 15)
+
+    ended, running = servers_of(await world.get("ex"))
+    assert (ended["Status"], running["Status"]) == ("LAUNCHED", "IN_PROGRESS")
+    assert "Timeline" in ended
+    (tracked,) = daemon.state.tracked.values()
+    assert set(tracked.job_log_reads) == {second}  # the first job's servers all ended
+    assert first not in tracked.job_logs
+
+    item = await world.run_until_final(daemon, "ex", step=15)
+    assert item["Status"] == "COMPLETED"
+    assert servers_of(item)[0]["Timeline"] == ended["Timeline"]  # kept as written
+
+
 async def test_a_job_log_that_cannot_be_read_degrades_only_the_evidence(world):
     job = world.job(
         [S1],
