@@ -24,7 +24,7 @@ from drs_poller.clients.sqs import SqsAdapter, queue_account, queue_label, queue
 from drs_poller.clients.stepfunctions import StepFunctionsAdapter
 from drs_poller.core.events_out import ReportLocation
 from drs_poller.engine.answering import Answerer
-from drs_poller.engine.discovery import Discoverer
+from drs_poller.engine.discovery import FETCH_CONCURRENCY, Discoverer
 from drs_poller.engine.dispatching import Dispatcher
 from drs_poller.engine.hints import WAIT_SECONDS, EventListener
 from drs_poller.engine.leasing import LeaseKeeper, default_replica_id
@@ -204,7 +204,7 @@ def build_components(
         interval=settings.discovery_interval,
         full_interval=settings.full_discovery_interval,
         jobs_per_shard=settings.shard_jobs,
-        fetch_concurrency=settings.max_concurrent_writes,
+        fetch_concurrency=min(settings.max_concurrent_writes, FETCH_CONCURRENCY),
     )
     dispatcher = Dispatcher(
         state=state,
