@@ -183,9 +183,10 @@ class Poller:
         self._unresolved: dict[str, float] = {}
         # Sends task-token answers and heartbeats (contract §5); the daemon sets it.
         self.answerer: Answerer | None = None
-        # A job whose servers have not all launched has its log read again this often
-        # even when DescribeJobs shows no change (DRS_POLLER_STALL_CHECK_INTERVAL).
+        # Workers for a batch's job-log reads and launch-action lists.
         self.max_concurrent_calls = max_concurrent_calls
+        # A job with a server not launched, once a stall could be declared, has its log
+        # read again this often (DRS_POLLER_STALL_CHECK_INTERVAL).
         self.stall_check_interval = stall_check_interval
         # Puts the drill report of each execution this poller finalizes (docs/report.md).
         self.reporter: ReportPublisher | None = None
@@ -410,8 +411,8 @@ class Poller:
         model), since its evidence is written complete with the write that ends it
         (contract §1); the job's end (read once); a job in which DRS now fails a server,
         for its Error; and, for a job with a server not launched yet, once a stall could
-        be declared and every
-        ``stall_check_interval`` seconds after (``_stall_read_due``). A job or server
+        be declared and every ``stall_check_interval`` seconds after
+        (``_stall_read_due``). A job or server
         moving between the steps before a result (PENDING, STARTED, IN_PROGRESS) is not
         a read of its own: the marks it logs wait for the next read, and the server's
         evidence is written only when it ends (at W10k, with one job a server, these
@@ -509,7 +510,8 @@ class Poller:
     @staticmethod
     def _forget_ended_jobs(tracked: Tracked, execution: Execution) -> None:
         """Let go of the logs (and last reads) of jobs whose servers here have all ended:
-        nothing reads them again (at W10k, half the jobs of the executions held)."""
+        nothing reads them again (an ended server keeps the evidence it was written
+        with)."""
         if not tracked.job_log_reads and not tracked.job_logs:
             return
         active = active_jobs(execution)
@@ -532,8 +534,8 @@ class Poller:
     def _stall_read_due(self, watch: LogWatch, last: LogRead, now: float, wall: float) -> bool:
         """Whether a job with a server not launched yet is read for its stall now. Not
         before a stall could be declared (``watch.stall_from``: its phase's start plus
-        the bound; at W10k, reading every such job each interval was most of the
-        daemon's AWS calls and CPU); then at once, so a stall is confirmed by a fresh
+        the bound; at W10k, reading every such job each interval was 250 of the
+        daemon's 300 AWS calls a second); then at once, so a stall is confirmed by a fresh
         log before it is written, and each interval after, to see it end. Where that
         moment is unknown, each interval."""
         interval_passed = now - last.at >= self.stall_check_interval
