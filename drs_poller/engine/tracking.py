@@ -200,7 +200,7 @@ class Tracked:
 
     def join(self, index: RouteIndex) -> None:
         """Be found by DRS events: keep this execution's routes in ``index`` from now on
-        (only while events come in: at 10,000 executions the index is about 10 MB)."""
+        (only while events come in: at 10,000 executions the index is about 8 MB)."""
         self.index = index
         routes = item_routes(self.item)
         self.routes_hash = hash(routes)
