@@ -261,8 +261,10 @@ class Settings(BaseSettings):
         le=3600,
         description=(
             "Seconds. When a poll changes nothing, LastPolledTime is still written at most this "
-            "often, so a reader can tell a quiet execution from an abandoned one (older than "
-            "this: abandoned). Each such write costs the whole item in write units."
+            "often, counted from the last write (from StartTime before the first), so a reader "
+            "can tell a quiet execution from an abandoned one (LastPolledTime, or StartTime "
+            "without one, older than this: abandoned). Each such write costs the whole item in "
+            "write units."
         ),
     )
 

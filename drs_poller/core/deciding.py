@@ -743,9 +743,14 @@ def decide(
             changes=tuple(changes),
             evidence_error=evidence_error,
         )
-    if (
-        execution.last_polled_time is None
-        or now - execution.last_polled_time >= policy.heartbeat_interval
+    # The heartbeat counts from the last write, or from the execution's start before
+    # the first one: an execution whose first polls change nothing is not written until
+    # a change or HEARTBEAT_INTERVAL after its StartTime (contract §1). A write at first
+    # sight was one in eight of the daemon's write units at W1k, for an execution whose
+    # first change came minutes later anyway.
+    last_written = execution.last_polled_time
+    if now - (execution.start_time if last_written is None else last_written) >= (
+        policy.heartbeat_interval
     ):
         return Decision(
             kind="heartbeat", phase=phase, updates=updates, evidence_error=evidence_error

@@ -191,19 +191,25 @@ async def test_an_unchanged_poll_writes_nothing_until_the_heartbeat(world):
     await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job)])]))
     daemon = await world.daemon(heartbeat_interval=300, interval_pending=45)
     await world.step(daemon)
-    first = await world.get("ex")
-    writes = metric(daemon, "drs_poller_dynamodb_writes_total", {"kind": "state"})
+    seeded = await world.get("ex")
+    # Nothing changed at first sight, and the execution started now: not written (the
+    # heartbeat counts from StartTime until the first write).
+    assert "LastPolledTime" not in seeded
     for _ in range(5):  # 225 s of nothing new
         await world.step(daemon, 45)
-    assert await world.get("ex") == first
-    assert metric(daemon, "drs_poller_polls_total", {"outcome": "unchanged"}) == 5
-    await world.step(daemon, 90)  # past the heartbeat interval
+    assert await world.get("ex") == seeded
+    assert metric(daemon, "drs_poller_polls_total", {"outcome": "unchanged"}) == 6
+    await world.step(daemon, 90)  # 315 s after StartTime: past the heartbeat interval
     item = await world.get("ex")
-    assert item["LastPolledTime"] > first["LastPolledTime"]
+    assert item["LastPolledTime"] == world.clock.time()
     assert servers_of(item)[0]["PollAttempts"] == 7  # 1 + 5 + 1 polls, written late
-    # The first poll's write (the first LastPolledTime) and this one.
+    assert metric(daemon, "drs_poller_dynamodb_writes_total", {"kind": "heartbeat"}) == 1
+    assert metric(daemon, "drs_poller_dynamodb_writes_total", {"kind": "state"}) == 0
+    for _ in range(6):  # then 270 s after that write: not due again
+        await world.step(daemon, 45)
+    assert await world.get("ex") == item
+    await world.step(daemon, 45)  # 315 s after it
     assert metric(daemon, "drs_poller_dynamodb_writes_total", {"kind": "heartbeat"}) == 2
-    assert metric(daemon, "drs_poller_dynamodb_writes_total", {"kind": "state"}) == writes
 
 
 async def test_a_bad_job_id_fails_its_server_and_does_not_blind_the_region(world):
@@ -226,7 +232,10 @@ async def test_a_phase_change_alone_is_not_written_and_the_schedule_still_follow
     """Issue 18: a write for a phase change alone cost the whole item and told a reader
     nothing the next write does not; the schedule keeps the decided phase in memory."""
     job = world.job([S1], [(0, "PENDING", {}), (30, "STARTED", {})])
-    await world.put_spec(world.spec("ex", [(REGION, [ServerSpec(S1, job)])]))
+    # Started 900 s ago: the first poll writes the heartbeat (and the first Phase).
+    await world.put_spec(
+        world.spec("ex", [(REGION, [ServerSpec(S1, job)])], start_time=world.clock.time() - 900)
+    )
     daemon = await world.daemon(heartbeat_interval=900, interval_pending=45, interval_started=15)
     assert await world.step(daemon) == 1
     first = await world.get("ex")

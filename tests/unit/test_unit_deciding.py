@@ -322,8 +322,8 @@ def test_one_server_one_poll(mode, stored, job, expected):
     assert server.get("PostLaunchActionsStatus") == post_launch
     assert ("Error" in server) is has_error
     assert decision.final_status == final
-    # Nothing stored changed (a first poll of a PENDING job): the first LastPolledTime,
-    # a heartbeat; a change of phase alone is not a state write.
+    # Nothing stored changed (a first poll of a PENDING job, 1,000 s after StartTime):
+    # the first LastPolledTime, a heartbeat; a change of phase alone is not a state write.
     # (A server with no Status yet reads as PENDING: no transition.)
     unchanged = stored.get("Status", "PENDING") == status and post_launch is None
     assert decision.kind == ("finalize" if final else "heartbeat" if unchanged else "state")
@@ -891,7 +891,14 @@ KINDS = [
      "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "heartbeat"),
     ("heartbeat 1 ms short", {"Phase": "IN_PROGRESS", "LastPolledTime": NOW - 899.999},
      "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "none"),
-    ("nothing changed, never polled", {"Phase": "IN_PROGRESS"},
+    # Never written: the heartbeat counts from StartTime (NOW - START = 1,000 s here).
+    ("nothing changed, never polled, started 1,000 s ago", {"Phase": "IN_PROGRESS"},
+     "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "heartbeat"),
+    ("nothing changed, never polled, started 899.999 s ago",
+     {"Phase": "IN_PROGRESS", "StartTime": Decimal(f"{NOW - 899.999:.3f}")},
+     "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "none"),
+    ("nothing changed, never polled, started 900 s ago",
+     {"Phase": "IN_PROGRESS", "StartTime": Decimal(f"{NOW - 900:.3f}")},
      "IN_PROGRESS", "IN_PROGRESS", LaunchStatus.IN_PROGRESS, "heartbeat"),
     # A phase change alone is not written (the schedule follows Decision.phase); Phase
     # goes with the next write made for another reason.

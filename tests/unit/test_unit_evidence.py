@@ -557,7 +557,8 @@ def test_a_log_data_timestamp_wins_over_the_stored_point_in_time():
     item = _item(_server("s-1", Status="IN_PROGRESS", RecoveryPointTime=Decimal(T0 - 40)))
     job = _job(JobStatus.STARTED, participant("s-1", LaunchStatus.IN_PROGRESS))
     logs = _log(_ev("CONVERSION_END", T0 + 600, data_timestamp=iso(T0 - 3)))
-    decision = _decide(item, job, now=T0 + 700, logs=logs)
+    # 1,000 s after StartTime: the never-written item's heartbeat is due, so it is written.
+    decision = _decide(item, job, now=T0 + 1000, logs=logs)
     assert decision.updates["Waves"][0]["Servers"][0]["RecoveryPointTime"] == T0 - 3
 
 
@@ -627,7 +628,8 @@ def test_a_server_that_had_ended_is_frozen(status):
         participant("s-1", LaunchStatus.LAUNCHED),
         participant("s-2", LaunchStatus.IN_PROGRESS),
     )
-    decision = _decide(item, job, now=T0 + 100)
+    # 1,000 s after StartTime, so that the never-written item's heartbeat writes it.
+    decision = _decide(item, job, now=T0 + 1000)
     written = decision.updates["Waves"][0]["Servers"][0]
     assert {
         k: v for k, v in written.items() if k not in ("LastPolledTime", "PollAttempts")
