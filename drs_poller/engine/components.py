@@ -115,6 +115,7 @@ def build_components(
         tombstone_seconds=3 * settings.discovery_interval,
         route_events=bool(settings.events_queue_url),
     )
+    metrics.refresh_on_collect(lambda: state.refresh_gauges(wall=clock.time()))
     poller = Poller(
         drs=DrsAdapter(clients=clients, caller=caller),
         ec2=Ec2Adapter(clients=clients, caller=caller),

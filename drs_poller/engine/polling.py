@@ -280,7 +280,6 @@ class Poller:
             # The dispatcher may be asleep on an empty queue: these are due again soon.
             self.state.wakeup.set()
             self.metrics.last_poll.set(self.clock.time())
-            self.state.refresh_gauges(wall=self.clock.time())
 
     # --- DRS, batched per place (account, region) ------------------------------------
 

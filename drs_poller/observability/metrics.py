@@ -23,7 +23,9 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Iterator, Mapping
+
+    from prometheus_client.metrics_core import Metric
 
 _PREFIX = "drs_poller_"
 
@@ -98,12 +100,32 @@ def _package_version() -> str:
         return "unknown"
 
 
+class _BeforeCollect:
+    """A collector that exports nothing and runs a hook each time the registry is
+    collected (a scrape, or a test reading a sample). Registered first, so that the
+    gauges the hook sets are collected after it: a ``CollectorRegistry`` collects in
+    registration order (tests/observability/test_obs_metrics.py checks it)."""
+
+    def __init__(self) -> None:
+        self.hook: Callable[[], None] | None = None
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to describe; without it, registering would collect
+
+    def collect(self) -> Iterator[Metric]:
+        if self.hook is not None:
+            self.hook()
+        return iter(())
+
+
 class Metrics:
     """Every metric family the poller exports, registered on :attr:`registry`."""
 
     def __init__(self, *, version: str | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
+        self._before_collect = _BeforeCollect()
+        reg.register(self._before_collect)
         ProcessCollector(registry=reg)
         PlatformCollector(registry=reg)
         GCCollector(registry=reg)
@@ -499,6 +521,12 @@ class Metrics:
         phases only: the label set stays bounded whatever an item holds)."""
         for phase in STALL_PHASES:
             self.stalled_servers.labels(phase).set(counts.get(phase, 0))
+
+    def refresh_on_collect(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` before each collection: gauges computed from the engine's state
+        are set when they are read, not after every batch of polls (at 10,000
+        executions, a pass over them after every batch was 1.7 % of the daemon's CPU)."""
+        self._before_collect.hook = hook
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition of this registry and its content type."""

@@ -23,6 +23,7 @@ from harness import REGION, ServerSnapshot, metric, server_id, servers_of
 from drs_poller.clients.calling import AwsCallError
 from drs_poller.core.backoff import ErrorKind
 from drs_poller.engine.daemon import StartupError
+from drs_poller.engine.discovery import BACKGROUND_FETCH_CONCURRENCY, FETCH_CONCURRENCY
 from drs_poller.engine.tracking import queue_name
 from drs_poller.local.items import ServerSpec
 from drs_poller.local.table import index_projection_definition
@@ -474,3 +475,35 @@ async def test_batch_get_items_read_as_botocore_parses_them_binary_included(worl
         expected = await world.get(execution_id)  # GetItem through boto3's own parser
         assert found[(execution_id, "plan-local")] == expected
     assert found[("ex-binary", "plan-local")]["Blob"] == b"\x00\xffdata"
+
+
+@pytest.mark.parametrize("projection", ["KEYS_ONLY"])
+async def test_a_full_pass_reads_one_request_at_a_time_once_executions_are_polled(
+    world, projection, monkeypatch
+):
+    """At start-up a full pass reads with FETCH_CONCURRENCY requests in flight; once
+    executions are polled, a full pass is background work and reads one at a time, so
+    that decoding its answers does not take the event loop from the polls."""
+    monkeypatch.setattr("drs_poller.engine.discovery.BATCH_GET_LIMIT", 2)
+    for n in range(8):
+        await put_running(world, f"ex{n}")
+    daemon = await world.daemon(full_discovery_interval=300, discovery_interval=30)
+    get_many = daemon.store.get_many
+    in_flight = peak = 0
+
+    async def counting(keys: Any, *, consistent: bool = True) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await get_many(keys, consistent=consistent)
+        finally:
+            in_flight -= 1
+
+    daemon.store.get_many = counting
+    assert await daemon.discover_once() == 8  # start-up: 4 requests of 2 items
+    assert peak == FETCH_CONCURRENCY
+    peak = 0
+    await world.step(daemon, 300)  # the next full pass, with 8 executions tracked
+    assert peak == BACKGROUND_FETCH_CONCURRENCY == 1
+    assert len(daemon.state.tracked) == 8

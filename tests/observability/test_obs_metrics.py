@@ -200,3 +200,26 @@ def test_evidence_series_start_at_zero_and_stay_bounded() -> None:
     assert sample("drs_poller_stalled_servers", {"phase": "SOMETHING_AN_ITEM_HELD"}) is None
     metrics.set_stalled({})
     assert sample("drs_poller_stalled_servers", {"phase": "CONVERSION"}) == 0
+
+
+def test_the_state_gauges_are_set_when_read() -> None:
+    """The engine's gauges are computed by the hook at each collection, before the
+    gauges themselves are collected: a scrape, or a read of one sample, sees what the
+    hook set at that moment."""
+    metrics = Metrics()
+    calls = 0
+
+    def hook() -> None:
+        nonlocal calls
+        calls += 1
+        metrics.overdue.set(calls)
+        metrics.set_stalled({"LAUNCH": calls})
+
+    metrics.refresh_on_collect(hook)
+    assert calls == 0  # registering it collected nothing
+    assert metrics.registry.get_sample_value("drs_poller_overdue_executions") == 1
+    assert metrics.registry.get_sample_value("drs_poller_stalled_servers", {"phase": "LAUNCH"}) == 2
+    body, _ = metrics.render()
+    assert calls == 3
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert families["drs_poller_overdue_executions"].samples[0].value == 3
