@@ -32,11 +32,13 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import orjson
 from aiobotocore.config import AioConfig
 from aiobotocore.httpsession import AIOHTTPSession
 from botocore.context import get_context
 from botocore.exceptions import BotoCoreError
 from botocore.httpsession import create_urllib3_context, get_cert_path
+from botocore.validate import ParamValidationDecorator
 
 if TYPE_CHECKING:
     import ssl
@@ -123,6 +125,21 @@ _FAST_MEMBERS = {
 }
 
 
+def _json_object(body: bytes | bytearray, *, operation: str) -> Any:
+    """The body's JSON, decoded by orjson. At W10k, json.loads was 12 % of the daemon's
+    profile samples (DescribeJobs answers above all); for a 1 MB answer of 1,000 jobs,
+    orjson took 2.5 to 2.7 ms where json.loads took 3.4 ms. What orjson refuses and the
+    standard library reads (an integer past 64 bits) is read by the standard library;
+    what neither reads is damaged."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise DamagedResponseError(operation=operation, problem="body is not JSON") from None
+
+
 def check_response_body(
     *,
     operation_model: Any,
@@ -144,10 +161,7 @@ def check_response_body(
         raise DamagedResponseError(operation=operation, problem="x-amz-crc32 does not match")
     if not body.strip():
         return
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        raise DamagedResponseError(operation=operation, problem="body is not JSON") from None
+    parsed = _json_object(body, operation=operation)
     if not isinstance(parsed, dict):
         raise DamagedResponseError(operation=operation, problem="body is not a JSON object")
     member = _FAST_MEMBERS.get((operation_model.service_model.service_name, operation_model.name))
@@ -201,8 +215,10 @@ def plain_json_bodies(client: Any, service: str) -> None:
     ``BaseClient._serializer``, a private attribute; the version is pinned in
     requirements/lock.txt). Only DynamoDB has operations it changes, and only a client
     that does not validate its parameters (:func:`client_config`) is changed: the
-    wrapper asks botocore for the request of empty parameters."""
-    validates = getattr(client.meta.config, "parameter_validation", True)
+    wrapper asks botocore for the request of empty parameters. (Such a client's
+    serializer is not a ``ParamValidationDecorator``; its ``meta.config`` still says
+    ``parameter_validation`` True.)"""
+    validates = isinstance(client._serializer, ParamValidationDecorator)  # noqa: SLF001
     if not validates and any(owner == service for owner, _ in _PLAIN_BODIES):
         client._serializer = PlainJsonBodies(client._serializer, service)  # noqa: SLF001
 

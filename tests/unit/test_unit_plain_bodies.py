@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
+import aioboto3
 import botocore.session
 import pytest
-from botocore.config import Config
 from botocore.serialize import create_serializer
 
-from drs_poller.clients.aws import PlainJsonBodies, plain_json_bodies
+from drs_poller.clients.aws import ClientPool, PlainJsonBodies, plain_json_bodies
 from drs_poller.clients.dynamodb import to_wire
+from drs_poller.settings import load_settings
 
 SERVICE = botocore.session.get_session().get_service_model("dynamodb")
 
@@ -89,7 +89,6 @@ def test_other_operations_go_through_botocore() -> None:
 class _Client:
     def __init__(self, *, validates: bool) -> None:
         self._serializer = create_serializer("json", include_validation=validates)
-        self.meta = SimpleNamespace(config=Config(parameter_validation=validates))
 
 
 @pytest.mark.parametrize(
@@ -102,3 +101,23 @@ def test_only_dynamodb_clients_without_validation_are_given_plain_bodies(
     client = _Client(validates=validates)
     plain_json_bodies(client, service)
     assert isinstance(client._serializer, PlainJsonBodies) is wrapped
+
+
+async def test_the_daemons_clients_get_plain_bodies_and_a_cached_user_agent() -> None:
+    """Through the ClientPool, as the daemon makes its clients (no call is made)."""
+    settings = load_settings(table_name="executions")
+    session = aioboto3.Session(aws_access_key_id="x", aws_secret_access_key="y")
+    pool = ClientPool(
+        session=session,
+        settings=settings,
+        endpoints={"dynamodb": "http://127.0.0.1:9", "drs": "http://127.0.0.1:9"},
+    )
+    try:
+        dynamodb = await pool.get("dynamodb", "us-east-1")
+        drs = await pool.get("drs", "us-east-1")
+        assert isinstance(dynamodb._serializer, PlainJsonBodies)
+        assert not isinstance(drs._serializer, PlainJsonBodies)
+        for client in (dynamodb, drs):
+            assert "to_string" in vars(client._user_agent_creator)  # cache_user_agent's
+    finally:
+        await pool.aclose()
