@@ -14,8 +14,17 @@ asking the time) for every message it sends and every message it receives: its
 against the retention period through them. A burst of launch results (thousands within
 seconds at W1k) then made each receive slower the longer the queue grew, and the queue
 never drained. Here the three approximate counts are remembered for a second (AWS calls
-them approximate too), and the retention check reads the retention period alone. What
-moto answers is otherwise unchanged. Nothing else of moto is changed.
+them approximate too), and the retention check reads the retention period alone.
+
+moto 5.1's SQS also lists every visible message of the queue for each receive (asking
+the time twice a message), and scans the queue twice for each message it deletes. At
+W10k the events queue then fell behind its publisher: 20,000 messages waited, each
+receive and delete scanned them all, the moto server used a whole core, and events
+were put up to 487 s late. Here a receive from a standard queue without a dead-letter
+queue takes the oldest visible messages and stops, and a delete stops at the message
+it deletes (the oldest, as a consumer deletes what it received); both give moto's
+answers (``tests/benchmarks/test_bench_moto.py``). What moto answers is otherwise
+unchanged. Nothing else of moto is changed.
 
 Run as ``python -m benchmarks.moto_server`` with moto server's own arguments.
 """
@@ -24,14 +33,16 @@ from __future__ import annotations
 
 import re
 import time
+from copy import deepcopy
 from typing import Any
 
 from botocore.utils import merge_dicts
-from moto.core.utils import unix_time
+from moto.core.utils import unix_time, unix_time_millis
 from moto.dynamodb.models import dynamo_type
 from moto.dynamodb.models.utilities import find_nested_key
 from moto.server import main
-from moto.sqs.models import Message, Queue, SQSBackend
+from moto.sqs.exceptions import ReceiptHandleIsInvalid
+from moto.sqs.models import Message, Queue, SQSBackend, _filter_message_attributes
 
 _INDEXED = re.compile(r"(.+)\[(\d+)\]$")
 
@@ -118,11 +129,73 @@ def retained(self: SQSBackend, queue_name: str, message: Message) -> bool:
     return bool(int(queue.message_retention_period) + sent / 1000 > unix_time())
 
 
+_receive_message = SQSBackend.receive_message
+
+
+def receive_message(  # noqa: PLR0917 - moto's signature
+    self: SQSBackend,
+    queue_name: str,
+    count: int,
+    wait_seconds_timeout: int,
+    visibility_timeout: int,
+    message_attribute_names: list[str] | None = None,
+) -> list[Message]:
+    """moto's ReceiveMessage for a standard queue without a dead-letter queue, taking
+    the oldest visible messages and stopping at ``count`` (moto lists every visible
+    message first). FIFO queues and redrive go to moto's own."""
+    queue: Any = self.get_queue(queue_name)
+    if queue.fifo_queue or queue.dead_letter_queue is not None:
+        return _receive_message(  # type: ignore[no-any-return]
+            self, queue_name, count, wait_seconds_timeout, visibility_timeout,
+            message_attribute_names,
+        )  # fmt: skip
+    names = message_attribute_names or []
+    polling_end = unix_time() + wait_seconds_timeout
+    while True:
+        now = unix_time_millis()
+        result: list[Message] = []
+        for message in list(queue._messages):  # noqa: SLF001 - moto's queue, patched here
+            # moto's Message.visible and Message.delayed, with the time asked once.
+            if not now > message.visible_at or now < message.delayed_until:
+                continue
+            queue.pending_messages.discard(message)  # visible again: its receiver timed out
+            queue.pending_messages.add(message)
+            message.mark_received(visibility_timeout=visibility_timeout)
+            copy = deepcopy(message)
+            _filter_message_attributes(copy, names)
+            if not self.is_message_valid_based_on_retention_period(queue_name, message):
+                break
+            result.append(copy)
+            if len(result) >= count:
+                break
+        remaining = polling_end - unix_time()
+        if result or not wait_seconds_timeout or remaining <= 0:
+            return result
+        lock = queue._messages_lock  # noqa: SLF001 - add_message notifies it
+        with lock:
+            lock.wait(timeout=min(1.0, remaining))
+
+
+def delete_message(self: Queue, receipt_handle: str) -> None:
+    """moto's Queue.delete_message, in one pass that stops at the message it deletes."""
+    if receipt_handle in self.deleted_messages:
+        return  # already deleted: moto accepts it again
+    for index, message in enumerate(self._messages):
+        if message.had_receipt_handle(receipt_handle):
+            del self._messages[index]
+            self.pending_messages.discard(message)
+            self.deleted_messages.update(message.all_receipt_handles)
+            return
+    raise ReceiptHandleIsInvalid
+
+
 def patch() -> None:
     dynamo_type.Item.project = project_once  # type: ignore[method-assign]
     for name in _COUNTS:
         setattr(Queue, name, _remembered(name))
     SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

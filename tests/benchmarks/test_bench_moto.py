@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
@@ -84,3 +85,46 @@ def test_the_sqs_counts_are_remembered_a_second_and_the_retention_check_is_uncha
         )
     assert backend.is_message_valid_based_on_retention_period("q", fresh)
     assert not backend.is_message_valid_based_on_retention_period("q", old)
+
+
+def _sqs_run(receive: Any, delete: Any) -> list[Any]:
+    """One story of a standard queue through ``receive`` and ``delete``: what each step
+    answered (bodies received, errors raised)."""
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid  # noqa: PLC0415 - test-local
+    from moto.sqs.models import SQSBackend  # noqa: PLC0415
+
+    backend = SQSBackend(region_name="us-east-1", account_id="123456789012")
+    backend.create_queue("q")
+    queue = backend.get_queue("q")
+    seen: list[Any] = []
+    for n in range(6):
+        backend.send_message("q", f"m{n}", delay_seconds=30 if n == 4 else 0)
+    first = receive(backend, "q", 2, 0, 30)
+    seen.append([m.body for m in first])
+    seen.append([m.body for m in receive(backend, "q", 10, 0, 30)])  # not m0, m1; not m4
+    seen.append([m.body for m in receive(backend, "q", 10, 0, 30)])  # all in flight
+    delete(queue, first[0].receipt_handle)
+    delete(queue, first[0].receipt_handle)  # again: accepted
+    try:
+        delete(queue, "not-a-handle")
+    except ReceiptHandleIsInvalid:
+        seen.append("invalid")
+    for message in queue._messages:  # every visibility timeout runs out
+        message.visible_at = 0
+    seen.append([m.body for m in receive(backend, "q", 10, 0, 30)])
+    seen.append(sorted(m.body for m in queue._messages))
+    seen.append(len(queue.pending_messages))
+    return seen
+
+
+def test_the_sqs_receive_and_delete_give_motos_answers():
+    from moto.sqs.models import Queue, SQSBackend  # noqa: PLC0415 - test-local
+
+    from benchmarks import moto_server  # noqa: PLC0415
+
+    motos = _sqs_run(SQSBackend.receive_message, Queue.delete_message)
+    ours = _sqs_run(moto_server.receive_message, moto_server.delete_message)
+    assert ours == motos
+    assert motos[:3] == [["m0", "m1"], ["m2", "m3", "m5"], []]
+    assert motos[3] == "invalid"
+    assert motos[4] == ["m1", "m2", "m3", "m5"]  # m4 is still delayed
