@@ -551,8 +551,12 @@ async def run_tracker(  # noqa: C901, PLR0912, PLR0915 - one run, start to figur
             events_queue_url = await create_events_queue(
                 session, endpoint_url=sqs_moto_url, region=REGIONS[0], name=table
             )
-            planned, dropped = plan_events(seeded, EVENT_VARIANTS[tracker], seed=seed)
-            event_counts = EventCounts(planned=len(planned) + dropped, dropped=dropped)
+            planned, dropped, before = plan_events(
+                seeded, EVENT_VARIANTS[tracker], seed=seed, since=start
+            )
+            event_counts = EventCounts(
+                planned=len(planned) + dropped, dropped=dropped, before_start=before
+            )
             publisher = asyncio.create_task(
                 publish_events(
                     session,
