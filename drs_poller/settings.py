@@ -252,7 +252,9 @@ class Settings(BaseSettings):
         le=60,
         description=(
             "Seconds. Executions due within this window of the first due one are polled "
-            "together (early, never late), so one DescribeJobs call per region serves them all."
+            "together (early, never late), so one DescribeJobs call per region serves them all. "
+            "A DRS event pulls the executions it concerns forward to half this window after it "
+            "arrives, so that the events of a burst are polled together."
         ),
     )
     heartbeat_interval: float = Field(

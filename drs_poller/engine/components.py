@@ -275,6 +275,7 @@ def _listener_from(
         clock=clock,
         account=queue_account(queue_url),
         queue=queue_label(queue_url),
+        hint_delay=settings.coalesce_window / 2,
         rng=rng,
     )
     return listener, clients

@@ -312,3 +312,33 @@ async def test_a_lost_event_costs_latency_only_and_a_duplicate_one_poll(world, m
 
         assert await world.step(daemon, 5) == 1  # its interval is up: polling finds it
         assert (await world.get("ex-lost"))["Status"] == "COMPLETED"
+
+
+async def test_events_half_a_window_apart_are_polled_together(world, moto_url):
+    """An event pulls its execution forward to half COALESCE_WINDOW after it arrives:
+    events that arrive within that half window of each other are polled in one batch,
+    one DescribeJobs, not one each."""
+    servers = [server_id(200 + n) for n in range(3)]
+    for n, s in enumerate(servers):
+        job = world.job([s], [(0, "PENDING", {})])
+        await world.put_spec(world.spec(f"ex-half-{n}", [(REGION, [ServerSpec(s, job)])]))
+    async with events_queue(world, moto_url) as (sqs, url):
+        daemon, listener = await listening_daemon(world, url, moto_url, coalesce_window=2.0)
+        assert listener.hint_delay == 1.0
+        assert await world.step(daemon) == 3  # discovered and polled: PENDING, next in 45 s
+        world.clock.advance(10)
+        world.drs.reset_calls()
+        names = [queue_name(f"ex-half-{n}", "plan-local") for n in range(3)]
+
+        await send(sqs, url, drs_event(servers=(servers[0],)))
+        assert await listener.turn()
+        arrived = world.clock.monotonic()
+        assert daemon.state.queue.due_at(names[0]) == arrived + 1.0
+        assert await world.dispatch(daemon) == 0  # not yet: the other events may come
+        world.clock.advance(0.5)
+        await send(sqs, url, drs_event(servers=(servers[1],)), drs_event(servers=(servers[2],)))
+        assert await listener.turn()
+        assert daemon.state.queue.due_at(names[1]) == arrived + 1.5
+        world.clock.advance(0.5)  # the first event's half window has passed
+        assert await world.dispatch(daemon) == 3  # all three, coalesced
+        assert world.drs.count("DescribeJobs") == 1
