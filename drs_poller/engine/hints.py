@@ -108,7 +108,7 @@ class EventListener:
         # coalesce window), not to the moment it arrives: the events of a burst are then
         # polled in one batch, one DescribeJobs per place, as the coalesce window intends.
         # At W10k with events delivered on time, a poll at each arrival made DescribeJobs
-        # 4,230 calls in five minutes (746 without events).
+        # 4,230 calls in five minutes; half a window later, 970.
         self.hint_delay = hint_delay
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.reachable = metrics.events_queue_reachable.labels(queue)
