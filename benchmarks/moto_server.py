@@ -158,8 +158,7 @@ def receive_message(  # noqa: PLR0917 - moto's signature
             # moto's Message.visible and Message.delayed, with the time asked once.
             if not now > message.visible_at or now < message.delayed_until:
                 continue
-            queue.pending_messages.discard(message)  # visible again: its receiver timed out
-            queue.pending_messages.add(message)
+            queue.pending_messages.add(message)  # a set: a timed-out receive is in it already
             message.mark_received(visibility_timeout=visibility_timeout)
             copy = deepcopy(message)
             _filter_message_attributes(copy, names)
