@@ -579,9 +579,14 @@ def _run() -> int:
     import aioboto3  # noqa: PLC0415 - fast --help
 
     # contract §4 names AWS_REGION; botocore reads only AWS_DEFAULT_REGION and profiles.
+    from drs_poller.engine import collector  # noqa: PLC0415 - see the imports above
+
     session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
     try:
-        return _run_coroutine(_run_daemon(Daemon(settings, session=session)))
+        daemon = Daemon(settings, session=session)
+        # Before the first poll: what exists now lives as long as the process.
+        collector.tune()
+        return _run_coroutine(_run_daemon(daemon))
     except StartupError as error:
         print(f"drs-poller: {error}", file=sys.stderr)  # noqa: T201 - a start-up message
         return EXIT_CONFIG
