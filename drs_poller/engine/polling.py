@@ -115,7 +115,9 @@ class HeldBack:
     for the same span, so the order in which they were (last) held is the order in
     which they expire, and letting the expired go costs only them. (A dict swept whole
     at every batch once it held over 1,000 keys was 2.4 % of the daemon's profile
-    samples at W10k.)"""
+    samples at W10k.) Batches in flight together hold keys with times a few seconds
+    apart, not always in order: a key is then let go up to that much later than its
+    span, never sooner."""
 
     def __init__(self, span: float) -> None:
         self._span = span

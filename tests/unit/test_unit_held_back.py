@@ -39,3 +39,16 @@ def test_expiring_stops_at_the_first_key_still_held() -> None:
     assert len(held) == 499
     assert "ri-500" not in held
     assert "ri-501" in held
+
+
+def test_a_key_held_out_of_order_is_never_let_go_before_its_span() -> None:
+    # Two batches in flight: the later one's key is held first.
+    held = HeldBack(300.0)
+    held.hold("ri-later", 101.0)
+    held.hold("ri-earlier", 100.0)
+    held.expire(399.999)
+    assert "ri-earlier" in held
+    assert "ri-later" in held
+    # Let go by the end of the later key's span at most.
+    held.expire(401.0)
+    assert len(held) == 0
