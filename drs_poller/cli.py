@@ -578,9 +578,9 @@ def _run() -> int:
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     import aioboto3  # noqa: PLC0415 - fast --help
 
-    # contract §4 names AWS_REGION; botocore reads only AWS_DEFAULT_REGION and profiles.
     from drs_poller.engine import collector  # noqa: PLC0415 - see the imports above
 
+    # contract §4 names AWS_REGION; botocore reads only AWS_DEFAULT_REGION and profiles.
     session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
     try:
         daemon = Daemon(settings, session=session)
